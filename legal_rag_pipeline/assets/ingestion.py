@@ -1,0 +1,161 @@
+"""The four ingestion assets: wiring and reporting only; the work is in ingest.py.
+
+Every asset is partitioned by source file and processes all the partitions of a run in one step
+(single-run backfill), so one run can carry many files and keep embedding batches full. The first
+three assets record every file of the run (with ``status`` and, when it failed, ``error`` and
+``fix``) so that the next stage runs; ``qdrant_collection`` records only the files that reached
+the collection and fails the run at the end naming the files that did not, so those show as failed
+partitions in the UI while every other file is searchable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+
+from .. import ingest
+from ..artifacts import StageOutcome
+from ..errors import PipelineError
+from ..partitions import source_files
+from ..reporting import outcome_metadata, summary_markdown
+from ..resources.data_folder import DataFolder
+from ..resources.embeddings import Embedder
+from ..resources.qdrant import QdrantStore
+from . import checks
+
+GROUP = "ingestion"
+WRITER_POOL = "qdrant_writer"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome]) -> dg.MaterializeResult:
+    for outcome in outcomes:
+        context.add_asset_metadata(outcome_metadata(outcome), partition_key=outcome.source)
+        if outcome.status == "failed":
+            context.log.warning(f"{outcome.source}: {outcome.error}: {outcome.fix}")
+    failed = sum(o.status == "failed" for o in outcomes)
+    context.log.info(f"{context.asset_key.to_user_string()}: {len(outcomes) - failed} files ok, {failed} failed")
+    return dg.MaterializeResult()
+
+
+@dg.asset(
+    partitions_def=source_files,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"python", "file"},
+    description="Each source file decoded to UTF-8 records (text, or question/answer rows), with its SHA-256.",
+)
+def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
+    outcomes = [
+        ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id)
+        for key in context.partition_keys
+    ]
+    return _report(context, outcomes)
+
+
+@dg.asset(
+    partitions_def=source_files,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"python"},
+    deps=[raw_documents],
+    description="Unicode NFC, clean whitespace, then chunks: one per Q&A row, one per article (Điều) "
+    "split at clauses (khoản) and points (điểm) to fit the model's token budget.",
+)
+def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
+    outcomes = [
+        ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget)
+        for key in context.partition_keys
+    ]
+    return _report(context, outcomes)
+
+
+@dg.asset(
+    partitions_def=source_files,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"huggingface"},
+    deps=[normalized_records],
+    description="Dense vectors for new or changed chunks, saved per file before anything is written to "
+    "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks.",
+)
+def embedding_batches(
+    context: dg.AssetExecutionContext, data_folder: DataFolder, embedder: Embedder
+) -> dg.MaterializeResult:
+    if not embedder.enabled():
+        context.log.warning(
+            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
+        )
+    outcomes = ingest.embed_stage(list(context.partition_keys), data_folder.state_path, context.run_id, embedder)
+    return _report(context, outcomes)
+
+
+class CollectionConfig(dg.Config):
+    confirm_mass_deletion: bool = False
+
+
+@dg.asset(
+    partitions_def=source_files,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"qdrant"},
+    deps=[embedding_batches],
+    pool=WRITER_POOL,
+    output_required=False,
+    check_specs=checks.COLLECTION_CHECKS,
+    description="The Qdrant collection in sync with the data folder: new and changed chunks upserted by "
+    "stable id, stale points deleted after the upsert, removed files' points deleted.",
+)
+def qdrant_collection(
+    context: dg.AssetExecutionContext,
+    config: CollectionConfig,
+    data_folder: DataFolder,
+    qdrant: QdrantStore,
+    embedder: Embedder,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult | dg.AssetObservation]:
+    keys = list(context.partition_keys)
+    try:
+        yield from _sync(context, config, data_folder, qdrant, embedder, keys)
+    except PipelineError as exc:  # one sentence in the UI, no stack trace
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def _sync(context, config, data_folder, qdrant, embedder, keys):
+    with qdrant.connect() as collection:
+        outcomes, vanished = ingest.sync_stage(
+            keys,
+            data_folder.data_path,
+            data_folder.state_path,
+            context.run_id,
+            collection,
+            embedder,
+            max_delete_fraction=data_folder.max_delete_fraction,
+            confirm_mass_deletion=config.confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+        )
+        per_file = ingest.file_summaries(keys, data_folder.state_path)
+        for outcome in outcomes:
+            if outcome.ok:
+                yield dg.AssetMaterialization(
+                    asset_key=context.asset_key,
+                    partition=outcome.source,
+                    metadata=outcome_metadata(outcome, per_file.get(outcome.source)),
+                )
+        summary = summary_markdown(per_file, vanished, embedder.describe() if embedder.enabled() else None)
+        yield dg.AssetObservation(
+            asset_key=context.asset_key,
+            metadata={"run_summary": dg.MetadataValue.md(summary), "files": len(keys), "removed_files": len(vanished)},
+        )
+        yield from checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes)
+
+    failed = [f for f in per_file.values() if f.failed_stage]
+    if failed:
+        lines = "\n".join(f"- {f.source}: {f.error}: {f.fix}" for f in failed)
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(keys)} files failed (the others were ingested):\n{lines}",
+            metadata={"failed_files": dg.MetadataValue.md(lines)},
+            allow_retries=False,
+        )
+
+
+ASSETS = [raw_documents, normalized_records, embedding_batches, qdrant_collection]

@@ -1,0 +1,244 @@
+"""`legal-rag`: ingest, search and diagnose from the command line, over the same code as the UI.
+
+Exit codes: 0 success, 1 some files (or the run) failed, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ConfigurationError, PipelineError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace):
+    from .settings import load_env_file, load_settings
+
+    load_env_file()
+    if getattr(args, "data", None):
+        os.environ["DATA_DIR"] = args.data
+    return load_settings()
+
+
+# ---------------------------------------------------------------------------- ingest
+def run_ingest(settings, *, confirm_delete: bool = False, out=sys.stdout) -> int:
+    """Materialise the four assets for every file of the data folder in one recorded run."""
+    import dagster as dg
+
+    from . import ingest
+    from .artifacts import StageOutcome, known_sources
+    from .definitions import build_definitions
+    from .instance import get_instance
+    from .partitions import source_files
+    from .readers import scan_data_dir
+    from .reporting import summary_text
+
+    data_dir, state_dir = Path(settings.data_dir), Path(settings.state_dir)
+    scan = scan_data_dir(data_dir) if data_dir.is_dir() else None
+    keys = list(scan.files) if scan else []
+    defs = build_definitions(settings)
+    instance = get_instance()
+
+    existing = instance.get_dynamic_partitions(source_files.name)
+    gone = [k for k in existing if k not in set(keys)]
+    for key in gone:
+        instance.delete_dynamic_partition(source_files.name, key)
+    new = [k for k in keys if k not in set(existing)]
+    if new:
+        instance.add_dynamic_partitions(source_files.name, new)
+    before = set(known_sources(state_dir))
+
+    if scan is None:
+        print(f"The data folder {data_dir} does not exist.", file=out)
+    for relpath, reason in (scan.skipped if scan else []):
+        print(f"skipped {relpath}: {reason}", file=out)
+
+    if not keys:
+        return _prune_only(settings, defs, confirm_delete, out)
+
+    if settings.dense_backend == "none":
+        print(
+            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors "
+            "only (set one of them for dense vectors).",
+            file=out,
+        )
+    ordered = instance.get_dynamic_partitions(source_files.name)
+    job = defs.resolve_job_def("ingest_job")
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": ordered[0],
+            "dagster/asset_partition_range_end": ordered[-1],
+            "legal_rag/trigger": "cli",
+        },
+        run_config={"ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}}},
+        raise_on_error=False,
+    )
+    summaries = ingest.file_summaries(keys, state_dir, result.run_id)
+    vanished = [
+        StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
+    ]
+    print(summary_text(summaries, vanished), file=out)
+    failed_files = [s for s in summaries.values() if s.status == "failed"]
+    run_error = None if result.success or failed_files else _run_failure(result)
+    if all(s.status == "not run" for s in summaries.values()) and not result.success:
+        run_error = _run_failure(result)
+    if run_error:
+        print(run_error, file=out)
+        return EXIT_FAILED
+    total = len(summaries)
+    print(
+        f"{total - len(failed_files)} of {total} files ingested into {settings.collection_name}"
+        + (f"; {len(failed_files)} failed (see above)" if failed_files else "")
+        + f". Run {result.run_id[:8]} is recorded in {os.environ['DAGSTER_HOME']}.",
+        file=out,
+    )
+    return EXIT_FAILED if failed_files else EXIT_OK
+
+
+def _run_failure(result) -> str:
+    """The one-sentence reason a run failed (a dg.Failure description, else the error message)."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            user = getattr(event.event_specific_data, "user_failure_data", None)
+            if user is not None and user.description:
+                return user.description
+            while error is not None and error.cause is not None and "dagster" in (error.cls_name or "").lower():
+                error = error.cause
+            return error.message.strip() if error else "the run failed"
+    return "the run failed"
+
+
+def _prune_only(settings, defs, confirm_delete: bool, out) -> int:
+    """No files: remove points of vanished files, guarded against emptying the collection."""
+    from . import ingest
+    from .resources.qdrant import QdrantStore
+
+    store: QdrantStore = defs.resources["qdrant"]
+    embedder = defs.resources["embedder"]
+    with store.connect() as collection:
+        if not collection.exists():
+            print("Nothing to ingest and no collection yet.", file=out)
+            return EXIT_OK
+        try:
+            _, vanished = ingest.sync_stage(
+                [],
+                Path(settings.data_dir),
+                Path(settings.state_dir),
+                None,
+                collection,
+                embedder,
+                max_delete_fraction=settings.max_delete_fraction,
+                confirm_mass_deletion=confirm_delete,
+            )
+        except PipelineError as exc:
+            print(str(exc), file=out)
+            return EXIT_FAILED
+    print(f"Removed the points of {len(vanished)} files no longer in the data folder.", file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- search
+def run_search(settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=sys.stdout) -> int:
+    from .definitions import build_embedder, build_store
+    from .search import search
+
+    store = build_store(settings)
+    embedder = build_embedder(settings)
+    with store.connect() as collection:
+        if not collection.exists():
+            print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
+            return EXIT_FAILED
+        dense = collection.dense_size() is not None and embedder.enabled()
+        vectors = embedder.embed(list(queries)) if dense else None
+        for i, query in enumerate(queries):
+            hits = search(
+                collection,
+                query,
+                top_k,
+                dense_vector=None if vectors is None else vectors[i].tolist(),
+                law=law,
+                source=source,
+            )
+            if as_json:
+                print(json.dumps({"query": query, "hits": [h.as_json() for h in hits]}, ensure_ascii=False), file=out)
+                continue
+            mode = "hybrid (dense + bm25)" if dense else "bm25"
+            print(f"Query: {query}  [{mode}]", file=out)
+            if not hits:
+                print("  no results", file=out)
+            for rank, hit in enumerate(hits, 1):
+                where = " · ".join(
+                    x for x in (hit.law, f"Điều {hit.article}" if hit.article else None, hit.source) if x
+                )
+                print(f"{rank:>2}. {hit.score:.3f}  {where}", file=out)
+                text = hit.page_content.replace("\n", " ")
+                print(f"    {text[:240]}{'…' if len(text) > 240 else ''}", file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="legal-rag", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="ingest every file of the data folder (recorded as a Dagster run)")
+    p.add_argument("--data", help="data folder (default: DATA_DIR or ./data)")
+    p.add_argument("--confirm-delete", action="store_true", help="allow a run that deletes over half the collection")
+
+    p = sub.add_parser("search", help="search the collection")
+    p.add_argument("query", nargs="?", help="the question")
+    p.add_argument("--queries-file", help="one query per line")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON line per query")
+    p.add_argument("--law", help="only this law (its title, e.g. 'Luật Cư trú')")
+    p.add_argument("--source", help="only this source file (path relative to the data folder)")
+
+    for module in _command_modules():
+        module.register(sub)
+    return parser
+
+
+def _command_modules():
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        yield importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args) if getattr(args, "needs_settings", True) else None
+        if args.command == "ingest":
+            return run_ingest(settings, confirm_delete=args.confirm_delete)
+        if args.command == "search":
+            queries = [args.query] if args.query else []
+            if args.queries_file:
+                queries += [q.strip() for q in Path(args.queries_file).read_text(encoding="utf-8").splitlines() if q.strip()]
+            if not queries:
+                print("Give a query, or --queries-file with one query per line.", file=sys.stderr)
+                return EXIT_CONFIG
+            return run_search(settings, queries, args.top_k, args.json, law=args.law, source=args.source)
+        return args.handler(args, settings)
+    except ConfigurationError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except PipelineError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

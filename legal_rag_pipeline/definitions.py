@@ -1,0 +1,83 @@
+"""The one Definitions object: assets, checks, jobs, automation and resources built from settings."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from .assets.ingestion import ASSETS
+from .partitions import source_files
+from .resources.data_folder import DataFolder
+from .resources.embeddings import Embedder, HuggingFaceEmbedder, LocalEmbedder
+from .resources.qdrant import QdrantStore
+from .settings import Settings, load_env_file, load_settings
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(*ASSETS),
+    partitions_def=source_files,
+    executor_def=dg.in_process_executor,
+    description="Read, chunk, embed and sync the selected files (one run for many files).",
+)
+
+
+def _secret(*names: str) -> dg.EnvVar | None:
+    """An EnvVar for the first variable that is set: the UI shows its name, never its value."""
+    for name in names:
+        if os.environ.get(name, "").strip():
+            return dg.EnvVar(name)
+    return None
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    backend = settings.dense_backend
+    if backend == "local":
+        return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
+    if backend == "api":
+        return HuggingFaceEmbedder(
+            model=settings.model,
+            provider=settings.provider,
+            token=_secret("HF_TOKEN", "HUGGINGFACE_API_KEY"),
+            endpoint_url=settings.endpoint_url,
+            endpoint_api_key=_secret("EMBEDDINGS_ENDPOINT_API_KEY"),
+            batch_size=settings.batch_size,
+            concurrency=settings.concurrency,
+        )
+    return Embedder()
+
+
+def build_store(settings: Settings) -> QdrantStore:
+    return QdrantStore(
+        path=None if settings.qdrant_server_mode else settings.qdrant_path,
+        url=settings.qdrant_url,
+        host=settings.qdrant_host,
+        port=settings.qdrant_port,
+        api_key=_secret("QDRANT_API_KEY"),
+        collection_name=settings.collection_name,
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "data_folder": DataFolder(
+            data_dir=settings.data_dir,
+            state_dir=settings.state_dir,
+            token_budget=settings.token_budget,
+            max_delete_fraction=settings.max_delete_fraction,
+        ),
+        "qdrant": build_store(settings),
+        "embedder": build_embedder(settings),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[ingest_job],
+        resources=build_resources(settings),
+    )
+
+
+load_env_file()
+defs = build_definitions(load_settings())

@@ -1,0 +1,495 @@
+"""The four stages of an ingest, as plain functions over one file or a set of files.
+
+The assets (assets/ingestion.py) call these per partition and only report what they return. A
+problem with one file becomes a failed ``StageOutcome`` for that file: the other files go on, and
+nothing already in Qdrant is touched for the failed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import FileArtifacts, StageOutcome
+from .errors import EmbeddingError, MassDeletionRefused, PipelineError, SourceFileError
+from .readers import read_document, scan_data_dir
+from .records import Chunk, Row, SkippedRow
+from .resources.qdrant import Collection, PointRecord
+from .text.chunking import chunk_rows, chunk_text
+from .text.lexical import document_sparse_vector
+from .text.normalize import normalize_text
+from .text.tokens import count_tokens
+
+log = logging.getLogger(__name__)
+
+# Bump when a reader or the chunker changes output for the same bytes: files are re-read/re-chunked.
+READER_VERSION = "1"
+CHUNKER_VERSION = "1"
+# Texts embedded together (across files) before their vectors are saved: keeps batches full while
+# bounding what a failure mid-run can cost.
+EMBED_GROUP_TEXTS = 1024
+BM25_ONLY_MODEL = "none (bm25 only)"
+
+STAGES = ("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _guard(source: str, stage: str, work: Callable[[], StageOutcome]) -> StageOutcome:
+    """Run one file's stage; a user-facing error or a bug fails that file alone."""
+    try:
+        return work()
+    except SourceFileError as exc:
+        return StageOutcome(source, "failed", error=exc.reason, fix=exc.fix)
+    except PipelineError as exc:
+        return StageOutcome(source, "failed", error=exc.what, fix=exc.fix)
+    except Exception as exc:  # a bug: keep the trace in the log, fail this file only
+        log.error("Unexpected error in %s for %s:\n%s", stage, source, traceback.format_exc())
+        return StageOutcome(
+            source,
+            "failed",
+            error=f"unexpected {type(exc).__name__}: {exc}",
+            fix="this is a bug in legal_rag_pipeline; the run log has the stack trace, please report it",
+        )
+
+
+# ---------------------------------------------------------------------------- raw_documents
+def read_stage(data_dir: Path, source: str, state_dir: Path, run_id: str | None) -> StageOutcome:
+    """Fingerprint the file; decode it to UTF-8 records unless its bytes are unchanged."""
+    art = FileArtifacts(state_dir, source)
+    outcome = _guard(source, "raw_documents", lambda: _read(data_dir / source, source, art))
+    art.record_outcome("raw_documents", outcome, run_id)
+    return outcome
+
+
+def _read(path: Path, source: str, art: FileArtifacts) -> StageOutcome:
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        raise SourceFileError(
+            source,
+            "the file was deleted before it could be read",
+            "nothing was changed in the collection for it; its points are removed by the next run if it stays gone",
+        ) from None
+    sha = file_sha256(path)
+    previous = art.document()
+    if (
+        previous
+        and previous.get("sha256") == sha
+        and previous.get("reader_version") == READER_VERSION
+        and (art.dir / "raw.jsonl").exists()
+    ):
+        return StageOutcome(source, "unchanged", counts={"bytes": before.st_size, "records": previous.get("records", 0)})
+
+    document = read_document(path, source)
+    if document.kind == "text":
+        records = art.write_raw([{"text": document.text or ""}])
+    else:
+        records = art.write_raw(_row_items(document.rows()))
+    after = path.stat() if path.exists() else None
+    if after is None or (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
+        raise SourceFileError(
+            source,
+            "the file changed while it was being read (it is probably still being copied)",
+            "nothing was changed in the collection for it; it is ingested again once its size stops changing",
+        )
+    art.write_document(
+        {
+            "source": source,
+            "sha256": sha,
+            "size": before.st_size,
+            "mtime_ns": before.st_mtime_ns,
+            "encoding": document.encoding,
+            "kind": document.kind,
+            "records": records,
+            "reader_version": READER_VERSION,
+        }
+    )
+    counts = {"bytes": before.st_size, "records": records}
+    notes = [f"encoding {document.encoding}"] if document.encoding else []
+    return StageOutcome(source, "ok", counts=counts, notes=notes)
+
+
+def _row_items(rows: Iterable[Row | SkippedRow]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        if isinstance(row, SkippedRow):
+            yield {"location": row.location, "skipped": row.reason}
+        else:
+            yield {"location": row.location, "question": row.question, "answer": row.answer, "metadata": row.metadata}
+
+
+# ---------------------------------------------------------------------------- normalized_records
+def normalize_stage(source: str, state_dir: Path, run_id: str | None, token_budget: int) -> StageOutcome:
+    art = FileArtifacts(state_dir, source)
+    if not art.stage_ok("raw_documents", run_id):
+        outcome = StageOutcome(source, "skipped", error="not read in this run (see raw_documents)")
+    else:
+        outcome = _guard(source, "normalized_records", lambda: _normalize(source, art, token_budget))
+    art.record_outcome("normalized_records", outcome, run_id)
+    return outcome
+
+
+def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutcome:
+    document = art.document() or {}
+    version = f"{CHUNKER_VERSION}:{token_budget}:{document.get('sha256')}"
+    if document.get("chunked") == version and art.has_chunks():
+        return StageOutcome(source, "unchanged", counts={"chunks": document.get("chunks", 0)})
+
+    skipped: list[str] = []
+    chunk_count = 0
+    over_budget = 0
+
+    def chunks() -> Iterator[Chunk]:
+        nonlocal chunk_count, over_budget
+        raw = art.read_raw()
+        if document.get("kind") == "text":
+            text = normalize_text(next(raw, {}).get("text", ""))
+            produced: Iterable[Chunk | SkippedRow] = chunk_text(source, text, token_budget, count_tokens)
+        else:
+            produced = chunk_rows(source, _rows_from_raw(raw), token_budget, count_tokens)
+        for item in produced:
+            if isinstance(item, SkippedRow):
+                skipped.append(f"{item.location}: {item.reason}")
+                continue
+            chunk_count += 1
+            over_budget += bool(item.metadata.get("over_budget"))
+            yield item
+
+    art.write_chunks(chunks())
+    if chunk_count == 0:
+        raise SourceFileError(
+            source,
+            "no text to ingest was found in it" + (f" ({len(skipped)} rows skipped)" if skipped else ""),
+            "check that it holds law text or question/answer rows, then drop it in again",
+        )
+    document.update({"chunked": version, "chunks": chunk_count})
+    art.write_document(document)
+    notes = [f"skipped row {s}" for s in skipped[:20]]
+    if len(skipped) > 20:
+        notes.append(f"... and {len(skipped) - 20} more skipped rows")
+    if over_budget:
+        notes.append(f"{over_budget} Q&A rows exceed the {token_budget}-token budget: dense search sees their start only")
+    return StageOutcome(
+        source, "ok", counts={"chunks": chunk_count, "skipped_rows": len(skipped)}, notes=notes
+    )
+
+
+def _rows_from_raw(items: Iterable[dict[str, Any]]) -> Iterator[Row | SkippedRow]:
+    for item in items:
+        if "skipped" in item:
+            yield SkippedRow(item["location"], item["skipped"])
+        else:
+            yield Row(
+                location=item["location"],
+                question=item.get("question") and normalize_text(item["question"]),
+                answer=normalize_text(item.get("answer") or ""),
+                metadata=item.get("metadata") or {},
+            )
+
+
+# ---------------------------------------------------------------------------- embedding_batches
+@dataclass
+class _Pending:
+    source: str
+    art: FileArtifacts
+    keep: dict[str, np.ndarray]
+    missing: list[tuple[str, str]]  # (point id, text)
+    total: int
+
+
+def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any) -> list[StageOutcome]:
+    """Embed every chunk that has no cached vector for this model; save vectors per file.
+
+    Texts from many files are sent together so batches stay full; vectors are saved after each
+    group, so a failure later in the run never loses what was already paid for.
+    """
+    outcomes: dict[str, StageOutcome] = {}
+    pending: list[_Pending] = []
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else BM25_ONLY_MODEL
+
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        if not art.stage_ok("normalized_records", run_id):
+            outcomes[source] = StageOutcome(source, "skipped", error="not chunked in this run (see normalized_records)")
+            continue
+        if not enabled:
+            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0}, notes=["bm25 only: no dense embedder configured"])
+            continue
+
+        def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:
+            cached = art.read_embeddings(model)
+            chunks = list(art.read_chunks())
+            keep = {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}
+            missing = [(c.point_id, c.text) for c in chunks if c.point_id not in cached]
+            if not missing:
+                if len(keep) != len(cached):
+                    art.write_embeddings(model, keep)  # drop vectors of chunks that are gone
+                return StageOutcome(source, "unchanged", counts={"embedded": 0, "cached": len(keep)})
+            pending.append(_Pending(source, art, keep, missing, len(chunks)))
+            return StageOutcome(source, "ok")
+
+        outcomes[source] = _guard(source, "embedding_batches", plan)
+
+    for group in _groups(pending, EMBED_GROUP_TEXTS):
+        texts = [text for item in group for _, text in item.missing]
+        try:
+            vectors = embedder.embed(texts)
+        except PipelineError as exc:
+            for item in group:
+                outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+            continue
+        offset = 0
+        for item in group:
+            n = len(item.missing)
+            new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(item.missing)}
+            offset += n
+            item.art.write_embeddings(model, {**item.keep, **new})
+            outcomes[item.source] = StageOutcome(
+                item.source, "ok", counts={"embedded": n, "cached": len(item.keep)}
+            )
+
+    for source, outcome in outcomes.items():
+        FileArtifacts(state_dir, source).record_outcome("embedding_batches", outcome, run_id)
+    return [outcomes[s] for s in sources]
+
+
+def _groups(pending: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+    group: list[_Pending] = []
+    count = 0
+    for item in pending:
+        group.append(item)
+        count += len(item.missing)
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+# ---------------------------------------------------------------------------- qdrant_collection
+@dataclass
+class SyncPlan:
+    upserts: dict[str, list[str]] = field(default_factory=dict)  # source -> ids to write
+    deletes: dict[str, list[str]] = field(default_factory=dict)  # source -> ids to delete
+    vanished: list[str] = field(default_factory=list)  # sources whose file is gone
+    collection_points: int = 0
+    net_removed: int = 0
+
+
+def sync_stage(
+    sources: Sequence[str],
+    data_dir: Path,
+    state_dir: Path,
+    run_id: str | None,
+    collection: Collection,
+    embedder: Any,
+    *,
+    max_delete_fraction: float = 0.5,
+    confirm_mass_deletion: bool = False,
+    prune_vanished: bool = True,
+) -> tuple[list[StageOutcome], list[StageOutcome]]:
+    """Bring the collection in line with the files: returns (per-file outcomes, vanished-file outcomes).
+
+    Upserts come first and deletions after, so a crash in between leaves extra points (fixed by
+    the next run), never missing ones. Raises MassDeletionRefused before any write when the run
+    would remove too much.
+    """
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else BM25_ONLY_MODEL
+    outcomes: dict[str, StageOutcome] = {}
+    ready: list[str] = []
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        if art.stage_ok("embedding_batches", run_id):
+            ready.append(source)
+        else:
+            outcomes[source] = StageOutcome(source, "skipped", error="not embedded in this run (see embedding_batches)")
+
+    present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
+    dense_size = _dense_size(ready, state_dir, model, collection, embedder) if enabled else None
+    collection.ensure(dense_size, model if enabled else None)
+    index = collection.point_index()
+    total_points = sum(len(ids) for ids in index.values())
+
+    plan = SyncPlan(collection_points=total_points)
+    desired: dict[str, list[Chunk]] = {}
+    doc_sha: dict[str, str] = {}
+    for source in ready:
+        art = FileArtifacts(state_dir, source)
+        chunks = list(art.read_chunks())
+        desired[source] = chunks
+        sha = (art.document() or {}).get("sha256", "")
+        doc_sha[source] = sha
+        existing = index.get(source, {})
+        wanted = {c.point_id for c in chunks}
+        fresh = all(
+            p.get("doc_sha256") == sha and p.get("embedding_model") == model for p in existing.values()
+        )
+        plan.upserts[source] = [c.point_id for c in chunks if c.point_id not in existing or not fresh]
+        plan.deletes[source] = [pid for pid in existing if pid not in wanted]
+        plan.net_removed += max(0, len(existing) - len(wanted))
+    if prune_vanished:
+        plan.vanished = sorted(s for s in index if s not in present and s not in desired and s is not None)
+        plan.net_removed += sum(len(index[s]) for s in plan.vanished)
+
+    if total_points and not confirm_mass_deletion:
+        if not present:
+            raise MassDeletionRefused(
+                f"Refusing to empty collection {collection.name}: the data folder {data_dir} is missing or has "
+                f"no files to ingest, which would delete all {total_points} points",
+                "if that is intended, run again with `legal-rag ingest --confirm-delete` "
+                "(or set confirm_mass_deletion: true in the qdrant_collection config in the launchpad)",
+            )
+        if plan.net_removed > max_delete_fraction * total_points:
+            raise MassDeletionRefused(
+                f"Refusing to delete {plan.net_removed} of the {total_points} points of collection "
+                f"{collection.name} ({plan.net_removed / total_points:.0%}, over the "
+                f"{max_delete_fraction:.0%} limit)",
+                "if that is intended, run again with `legal-rag ingest --confirm-delete` "
+                "(or set confirm_mass_deletion: true in the qdrant_collection config in the launchpad)",
+            )
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for source in ready:
+        def write(source: str = source) -> StageOutcome:
+            art = FileArtifacts(state_dir, source)
+            ids = set(plan.upserts[source])
+            vectors = art.read_embeddings(model) if enabled else {}
+            points = (
+                _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
+                for i, chunk in enumerate(desired[source])
+                if chunk.point_id in ids
+            )
+            written = collection.upsert(points)
+            deleted = collection.delete(plan.deletes[source])
+            status = "ok" if (written or deleted) else "unchanged"
+            return StageOutcome(
+                source,
+                status,
+                counts={"chunks": len(desired[source]), "points_written": written, "points_deleted": deleted},
+            )
+
+        outcomes[source] = _guard(source, "qdrant_collection", write)
+
+    vanished_outcomes = []
+    for source in plan.vanished:
+        deleted = collection.delete(list(index[source]))
+        FileArtifacts(state_dir, source).remove()
+        vanished_outcomes.append(
+            StageOutcome(source, "ok", counts={"points_deleted": deleted}, notes=["file removed from the data folder"])
+        )
+
+    for source, outcome in outcomes.items():
+        FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcome, run_id)
+    return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _dense_size(ready: Sequence[str], state_dir: Path, model: str, collection: Collection, embedder: Any) -> int:
+    for source in ready:
+        for vector in FileArtifacts(state_dir, source).read_embeddings(model).values():
+            return int(vector.shape[0])
+    if collection.exists() and collection.dense_size():
+        return int(collection.dense_size())
+    return int(embedder.dimension())
+
+
+def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector: Any) -> PointRecord:
+    md = dict(chunk.metadata)
+    metadata = {**md, "source": chunk.source, "chunk_key": chunk.chunk_key}
+    article = md.get("article")
+    group = f"{chunk.source}#dieu-{article}" if article else f"{chunk.source}#{chunk.chunk_key}"
+    payload = {
+        "page_content": chunk.text,
+        "metadata": metadata,
+        "source": chunk.source,
+        "question": md.get("question"),
+        "law": md.get("law"),
+        "article": article,
+        "chapter": md.get("chapter"),
+        "doc_sha256": doc_sha,
+        "chunk_index": index,
+        "embedding_model": model,
+        "ingested_at": now,
+        "group_key": group,
+    }
+    sparse = document_sparse_vector(lexical_text(chunk))
+    return PointRecord(
+        id=chunk.point_id,
+        vector=None if vector is None else np.asarray(vector, dtype=np.float32).tolist(),
+        sparse=sparse,
+        payload=payload,
+    )
+
+
+def lexical_text(chunk: Chunk) -> str:
+    """The text whose words feed the ``bm25`` sparse vector of a chunk."""
+    return chunk.text
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ---------------------------------------------------------------------------- summaries
+@dataclass
+class FileSummary:
+    """One line of the per-file summary (CLI table, UI metadata)."""
+
+    source: str
+    status: str
+    chunks: int = 0
+    embedded: int = 0
+    points_written: int = 0
+    points_deleted: int = 0
+    failed_stage: str | None = None
+    error: str | None = None
+    fix: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def file_summary(source: str, state_dir: Path, run_id: str | None = None) -> FileSummary:
+    status = FileArtifacts(state_dir, source).status()
+    summary = FileSummary(source, "unchanged")
+    for stage in STAGES:
+        entry = status.get(stage)
+        if entry is None or (run_id is not None and entry.get("run_id") != run_id):
+            summary.status = "not run"
+            break
+        counts = entry.get("counts") or {}
+        summary.chunks = counts.get("chunks", summary.chunks)
+        summary.embedded = counts.get("embedded", summary.embedded)
+        summary.points_written = counts.get("points_written", summary.points_written)
+        summary.points_deleted = counts.get("points_deleted", summary.points_deleted)
+        summary.notes.extend(entry.get("notes") or [])
+        if entry["status"] == "failed":
+            summary.status, summary.failed_stage = "failed", stage
+            summary.error, summary.fix = entry.get("error"), entry.get("fix")
+            break
+        if entry["status"] == "skipped":
+            summary.status = "skipped"
+            break
+        if entry["status"] == "ok":
+            summary.status = "ok"
+    if summary.status == "ok" and not (summary.embedded or summary.points_written or summary.points_deleted):
+        summary.status = "unchanged"
+    return summary
+
+
+def file_summaries(sources: Iterable[str], state_dir: Path, run_id: str | None = None) -> dict[str, FileSummary]:
+    return {source: file_summary(source, state_dir, run_id) for source in sources}

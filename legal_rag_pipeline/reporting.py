@@ -1,0 +1,70 @@
+"""What people read: per-file metadata in the UI and the run summary table (Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dagster as dg
+
+from .artifacts import StageOutcome
+
+
+def outcome_metadata(outcome: StageOutcome, summary: Any | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"status": outcome.status}
+    for name, value in outcome.counts.items():
+        metadata[name] = value
+    if summary is not None:
+        metadata.update(
+            {
+                "chunks": summary.chunks,
+                "texts_embedded": summary.embedded,
+                "points_written": summary.points_written,
+                "points_deleted": summary.points_deleted,
+            }
+        )
+    if outcome.error:
+        metadata["error"] = outcome.error
+    if outcome.fix:
+        metadata["fix"] = outcome.fix
+    if outcome.notes:
+        metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in outcome.notes))
+    return metadata
+
+
+def summary_rows(summaries: Iterable[Any]) -> list[list[str]]:
+    rows = []
+    for s in summaries:
+        detail = f"{s.error}: {s.fix}" if s.error else ""
+        rows.append(
+            [s.source, s.status, str(s.chunks), str(s.points_written), str(s.points_deleted), str(s.embedded), detail]
+        )
+    return rows
+
+
+HEADER = ["file", "status", "chunks", "written", "deleted", "embedded", "error / fix"]
+
+
+def summary_markdown(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome], dense: str | None) -> str:
+    lines = [
+        f"Dense vectors: {dense}" if dense else "Dense vectors: none — **bm25 only** (no HF token or endpoint configured)",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for row in summary_rows(per_file.values()):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    for outcome in vanished:
+        lines.append(f"| {outcome.source} | removed | 0 | 0 | {outcome.counts.get('points_deleted', 0)} | 0 | |")
+    return "\n".join(lines)
+
+
+def summary_text(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome]) -> str:
+    """A plain-text table for the console."""
+    rows = summary_rows(per_file.values())
+    rows += [[o.source, "removed", "0", "0", str(o.counts.get("points_deleted", 0)), "0", ""] for o in vanished]
+    widths = [max(len(HEADER[i]), *(len(r[i]) for r in rows)) if rows else len(HEADER[i]) for i in range(6)]
+    out = ["  ".join(HEADER[i].ljust(widths[i]) for i in range(6)) + "  " + HEADER[6]]
+    for row in rows:
+        out.append("  ".join(row[i].ljust(widths[i]) for i in range(6)) + ("  " + row[6] if row[6] else ""))
+    return "\n".join(out)

@@ -1,0 +1,27 @@
+"""The data folder and the pipeline's own state folder, as a resource the UI can change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+
+class DataFolder(dg.ConfigurableResource):
+    """Where the source files are, where per-file artifacts go, and the chunking budget."""
+
+    data_dir: str = Field(default="./data", description="Folder whose files are ingested (DATA_DIR).")
+    state_dir: str = Field(default=".legal_rag", description="Per-file artifacts: decoded text, chunks, embeddings.")
+    token_budget: int = Field(default=128, description="Model input budget in tokens for one chunk.")
+    max_delete_fraction: float = Field(
+        default=0.5, description="A run deleting more than this share of the collection is refused."
+    )
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)

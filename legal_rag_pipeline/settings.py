@@ -1,0 +1,139 @@
+"""Configuration from the environment and a `.env` file in the working directory.
+
+Variable names are the old script's, so its users' `.env` keeps working. Nothing here reads a
+secret's value into a place where it could be printed: resources receive secrets through
+``dg.EnvVar`` (see definitions.py) and the CLI builds the same resources from these settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from .errors import ConfigurationError
+
+DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
+DEFAULT_COLLECTION = "legal_rag"
+DEFAULT_STATE_DIR = ".legal_rag"
+
+
+def load_env_file(path: Path | None = None) -> None:
+    """Load `.env` from the working directory without overriding the real environment."""
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number", f"set {name} to an integer such as {default}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number", f"set {name} to a number such as {default}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str
+    state_dir: str
+    qdrant_path: str
+    qdrant_url: str | None
+    qdrant_host: str | None
+    qdrant_port: int
+    collection_name: str
+    embeddings_backend: str  # "auto" | "api" | "local" | "none"
+    model: str
+    provider: str
+    endpoint_url: str | None
+    batch_size: int
+    concurrency: int
+    token_budget: int
+    max_delete_fraction: float
+    has_hf_token: bool
+    has_endpoint_key: bool
+    has_qdrant_api_key: bool
+
+    @property
+    def hf_token_var(self) -> str:
+        """The name of the variable holding the Hugging Face token (never its value)."""
+        return "HF_TOKEN" if _env("HF_TOKEN") else "HUGGINGFACE_API_KEY"
+
+    @property
+    def dense_backend(self) -> str:
+        """Which embedder the run uses: "api", "local" or "none" (bm25-only)."""
+        if self.embeddings_backend != "auto":
+            return self.embeddings_backend
+        return "api" if (self.has_hf_token or self.endpoint_url) else "none"
+
+    @property
+    def qdrant_server_mode(self) -> bool:
+        return bool(self.qdrant_url or self.qdrant_host)
+
+
+def load_settings() -> Settings:
+    data_dir = Path(_env("DATA_DIR", "./data")).expanduser()
+    state_dir = Path(_env("LEGAL_RAG_STATE_DIR", DEFAULT_STATE_DIR)).expanduser()
+    qdrant_path = Path(_env("QDRANT_PATH", str(state_dir / "qdrant"))).expanduser()
+    backend = (_env("EMBEDDINGS_BACKEND", "auto") or "auto").lower()
+    if backend not in {"auto", "api", "local", "none"}:
+        raise ConfigurationError(
+            f"EMBEDDINGS_BACKEND={backend!r} is not known", "use auto, api, local or none"
+        )
+    settings = Settings(
+        data_dir=str(data_dir),
+        state_dir=str(state_dir),
+        qdrant_path=str(qdrant_path),
+        qdrant_url=_env("QDRANT_URL"),
+        qdrant_host=_env("QDRANT_HOST"),
+        qdrant_port=_env_int("QDRANT_PORT", 6333),
+        collection_name=_env("COLLECTION_NAME", DEFAULT_COLLECTION),
+        embeddings_backend=backend,
+        model=_env("EMBEDDINGS_MODEL_NAME", DEFAULT_MODEL),
+        provider=_env("HF_PROVIDER", "hf-inference"),
+        endpoint_url=_env("EMBEDDINGS_ENDPOINT_URL"),
+        batch_size=_env_int("EMBEDDINGS_BATCH_SIZE", 32),
+        concurrency=_env_int("EMBEDDINGS_CONCURRENCY", 4),
+        token_budget=_env_int("CHUNK_TOKEN_BUDGET", 128),
+        max_delete_fraction=_env_float("MAX_DELETE_FRACTION", 0.5),
+        has_hf_token=bool(_env("HF_TOKEN") or _env("HUGGINGFACE_API_KEY")),
+        has_endpoint_key=bool(_env("EMBEDDINGS_ENDPOINT_API_KEY")),
+        has_qdrant_api_key=bool(_env("QDRANT_API_KEY")),
+    )
+    if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
+        raise ConfigurationError(
+            f"QDRANT_PATH {qdrant_path} is inside DATA_DIR {data_dir}",
+            "point QDRANT_PATH at a folder outside the data folder, or the database would be ingested as data",
+        )
+    if settings.batch_size < 1 or settings.concurrency < 1:
+        raise ConfigurationError(
+            "EMBEDDINGS_BATCH_SIZE and EMBEDDINGS_CONCURRENCY must be at least 1", "set them to positive integers"
+        )
+    return settings
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,211 @@
+"""The four assets end to end, through `legal-rag ingest` (a real Dagster run in a real instance),
+the embedded Qdrant and the loopback embeddings server spoken to by the real huggingface_hub client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+from qdrant_client import QdrantClient
+
+from legal_rag_pipeline import cli
+from legal_rag_pipeline_tests.pipeline_env import make_env
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, embeddings_server):
+    env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
+    env.copy_sample()
+    return env
+
+
+def by_source(points: dict[str, dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for payload in points.values():
+        counts[payload["source"]] = counts.get(payload["source"], 0) + 1
+    return counts
+
+
+def test_full_ingest_then_unchanged_rerun_embeds_nothing(env, embeddings_server):
+    code, out = env.ingest()
+    assert code == 0, out
+    points = env.points()
+    counts = by_source(points)
+    assert set(counts) == {"hoi-dap-mau.xlsx", "luat-mau-cu-tru.txt", "luat-mau-giao-thong.txt"}
+    # 7 Q&A rows, one without a question: dropped alone and reported, the other pairs stay aligned.
+    assert counts["hoi-dap-mau.xlsx"] == 6
+    assert "blank question" in out
+    qa = [p for p in points.values() if p["source"] == "hoi-dap-mau.xlsx"]
+    tam_tru = next(p for p in qa if p["question"] == "Thời hạn tạm trú tối đa là bao lâu?")
+    assert "02 năm" in tam_tru["page_content"]
+    law_points = [p for p in points.values() if p["source"] == "luat-mau-cu-tru.txt"]
+    articles = {p["article"] for p in law_points}
+    assert {str(n) for n in range(1, 9)} <= articles
+    dieu6 = next(p for p in law_points if p["article"] == "6")
+    assert dieu6["law"] and "cư trú" in dieu6["law"].lower()
+    assert dieu6["chapter"] and dieu6["chapter"].startswith("Chương II")
+    assert dieu6["metadata"]["source"] == "luat-mau-cu-tru.txt"
+    for field in ("page_content", "metadata", "doc_sha256", "chunk_index", "embedding_model", "ingested_at"):
+        assert field in dieu6
+    assert dieu6["embedding_model"] and "bm25" not in dieu6["embedding_model"]
+    # ids are UUIDs derived from (file, chunk, text)
+    for pid in points:
+        uuid.UUID(pid)
+    embedded_first = sum(embeddings_server.batch_sizes())
+    assert embedded_first == len(points)
+
+    # Unchanged re-run: nothing embedded, nothing written.
+    embeddings_server.reset_records()
+    code, out = env.ingest()
+    assert code == 0, out
+    assert embeddings_server.count() == 0
+    assert env.points() == points
+    assert "unchanged" in out
+
+
+def test_changed_file_reembeds_only_changed_chunks(env, embeddings_server):
+    assert env.ingest()[0] == 0
+    before = env.points()
+    law = env.data / "luat-mau-giao-thong.txt"
+    text = law.read_text(encoding="utf-8")
+    law.write_text(
+        text.replace("phải mang theo giấy phép lái xe", "phải mang theo giấy phép lái xe còn hiệu lực"), encoding="utf-8"
+    )
+    embeddings_server.reset_records()
+    code, out = env.ingest()
+    assert code == 0, out
+    assert sum(embeddings_server.batch_sizes()) == 1  # only Điều 7 changed
+    after = env.points()
+    assert len(after) == len(before)  # the stale Điều 7 point is gone, its new version is in
+    dieu7 = [p for p in after.values() if p["source"] == "luat-mau-giao-thong.txt" and p["article"] == "7"]
+    assert len(dieu7) == 1 and "còn hiệu lực" in dieu7[0]["page_content"]
+    # unchanged chunks kept their ids
+    unchanged = {i for i, p in before.items() if not (p["source"] == "luat-mau-giao-thong.txt" and p["article"] == "7")}
+    assert unchanged <= set(after)
+
+
+def test_removed_file_loses_its_points_and_mass_deletion_is_guarded(env, embeddings_server):
+    assert env.ingest()[0] == 0
+    total = len(env.points())
+    (env.data / "hoi-dap-mau.xlsx").unlink()
+    code, out = env.ingest()
+    assert code == 0, out
+    points = env.points()
+    assert "hoi-dap-mau.xlsx" not in by_source(points)
+    assert len(points) == total - 6
+
+    # Removing one of the two laws would delete about half of the collection: refused, nothing lost.
+    (env.data / "luat-mau-cu-tru.txt").unlink()
+    code, out = env.ingest()
+    assert code == 1
+    assert "Refusing to delete" in out and "--confirm-delete" in out
+    assert len(env.points()) == len(points)
+    code, out = env.ingest("--confirm-delete")
+    assert code == 0, out
+    assert set(by_source(env.points())) == {"luat-mau-giao-thong.txt"}
+
+    # An empty data folder would empty the collection: refused.
+    (env.data / "luat-mau-giao-thong.txt").unlink()
+    code, out = env.ingest()
+    assert code == 1 and "missing or has no files" in out
+    assert len(env.points()) > 0
+
+
+def test_bm25_only_mode(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)  # no token, no endpoint
+    env.copy_sample()
+    code, out = env.ingest()
+    assert code == 0, out
+    assert "bm25" in out
+    client = QdrantClient(path=str(env.qdrant))
+    try:
+        info = client.get_collection("legal_rag")
+        assert not info.config.params.vectors  # no dense vector
+        assert "bm25" in info.config.params.sparse_vectors
+    finally:
+        client.close()
+    hits = env.search_json("thời hạn tạm trú tối đa")
+    assert hits and hits[0]["source"] in {"luat-mau-cu-tru.txt", "hoi-dap-mau.xlsx"}
+    assert any(h["law"] and h["article"] == "6" for h in hits)
+
+
+def test_search_cli_prints_law_and_article(env, capsys):
+    assert env.ingest()[0] == 0
+    assert cli.main(["search", "Người đủ bao nhiêu tuổi được lái xe gắn máy?"]) == 0
+    out = capsys.readouterr().out
+    assert "Điều 6" in out and "giao thông" in out.lower()
+    assert cli.main(["search", "nồng độ cồn", "--json", "--top-k", "3"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert line["query"] == "nồng độ cồn" and 1 <= len(line["hits"]) <= 3
+    assert set(line["hits"][0]) == {"id", "score", "source", "law", "article", "question", "page_content"}
+    # top-k are different articles
+    keys = [(h["source"], h["article"] or h["id"]) for h in line["hits"]]
+    assert len(keys) == len(set(keys))
+
+
+def _write_xlsx(path: Path, header: list[str], rows: list[list]) -> None:
+    wb = Workbook()
+    wb.active.append(header)
+    for row in rows:
+        wb.active.append(row)
+    wb.save(path)
+
+
+def test_bad_inputs_fail_alone_and_lose_nothing(env, embeddings_server):
+    assert env.ingest()[0] == 0
+    good = env.points()
+    # An already-ingested file turns corrupt: it fails, its points stay.
+    (env.data / "hoi-dap-mau.xlsx").write_bytes(b"PK\x03\x04 this is not a workbook")
+    (env.data / "empty.txt").write_bytes(b"")
+    (env.data / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (env.data / "latin1.txt").write_bytes("Điều 1. Phạm vi".encode("utf-8") + b"\xff\xfe\xfa bad \x81")
+    _write_xlsx(env.data / "no-columns.xlsx", ["Cột A", "Cột B"], [["x", "y"]])
+    name = "Luật mẫu số 3 (bản sửa).txt"
+    (env.data / name).write_text(
+        "LUẬT\nTHỬ NGHIỆM\nĐiều 1. Phạm vi\nLuật này quy định việc thử nghiệm tên tệp có dấu cách.\n", encoding="utf-8"
+    )
+    code, out = env.ingest()
+    assert code == 1, out
+    for bad in ("hoi-dap-mau.xlsx", "empty.txt", "binary.txt", "latin1.txt", "no-columns.xlsx"):
+        line = next(l for l in out.splitlines() if l.startswith(bad))
+        assert "failed" in line, line
+    points = env.points()
+    counts = by_source(points)
+    assert counts[name] == 1  # the file name with spaces and Vietnamese letters succeeds
+    for pid, payload in good.items():  # nothing lost, nothing duplicated
+        assert points[pid] == payload
+    assert len(points) == len(good) + 1
+
+
+def test_lock_held_by_another_process_is_one_sentence(env):
+    assert env.ingest()[0] == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from qdrant_client import QdrantClient; c = QdrantClient(path={str(env.qdrant)!r}); print('ready', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        proc = subprocess.run(
+            [sys.executable, "-m", "legal_rag_pipeline.cli", "search", "tạm trú"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 1
+        assert "in use by another process" in proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_configuration_error_exits_2(env, monkeypatch, capsys):
+    monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "many")
+    assert cli.main(["ingest"]) == 2
+    assert "EMBEDDINGS_BATCH_SIZE" in capsys.readouterr().err
