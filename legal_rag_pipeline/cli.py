@@ -27,8 +27,9 @@ def _settings(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------- ingest
-def run_ingest(settings, *, confirm_delete: bool = False, out=sys.stdout) -> int:
+def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
     """Materialise the four assets for every file of the data folder in one recorded run."""
+    out = out or sys.stdout
     import dagster as dg
 
     from . import ingest
@@ -60,7 +61,7 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=sys.stdout) -> int
         print(f"skipped {relpath}: {reason}", file=out)
 
     if not keys:
-        return _prune_only(settings, defs, confirm_delete, out)
+        return _prune_only(settings, confirm_delete, out)
 
     if settings.dense_backend == "none":
         print(
@@ -116,13 +117,13 @@ def _run_failure(result) -> str:
     return "the run failed"
 
 
-def _prune_only(settings, defs, confirm_delete: bool, out) -> int:
+def _prune_only(settings, confirm_delete: bool, out) -> int:
     """No files: remove points of vanished files, guarded against emptying the collection."""
     from . import ingest
-    from .resources.qdrant import QdrantStore
+    from .definitions import build_embedder, build_store
 
-    store: QdrantStore = defs.resources["qdrant"]
-    embedder = defs.resources["embedder"]
+    store = build_store(settings, resolve=True)
+    embedder = build_embedder(settings, resolve=True)
     with store.connect() as collection:
         if not collection.exists():
             print("Nothing to ingest and no collection yet.", file=out)
@@ -146,12 +147,13 @@ def _prune_only(settings, defs, confirm_delete: bool, out) -> int:
 
 
 # ---------------------------------------------------------------------------- search
-def run_search(settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=sys.stdout) -> int:
+def run_search(settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=None) -> int:
+    out = out or sys.stdout
     from .definitions import build_embedder, build_store
     from .search import search
 
-    store = build_store(settings)
-    embedder = build_embedder(settings)
+    store = build_store(settings, resolve=True)
+    embedder = build_embedder(settings, resolve=True)
     with store.connect() as collection:
         if not collection.exists():
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)

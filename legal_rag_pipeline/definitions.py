@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from .assets.ingestion import ASSETS
+from .automation import build_automation
 from .partitions import source_files
 from .resources.data_folder import DataFolder
 from .resources.embeddings import Embedder, HuggingFaceEmbedder, LocalEmbedder
@@ -22,15 +23,17 @@ ingest_job = dg.define_asset_job(
 )
 
 
-def _secret(*names: str) -> dg.EnvVar | None:
-    """An EnvVar for the first variable that is set: the UI shows its name, never its value."""
+def _secret(*names: str, resolve: bool = False) -> str | dg.EnvVar | None:
+    """The first variable that is set: as an EnvVar (the UI shows its name, never its value) for
+    Dagster runs, or its value (``resolve=True``) for resources used outside a run (CLI search)."""
     for name in names:
-        if os.environ.get(name, "").strip():
-            return dg.EnvVar(name)
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value if resolve else dg.EnvVar(name)
     return None
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, *, resolve: bool = False) -> Embedder:
     backend = settings.dense_backend
     if backend == "local":
         return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
@@ -38,23 +41,33 @@ def build_embedder(settings: Settings) -> Embedder:
         return HuggingFaceEmbedder(
             model=settings.model,
             provider=settings.provider,
-            token=_secret("HF_TOKEN", "HUGGINGFACE_API_KEY"),
+            token=_secret("HF_TOKEN", "HUGGINGFACE_API_KEY", resolve=resolve),
             endpoint_url=settings.endpoint_url,
-            endpoint_api_key=_secret("EMBEDDINGS_ENDPOINT_API_KEY"),
+            endpoint_api_key=_secret("EMBEDDINGS_ENDPOINT_API_KEY", resolve=resolve),
             batch_size=settings.batch_size,
             concurrency=settings.concurrency,
+            timeout_seconds=settings.timeout_seconds,
+            max_retry_seconds=settings.max_retry_seconds,
         )
     return Embedder()
 
 
-def build_store(settings: Settings) -> QdrantStore:
+def build_store(settings: Settings, *, resolve: bool = False) -> QdrantStore:
     return QdrantStore(
         path=None if settings.qdrant_server_mode else settings.qdrant_path,
         url=settings.qdrant_url,
         host=settings.qdrant_host,
         port=settings.qdrant_port,
-        api_key=_secret("QDRANT_API_KEY"),
+        api_key=_secret("QDRANT_API_KEY", resolve=resolve),
         collection_name=settings.collection_name,
+        https=settings.qdrant_https,
+        prefer_grpc=settings.qdrant_prefer_grpc,
+        grpc_port=settings.qdrant_grpc_port,
+        timeout_seconds=settings.qdrant_timeout,
+        shard_number=settings.qdrant_shard_number,
+        replication_factor=settings.qdrant_replication_factor,
+        write_consistency_factor=settings.qdrant_write_consistency_factor,
+        on_disk=settings.qdrant_on_disk,
     )
 
 
@@ -72,9 +85,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    automation = build_automation(ingest_job)
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[ingest_job],
+        jobs=[ingest_job, *automation.jobs],
+        sensors=automation.sensors,
+        schedules=automation.schedules,
         resources=build_resources(settings),
     )
 

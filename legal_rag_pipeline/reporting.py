@@ -61,10 +61,14 @@ def summary_markdown(per_file: Mapping[str, Any], vanished: Iterable[StageOutcom
 
 def summary_text(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome]) -> str:
     """A plain-text table for the console."""
-    rows = summary_rows(per_file.values())
+    summaries = list(per_file.values())
+    rows = summary_rows(summaries)
+    notes = [list(getattr(s, "notes", [])) for s in summaries]
     rows += [[o.source, "removed", "0", "0", str(o.counts.get("points_deleted", 0)), "0", ""] for o in vanished]
+    notes += [[] for _ in vanished]
     widths = [max(len(HEADER[i]), *(len(r[i]) for r in rows)) if rows else len(HEADER[i]) for i in range(6)]
     out = ["  ".join(HEADER[i].ljust(widths[i]) for i in range(6)) + "  " + HEADER[6]]
-    for row in rows:
+    for row, row_notes in zip(rows, notes, strict=True):
         out.append("  ".join(row[i].ljust(widths[i]) for i in range(6)) + ("  " + row[6] if row[6] else ""))
+        out.extend(f"    {note}" for note in row_notes)
     return "\n".join(out)

@@ -42,6 +42,21 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigurationError(f"{name}={raw!r} is not a whole number", f"set {name} to an integer such as {default}") from None
 
 
+def _env_optional_int(name: str) -> int | None:
+    return None if _env(name) is None else _env_int(name, 0)
+
+
+def _env_bool(name: str, default: bool | None) -> bool | None:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not true or false", f"set {name} to true or false")
+
+
 def _env_float(name: str, default: float) -> float:
     raw = _env(name)
     if raw is None:
@@ -67,11 +82,22 @@ class Settings:
     endpoint_url: str | None
     batch_size: int
     concurrency: int
+    timeout_seconds: float
+    max_retry_seconds: float
     token_budget: int
     max_delete_fraction: float
     has_hf_token: bool
     has_endpoint_key: bool
     has_qdrant_api_key: bool
+    # Qdrant server / cluster (ignored by the embedded mode).
+    qdrant_https: bool | None = None
+    qdrant_prefer_grpc: bool = False
+    qdrant_grpc_port: int = 6334
+    qdrant_timeout: int = 60
+    qdrant_shard_number: int | None = None
+    qdrant_replication_factor: int | None = None
+    qdrant_write_consistency_factor: int | None = None
+    qdrant_on_disk: bool = False
 
     @property
     def hf_token_var(self) -> str:
@@ -113,11 +139,21 @@ def load_settings() -> Settings:
         endpoint_url=_env("EMBEDDINGS_ENDPOINT_URL"),
         batch_size=_env_int("EMBEDDINGS_BATCH_SIZE", 32),
         concurrency=_env_int("EMBEDDINGS_CONCURRENCY", 4),
+        timeout_seconds=_env_float("EMBEDDINGS_TIMEOUT_SECONDS", 60.0),
+        max_retry_seconds=_env_float("EMBEDDINGS_MAX_RETRY_SECONDS", 300.0),
         token_budget=_env_int("CHUNK_TOKEN_BUDGET", 128),
         max_delete_fraction=_env_float("MAX_DELETE_FRACTION", 0.5),
         has_hf_token=bool(_env("HF_TOKEN") or _env("HUGGINGFACE_API_KEY")),
         has_endpoint_key=bool(_env("EMBEDDINGS_ENDPOINT_API_KEY")),
         has_qdrant_api_key=bool(_env("QDRANT_API_KEY")),
+        qdrant_https=_env_bool("QDRANT_HTTPS", None),
+        qdrant_prefer_grpc=bool(_env_bool("QDRANT_PREFER_GRPC", False)),
+        qdrant_grpc_port=_env_int("QDRANT_GRPC_PORT", 6334),
+        qdrant_timeout=_env_int("QDRANT_TIMEOUT", 60),
+        qdrant_shard_number=_env_optional_int("QDRANT_SHARD_NUMBER"),
+        qdrant_replication_factor=_env_optional_int("QDRANT_REPLICATION_FACTOR"),
+        qdrant_write_consistency_factor=_env_optional_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
+        qdrant_on_disk=bool(_env_bool("QDRANT_ON_DISK", False)),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(

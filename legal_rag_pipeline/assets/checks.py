@@ -31,19 +31,28 @@ def run_collection_checks(
     outcomes: Sequence[StageOutcome],
 ) -> Iterator[dg.AssetCheckResult]:
     ok = [o for o in outcomes if o.ok]
-    yield _vector_size(collection, embedder)
+    yield _vector_size(collection, embedder, [o.source for o in ok], state_dir)
     yield _points_match(collection, ok)
     written = [o for o in ok if o.counts.get("points_written")]
     yield _vectors_valid(collection, written, state_dir)
     yield _search_probe(collection, written, state_dir)
 
 
-def _vector_size(collection: Collection, embedder: Any) -> dg.AssetCheckResult:
+def _model_size(embedder: Any, sources: Sequence[str], state_dir: Path) -> int:
+    """The model's real output size: from vectors it produced for these files, else one probe call."""
+    model = embedder.model_id()
+    for source in sources:
+        for vector in FileArtifacts(state_dir, source).read_embeddings(model).values():
+            return int(vector.shape[0])
+    return int(embedder.dimension())
+
+
+def _vector_size(collection: Collection, embedder: Any, sources: Sequence[str], state_dir: Path) -> dg.AssetCheckResult:
     if not collection.exists():
         return dg.AssetCheckResult(check_name="vector_size_matches_model", passed=False, metadata={"reason": "collection missing"})
     have = collection.dense_size()
     if embedder.enabled():
-        want = embedder.dimension()
+        want = _model_size(embedder, sources, state_dir)
         passed = have == want
     else:
         want = None

@@ -8,7 +8,6 @@ the collection and fails the run at the end naming the files that did not, so th
 partitions in the UI while every other file is searchable.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 

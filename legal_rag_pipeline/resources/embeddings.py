@@ -240,6 +240,7 @@ class HuggingFaceEmbedder(Embedder):
             ),
             wait=self._wait,
             before_sleep=self._log_retry,
+            sleep=stop.wait if stop is not None else time.sleep,  # another batch failing ends the wait
             reraise=True,
         )
         try:
@@ -299,7 +300,7 @@ class HuggingFaceEmbedder(Embedder):
         if array.ndim == 1 and count == 1 and array.size > 0:
             array = array.reshape(1, -1)
         expected_dim = self._dimension
-        expected = f"({count}, {expected_dim if expected_dim else 'dim'})"
+        expected = f"({count}, {expected_dim})" if expected_dim else f"{count} vectors"
         if array.ndim != 2 or array.shape[0] != count or array.shape[1] == 0:
             raise errors.wrong_shape(target, array.shape, expected)
         with self._lock:

@@ -237,13 +237,13 @@ def unavailable(target: Target, status: int, detail: str, request_id: str | None
     rid = f", request id {request_id}" if request_id else ""
     return EmbeddingServiceUnavailable(
         f"{_cap(target)} is unavailable ({status}{': ' + detail if detail else ''}{rid})",
-        f"the model may be loading or overloaded: re-run later, or raise {MAX_RETRY_SETTING} to wait longer",
+        f"re-run later (the model may be loading or overloaded), or raise {MAX_RETRY_SETTING} to wait longer",
     )
 
 
 def batch_too_large(target: Target, size: int, detail: str) -> EmbeddingBatchTooLarge:
     return EmbeddingBatchTooLarge(
-        f"{_cap(target)} refused a batch of {size} texts{_paren(detail)}",
+        f"{_cap(target)} refused a batch of {size} text{'s' if size != 1 else ''}{_paren(detail)}",
         f"lower {BATCH_SIZE_SETTING}",
     )
 
@@ -258,7 +258,7 @@ def input_too_long(target: Target, detail: str) -> EmbeddingInputTooLong:
 def token_embeddings(target: Target, shape: tuple[int, ...]) -> EmbeddingShapeError:
     return EmbeddingShapeError(
         f"{_cap(target)} returned token embeddings of shape {shape} instead of one vector per text, "
-        f"so model {target.model if not target.is_endpoint else 'behind it'} is not a sentence-embedding model",
+        "so the model is not a sentence-embedding model",
         f"choose a sentence-transformers model in {MODEL_SETTING} "
         "(e.g. sentence-transformers/paraphrase-multilingual-mpnet-base-v2), "
         "or serve it with pooling (text-embeddings-inference /embed)",
@@ -293,7 +293,8 @@ def cannot_connect(target: Target, url: str, reason: str) -> EmbeddingError:
         if target.is_endpoint
         else "check the network connection, proxy settings (HTTPS_PROXY) and HF_ENDPOINT"
     )
-    return EmbeddingConnectionError(f"Cannot reach {url} for {target}{_paren(reason)}", fix)
+    where = str(target) if target.is_endpoint else f"{url} for {target}"
+    return EmbeddingConnectionError(f"Cannot reach {where}{_paren(reason)}", fix)
 
 
 def offline(target: Target) -> EmbeddingOffline:

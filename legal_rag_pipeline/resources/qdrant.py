@@ -213,9 +213,10 @@ class Collection:
             write_consistency_factor=store.write_consistency_factor,
             on_disk_payload=store.on_disk or None,
         )
-        for field in ("source", "law", "article", "embedding_model", "group_key"):
-            self.client.create_payload_index(physical, field, models.PayloadSchemaType.KEYWORD)
-        if not self.store.server_mode:
+        if self.store.server_mode:  # local mode ignores payload indexes (and warns)
+            for field in ("source", "law", "article", "embedding_model", "group_key"):
+                self.client.create_payload_index(physical, field, models.PayloadSchemaType.KEYWORD)
+        else:
             local = getattr(self.client, "_client", None)
             collection = getattr(local, "collections", {}).get(physical)
             if collection is not None:

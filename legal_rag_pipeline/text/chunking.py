@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..records import Chunk, Row, SkippedRow
 from .normalize import normalize_text
-from .tokens import DEFAULT_TOKEN_BUDGET, SPECIAL_TOKENS, count_tokens as _estimate_tokens
+from .tokens import DEFAULT_TOKEN_BUDGET, SPECIAL_TOKENS
+from .tokens import count_tokens as _estimate_tokens
 
 TokenCounter = Callable[[str], int]
 
@@ -98,11 +99,10 @@ _PROPER = [("việt nam", "Việt Nam"), ("hồ chí minh", "Hồ Chí Minh"), (
 
 def _clean_name(name: str) -> str:
     name = name.strip(" .;:-–—")
-    if (name.startswith("CỦA ") or name.startswith("SỐ ")) and " VỀ " in name:
+    if name.startswith(("CỦA ", "SỐ ")) and " VỀ " in name:
         name = name.rsplit(" VỀ ", 1)[1]
     name = _NAME_CUT.sub("", name)
-    if name.startswith("VỀ "):
-        name = name[3:]
+    name = name.removeprefix("VỀ ")
     return name.strip(" .;:-–—")
 
 
@@ -114,9 +114,9 @@ def parse_law_title(text: str, fallback: str) -> str:
     with a document kind (LUẬT, BỘ LUẬT, HIẾN PHÁP, NGHỊ ĐỊNH, ...), its name on the same line or the
     next one. Old headers ("CỦA QUỐC HỘI ... SỐ 23/2004/QH11 ... VỀ GIAO THÔNG ...") keep the subject.
     """
-    lines = [line.strip() for line in normalize_text(text).split("\n")]
+    lines = [line.strip() for line in normalize_text(text[:20_000]).split("\n")]
     lines = [line for line in lines if line]
-    for i, line in enumerate(lines[:60]):
+    for i, line in enumerate(lines[:80]):
         if _match_article(line) or _match_heading(_CHAPTER, line):
             break
         if not _is_upperish(line) or line != line.upper():
@@ -186,6 +186,8 @@ def _split(unit: _Unit, level: str) -> list[_Unit]:
     if level == "word":
         return [_Unit(p, clauses) for p in text.split() if p]
     # "char": halves, until each half fits (the caller recurses)
+    if len(text) <= 1:
+        return [unit]
     mid = max(1, len(text) // 2)
     return [_Unit(text[:mid], clauses), _Unit(text[mid:], clauses)]
 
@@ -231,7 +233,8 @@ def _split_to_fit(prefix: str, unit: _Unit, levels: tuple[str, ...], budget: int
     for i, level in enumerate(levels):
         parts = _split(unit, level)
         if len(parts) > 1:
-            return _pack(prefix, parts, level, levels[i + 1:], budget, count, strict)
+            finer = levels[i:] if level == "char" else levels[i + 1:]  # halves are halved again
+            return _pack(prefix, parts, level, finer, budget, count, strict)
     # a single character that does not fit: nothing more can be done (only with an absurd budget)
     return [unit]
 

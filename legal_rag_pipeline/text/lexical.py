@@ -12,6 +12,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 
 from .normalize import normalize_text
 
@@ -94,10 +95,9 @@ def lexical_tokens(text: str, variant: str = DEFAULT_VARIANT, stopwords: Iterabl
     if variant == "syllables":
         tokens = [w for phrase in _phrases(text) for w in phrase]
     elif variant == "syllables+bigrams":
-        tokens = []
-        for phrase in _phrases(text):
-            tokens.extend(phrase)
-            tokens.extend(f"{a}_{b}" for a, b in zip(phrase, phrase[1:]))
+        phrases = _phrases(text)
+        tokens = [w for phrase in phrases for w in phrase]
+        tokens += [f"{a}_{b}" for phrase in phrases for a, b in pairwise(phrase)]
     elif variant == "pyvi":
         segmented = _pyvi_tokenizer().tokenize(normalize_text(text))
         tokens = []

@@ -10,21 +10,16 @@ import re
 import unicodedata
 from typing import Any
 
-# Invisible characters that only get in the way: BOM, zero-width space/joiners, word joiner, soft hyphen.
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"), None)
-# Unicode spaces (NBSP, figure/narrow NBSP, en/em spaces..., ideographic space) become a plain space;
-# vertical tab, form feed and the Unicode line/paragraph separators become a line break.
-_SPACES = {
-    **dict.fromkeys(map(ord, "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"), " "),
-    **dict.fromkeys(map(ord, "\u200a\u202f\u205f\u3000"), " "),
-    **dict.fromkeys(map(ord, "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), "\n"),
-}
-# Other C0/C1 control characters (never meaningful in a law or an answer) are dropped.
-_CONTROLS = dict.fromkeys([c for c in range(0x20) if c not in (0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E)]
-                          + [0x7F] + [c for c in range(0x80, 0xA0) if c != 0x85], None)
-_TABLE = {**_CONTROLS, **_INVISIBLE, **_SPACES}
-
-_H_SPACE_RUN = re.compile(r"[ \t]+")
+# Invisible characters that only get in the way: BOM, zero-width space/joiners, word joiner, soft hyphen,
+# and the C0/C1 control characters that never mean anything in a law or an answer.
+_DROP = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad\x00-\x08\x0e-\x1b\x1f\x7f\x80-\x84\x86-\x9f]")
+# Unicode spaces (NBSP, figure/narrow NBSP, en/em spaces..., ideographic space) become a plain space.
+_SPACE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+# Vertical tab, form feed, file/group/record separators, NEL and the Unicode line/paragraph
+# separators become a line break.
+_BREAK = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_H_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
+_SPACE_AROUND_BREAK = re.compile(r" \n ?|\n ")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
@@ -36,11 +31,14 @@ def normalize_text(text: str) -> str:
     if not text:
         return ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_TABLE)
+    text = _DROP.sub("", text)
+    text = _SPACE.sub(" ", text)
+    text = _BREAK.sub("\n", text)
     # NFC after removing zero-width characters, which could sit between a letter and its mark.
     text = unicodedata.normalize("NFC", text)
-    lines = [_H_SPACE_RUN.sub(" ", line).strip() for line in text.split("\n")]
-    text = "\n".join(lines)
+    if "  " in text or "\t" in text:
+        text = _H_SPACE_RUN.sub(" ", text)
+    text = _SPACE_AROUND_BREAK.sub("\n", text)
     text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
 

@@ -1,0 +1,332 @@
+"""The data-folder sensor: files dropped, changed or deleted in DATA_DIR are ingested without a click.
+
+Design (one RunRequest per tick, not one per file, not declarative automation):
+
+* Each tick stats the folder through ``readers.scan_data_dir`` (modification time in ns + size;
+  nothing is read or hashed: the assets hash contents).
+* The cursor (JSON, stored by Dagster, so it survives daemon restarts) keeps ``seen``, the stat of
+  every file at the previous tick, and ``done``, the stat of the version last handed to a run.
+  A file is *ready* when its stat equals the previous tick's (it stopped changing: a file still
+  being copied waits) and differs from ``done``. Unchanged files never trigger again.
+* All ready files of a tick go into ONE run of ``ingest_job``: a partition range (tags
+  ``dagster/asset_partition_range_start``/``_end``) over the dynamic partitions' insertion order.
+  The range may include unchanged files between the changed ones: they cost a hash and nothing
+  else (no embedding, no write). While other files are still changing (a folder being copied
+  over several ticks), the stable ones are held back (at most MAX_HOLD_SECONDS) so that the whole
+  batch makes one run. New files' partitions are added by the same ``SensorResult``: Dagster
+  applies partition requests before it creates the tick's runs, so the range can name them.
+* Deleted files: their partitions are deleted and, when no other file changed in that tick, a
+  small ``prune_vanished_job`` removes their points (``ingest.sync_stage`` with no sources; any
+  ingest run prunes vanished files too). The usual mass-deletion guard applies; a missing or
+  empty data folder is not treated as "delete everything": the sensor skips and says why.
+* ``run_key`` is the cursor's run number plus a digest of the (file, mtime, size) set: a tick
+  replayed from the same stored cursor never starts a second run, while a version that must run
+  again (a deleted file restored from the trash with its old time) does. A failed file does not
+  block anything: the next version of that file (new stat) triggers again, and the nightly
+  schedule retries every file.
+
+The sensor also sets the ``qdrant_writer`` pool limit to 1 on the instance at every tick (cheap
+when already set), so a daemon started with plain ``dagster dev`` serialises writers too.
+"""
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from .. import ingest
+from ..errors import ConfigurationError, PipelineError
+from ..instance import set_pool_limit
+from ..partitions import source_files
+from ..resources.data_folder import DataFolder
+from ..resources.embeddings import Embedder
+from ..resources.qdrant import QdrantStore
+
+SENSOR_NAME = "data_folder_sensor"
+PRUNE_JOB_NAME = "prune_vanished_job"
+WRITER_POOL = "qdrant_writer"
+# The sensor daemon loops every 5 s and skips a sensor whose last tick *ended* less than this ago: 5
+# would tick only every other loop (10 s). 1 lets every loop tick: a drop is seen within ~5 s.
+MINIMUM_INTERVAL_SECONDS = 1
+MAX_HOLD_SECONDS = 60  # longest wait for a busy folder to settle before stable files run anyway
+CURSOR_VERSION = 1
+# SQLite refuses statements with too many variables (dagster issue #16260): add partitions in chunks.
+PARTITION_REQUEST_BATCH = 500
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+TRIGGER_TAG = "legal_rag/trigger"
+
+Stat = tuple[int, int]  # (mtime_ns, size)
+clock = time.time  # tests replace it
+
+
+# ----------------------------------------------------------------------------- the pure decision
+@dataclass
+class FolderState:
+    """What the cursor remembers between ticks."""
+
+    seen: dict[str, Stat] = field(default_factory=dict)
+    done: dict[str, Stat] = field(default_factory=dict)
+    runs: int = 0  # run requests made so far: part of the run key
+    held_since: float | None = None  # when ready files were first held back for a busy folder
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"v": CURSOR_VERSION, "seen": self.seen, "done": self.done, "runs": self.runs, "held_since": self.held_since},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, cursor: str | None) -> "FolderState":
+        if not cursor:
+            return cls()
+        try:
+            raw = json.loads(cursor)
+            return cls(
+                seen={k: (int(v[0]), int(v[1])) for k, v in raw.get("seen", {}).items()},
+                done={k: (int(v[0]), int(v[1])) for k, v in raw.get("done", {}).items()},
+                runs=int(raw.get("runs", 0)),
+                held_since=raw.get("held_since"),
+            )
+        except (ValueError, TypeError, AttributeError, IndexError):
+            return cls()  # an unreadable cursor costs one cheap re-check of every file, nothing more
+
+
+@dataclass
+class Plan:
+    """What one tick decided: partitions to add/delete, files to ingest, the next cursor."""
+
+    ready: list[str]  # stable and changed since the last run: ingest these
+    waiting: list[str]  # new or still changing: look again next tick
+    added: list[str]  # partitions to create
+    deleted: list[str]  # partitions of vanished files
+    order: list[str]  # partition order after the requests are applied
+    state: FolderState
+    held: list[str] = field(default_factory=list)  # ready, but held while other files still change
+
+    def run_key(self, current: Mapping[str, Stat]) -> str:
+        """The (file, mtime, size) set, numbered by the cursor: a tick replayed from the same stored
+        cursor gets the same key (Dagster drops the duplicate), while a file version that must run
+        again (a file restored from the trash with its old time) gets a new one."""
+        items = [(k, *current[k]) for k in sorted(self.ready)] + [("-", k) for k in sorted(self.deleted)]
+        digest = hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:24]
+        return f"{self.state.runs}:{digest}"
+
+    def partition_range(self) -> tuple[str, str] | None:
+        if not self.ready:
+            return None
+        position = {k: i for i, k in enumerate(self.order)}
+        ordered = sorted(self.ready, key=position.__getitem__)
+        return ordered[0], ordered[-1]
+
+
+def plan_tick(
+    current: Mapping[str, Stat], previous: FolderState, partitions: Sequence[str], now: float = 0.0
+) -> Plan:
+    """Decide from the folder's stats, the cursor and the instance's partitions (no I/O here).
+
+    While some files still change (a copy in progress), the files already stable are held back,
+    for at most MAX_HOLD_SECONDS, so that a batch of files copied over several ticks makes one run.
+    """
+    known = set(partitions)
+    # A version counts as done only while its partition exists (someone may have deleted it).
+    done = {k: v for k, v in previous.done.items() if k in current and k in known}
+    ready, waiting = [], []
+    for key in sorted(current):
+        stat = current[key]
+        if done.get(key) == stat:
+            continue
+        (ready if previous.seen.get(key) == stat else waiting).append(key)
+    deleted = [k for k in partitions if k not in current]
+    if (ready or deleted) and waiting:
+        since = previous.held_since if previous.held_since is not None else now
+        if now - since < MAX_HOLD_SECONDS:
+            state = FolderState(seen=dict(current), done=done, runs=previous.runs, held_since=since)
+            return Plan([], waiting, [], [], list(partitions), state, held=ready + deleted)
+    added = [k for k in ready if k not in known]
+    order = [k for k in partitions if k in current] + added
+    for key in ready:
+        done[key] = current[key]
+    runs = previous.runs + (1 if ready or deleted else 0)
+    return Plan(ready, waiting, added, deleted, order, FolderState(seen=dict(current), done=done, runs=runs))
+
+
+
+def stat_folder(data_dir: Path) -> tuple[dict[str, Stat], list]:
+    """(mtime_ns, size) of every ingestible file, and the skipped ones: stat only, no reads."""
+    from ..readers import scan_data_dir
+
+    scan = scan_data_dir(data_dir)
+    current: dict[str, Stat] = {}
+    for key, path in scan.files.items():
+        try:
+            st = Path(path).stat()
+        except FileNotFoundError:  # deleted between the scan and the stat: seen as gone next tick
+            continue
+        current[key] = (st.st_mtime_ns, st.st_size)
+    return current, list(scan.skipped)
+
+
+def _batched(keys: Sequence[str]) -> list[Sequence[str]]:
+    return [keys[i : i + PARTITION_REQUEST_BATCH] for i in range(0, len(keys), PARTITION_REQUEST_BATCH)]
+
+
+# ----------------------------------------------------------------------------- the prune job
+class PruneConfig(dg.Config):
+    confirm_mass_deletion: bool = False
+
+
+@dg.op(
+    pool=WRITER_POOL,
+    description="Delete the points of files that are no longer in the data folder (the mass-deletion guard applies).",
+)
+def prune_vanished_files(
+    context: dg.OpExecutionContext,
+    config: PruneConfig,
+    data_folder: DataFolder,
+    qdrant: QdrantStore,
+    embedder: Embedder,
+) -> None:
+    try:
+        with qdrant.connect() as collection:
+            if not collection.exists():
+                context.log.info("No collection yet: nothing to remove.")
+                return
+            _, vanished = ingest.sync_stage(
+                [],
+                data_folder.data_path,
+                data_folder.state_path,
+                context.run_id,
+                collection,
+                embedder,
+                max_delete_fraction=data_folder.max_delete_fraction,
+                confirm_mass_deletion=config.confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+            )
+    except PipelineError as exc:  # one sentence in the UI, no stack trace
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    removed = {o.source: o.counts.get("points_deleted", 0) for o in vanished}
+    context.log.info(f"Removed the points of {len(removed)} files no longer in the data folder: {removed}")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key="qdrant_collection",
+            metadata={
+                "removed_files": len(removed),
+                "points_deleted": sum(removed.values()),
+                "removed": dg.MetadataValue.md("\n".join(f"- {k}: {v} points" for k, v in removed.items()) or "none"),
+            },
+        )
+    )
+
+
+@dg.job(
+    name=PRUNE_JOB_NAME,
+    executor_def=dg.in_process_executor,
+    description="Remove the points of deleted files (started by the data-folder sensor when only deletions happened).",
+)
+def prune_vanished_job() -> None:
+    prune_vanished_files()
+
+
+# ----------------------------------------------------------------------------- the sensor
+def default_status() -> dg.DefaultSensorStatus:
+    """On unless DATA_FOLDER_SENSOR=stopped (for people who only ingest by hand). A status set in the
+    UI's Automation page is stored in the instance and wins over this default."""
+    value = (os.environ.get("DATA_FOLDER_SENSOR") or "running").strip().lower()
+    if value not in {"running", "stopped"}:
+        raise ConfigurationError(f"DATA_FOLDER_SENSOR={value!r} is not known", "use running or stopped")
+    return dg.DefaultSensorStatus.RUNNING if value == "running" else dg.DefaultSensorStatus.STOPPED
+
+
+def build_data_folder_sensor(ingest_job) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        jobs=[ingest_job, prune_vanished_job],
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        default_status=default_status(),
+        description="Ingests files added to or changed in DATA_DIR (once they stop changing) in one run, "
+        "and removes the points of deleted files. Stats files only: no reads, no hashing.",
+    )
+    def data_folder_sensor(context: dg.SensorEvaluationContext, data_folder: DataFolder) -> dg.SensorResult:
+        return evaluate(context, data_folder, ingest_job.name)
+
+    return data_folder_sensor
+
+
+def evaluate(context: dg.SensorEvaluationContext, data_folder: DataFolder, ingest_job_name: str) -> dg.SensorResult:
+    instance = context.instance
+    set_pool_limit(instance)
+    data_dir = data_folder.data_path
+    previous = FolderState.from_json(context.cursor)
+    if not data_dir.is_dir():
+        return dg.SensorResult(
+            skip_reason=f"The data folder {data_dir} does not exist: nothing is ingested or deleted until it is back.",
+            cursor=previous.to_json(),
+        )
+    try:
+        current, skipped = stat_folder(data_dir)
+    except FileNotFoundError:  # removed between the check and the scan
+        return dg.SensorResult(skip_reason=f"The data folder {data_dir} does not exist.", cursor=previous.to_json())
+    partitions = list(instance.get_dynamic_partitions(source_files.name))
+    if not current and partitions:
+        return dg.SensorResult(
+            skip_reason=f"The data folder {data_dir} has no files to ingest: refusing to treat that as deleting "
+            f"all {len(partitions)} files. If intended, run `legal-rag ingest --confirm-delete`.",
+            cursor=previous.to_json(),
+        )
+
+    plan = plan_tick(current, previous, partitions, now=clock())
+    requests: list = [source_files.build_add_request(list(b)) for b in _batched(plan.added)]
+    requests += [source_files.build_delete_request(list(b)) for b in _batched(plan.deleted)]
+    run_requests: list[dg.RunRequest] = []
+    key = plan.run_key(current)
+    span = plan.partition_range()
+    if span:
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"ingest:{key}",
+                job_name=ingest_job_name,
+                tags={
+                    RANGE_START_TAG: span[0],
+                    RANGE_END_TAG: span[1],
+                    TRIGGER_TAG: "sensor",
+                    "legal_rag/changed_files": str(len(plan.ready)),
+                    "legal_rag/deleted_files": str(len(plan.deleted)),
+                },
+            )
+        )
+    elif plan.deleted:
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"prune:{key}",
+                job_name=PRUNE_JOB_NAME,
+                tags={TRIGGER_TAG: "sensor", "legal_rag/deleted_files": str(len(plan.deleted))},
+            )
+        )
+
+    if plan.ready or plan.deleted:
+        context.log.info(
+            f"{len(plan.ready)} files to ingest ({len(plan.added)} new), {len(plan.deleted)} deleted, "
+            f"{len(plan.waiting)} still changing or just seen"
+        )
+    skip_reason = None
+    if not run_requests:
+        skip_reason = (
+            f"{len(plan.waiting)} files changed since the last tick: waiting until they stop changing"
+            + (f" ({len(plan.held)} files ready, held back to make one run)." if plan.held else ".")
+            if plan.waiting
+            else f"No change in {len(current)} files."
+        )
+        if skipped:
+            skip_reason += f" {len(skipped)} files are not ingestible (unsupported type)."
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=requests,
+        cursor=plan.state.to_json(),
+        skip_reason=skip_reason,
+    )
