@@ -78,7 +78,11 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
             "dagster/asset_partition_range_end": ordered[-1],
             "legal_rag/trigger": "cli",
         },
-        run_config={"ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}}},
+        run_config={
+            "ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}},
+            # the run's events are recorded in the instance; the console gets the summary table
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
         raise_on_error=False,
     )
     summaries = ingest.file_summaries(keys, state_dir, result.run_id)
@@ -219,6 +223,9 @@ def _command_modules():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*(is currently in beta|is currently in preview).*")
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args) if getattr(args, "needs_settings", True) else None

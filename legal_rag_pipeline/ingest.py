@@ -229,7 +229,7 @@ def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, emb
             outcomes[source] = StageOutcome(source, "skipped", error="not chunked in this run (see normalized_records)")
             continue
         if not enabled:
-            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0}, notes=["bm25 only: no dense embedder configured"])
+            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0})
             continue
 
         def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:

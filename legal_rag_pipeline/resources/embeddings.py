@@ -83,7 +83,9 @@ class Embedder(dg.ConfigurableResource):
             f"set {errors.TOKEN_SETTING} or {errors.ENDPOINT_SETTING} to compute dense vectors",
         )
 
-    def preflight(self) -> list[Check]:
+    def preflight(self, probe: bool = True) -> list[Check]:
+        """Prerequisites in order (``legal-rag doctor``, the run's preflight). ``probe=False`` skips the
+        one tiny embedding call, for a run whose first batch is the probe."""
         return [
             Check(
                 "dense embeddings",
@@ -193,11 +195,16 @@ class HuggingFaceEmbedder(Embedder):
                 raise failed.exception()  # type: ignore[misc]
             return np.vstack([f.result() for f in futures])
 
-    def preflight(self) -> list[Check]:
-        """Prerequisites in order; stops at the first failure that makes later checks meaningless."""
-        if self.endpoint_url:
-            return self._preflight_endpoint()
-        return self._preflight_provider()
+    def preflight(self, probe: bool = True) -> list[Check]:
+        """Prerequisites in order; stops at the first failure that makes later checks meaningless.
+
+        ``probe=False`` leaves out the one-text embedding call (the run's preflight: its first batch
+        is the probe, and an unchanged re-run must make no call at all).
+        """
+        checks = self._preflight_endpoint() if self.endpoint_url else self._preflight_provider()
+        if probe and all(c.ok for c in checks):
+            checks.append(self._probe_check())
+        return checks
 
     # ---------------------------------------------------------------- batches, retries, splitting
 
@@ -356,14 +363,19 @@ class HuggingFaceEmbedder(Embedder):
 
     def _effective_batch_size(self) -> int:
         if self.endpoint_url and not self._info_read:
-            info = self._read_info()
-            limit = info.get("max_client_batch_size")
-            with self._lock:
-                self._info_read = True
-                if isinstance(limit, int) and limit > 0 and limit < self.batch_size:
-                    logger.info("%s accepts at most %d texts per request", self.describe(), limit)
-                    self._batch_cap = min(self._batch_cap or limit, limit)
+            self._apply_info(self._read_info())
         return max(1, min(self.batch_size, self._batch_cap or self.batch_size))
+
+    def _apply_info(self, info: dict[str, Any]) -> None:
+        """Cap the batch size at the endpoint's advertised ``max_client_batch_size`` (read once)."""
+        limit = info.get("max_client_batch_size")
+        with self._lock:
+            if self._info_read:
+                return
+            self._info_read = True
+            if isinstance(limit, int) and limit > 0 and limit < self.batch_size:
+                logger.info("%s accepts at most %d texts per request", self.describe(), limit)
+                self._batch_cap = min(self._batch_cap or limit, limit)
 
     # ---------------------------------------------------------------- doctor
 
@@ -422,7 +434,6 @@ class HuggingFaceEmbedder(Embedder):
             checks.append(
                 Check("Inference Providers permission", True, f"a {role} token may call Inference Providers")
             )
-        checks.append(self._probe_check())
         return checks
 
     def _preflight_endpoint(self) -> list[Check]:
@@ -445,6 +456,7 @@ class HuggingFaceEmbedder(Embedder):
             )
         ]
         info = self._read_info()
+        self._apply_info(info)  # the run's batches need not ask /info again
         if info:
             limits = ", ".join(
                 f"{key} {info[key]}"
@@ -458,7 +470,6 @@ class HuggingFaceEmbedder(Embedder):
                     "endpoint limits", True, f"no /info: using {errors.BATCH_SIZE_SETTING}={self.batch_size}"
                 )
             )
-        checks.append(self._probe_check())
         return checks
 
 
@@ -536,7 +547,7 @@ class LocalEmbedder(Embedder):
         )
         return l2_normalise(vectors)
 
-    def preflight(self) -> list[Check]:
+    def preflight(self, probe: bool = True) -> list[Check]:
         try:
             dim = self.dimension()
         except (ConfigurationError, EmbeddingError) as error:
