@@ -211,3 +211,46 @@ def test_configuration_error_exits_2(env, monkeypatch, capsys):
     monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "many")
     assert cli.main(["ingest"]) == 2
     assert "EMBEDDINGS_BATCH_SIZE" in capsys.readouterr().err
+
+
+def test_file_deleted_before_read_fails_alone(tmp_path):
+    from legal_rag_pipeline import ingest
+
+    (tmp_path / "data").mkdir()
+    outcome = ingest.read_stage(tmp_path / "data", "gone.txt", tmp_path / "state", "run-1")
+    assert outcome.status == "failed"
+    assert "deleted before it could be read" in outcome.error
+    assert "nothing was changed in the collection" in outcome.fix
+
+
+def test_file_still_being_written_fails_alone_and_is_retried_later(tmp_path):
+    import threading
+    import time
+
+    from legal_rag_pipeline import ingest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "dang-chep.txt"
+    paragraph = "Điều 1. Phạm vi điều chỉnh\nLuật này quy định việc thử nghiệm một tệp đang được chép.\n"
+    path.write_text(paragraph * 20000, encoding="utf-8")  # a few MB: reading takes a while
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            while not stop.is_set():
+                handle.write(paragraph)
+                handle.flush()
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        outcome = ingest.read_stage(data, "dang-chep.txt", tmp_path / "state", "run-1")
+    finally:
+        stop.set()
+        writer.join()
+    assert outcome.status == "failed"
+    assert "changed while it was being read" in outcome.error
+    # Once the copy is finished, the same file reads fine.
+    assert ingest.read_stage(data, "dang-chep.txt", tmp_path / "state", "run-2").status == "ok"
