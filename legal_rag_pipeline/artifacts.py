@@ -8,6 +8,7 @@ must survive a failed run (they cost quota), so each stage writes its result per
                                chunks.jsonl     normalised chunks with point ids (normalized_records)
                                embeddings.npz   vectors by point id, with the model id (embedding_batches)
                                status.json      the last outcome of each stage, shown by the CLI
+                               synced.json      what the collection held for it after its last sync
 
 Writes go to a temporary file first and are renamed into place, so a crash never leaves half a file.
 """
@@ -87,6 +88,16 @@ class FileArtifacts:
 
     def write_document(self, value: dict[str, Any]) -> None:
         self._write_json("document.json", value)
+
+    def synced(self) -> dict[str, Any] | None:
+        """The sync marker written after this file's points were last brought in line (see ingest.sync_stage)."""
+        return self._read_json("synced.json")
+
+    def write_synced(self, value: dict[str, Any]) -> None:
+        self._write_json("synced.json", value)
+
+    def clear_synced(self) -> None:
+        (self.dir / "synced.json").unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
         return self._read_json("status.json") or {}

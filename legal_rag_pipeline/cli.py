@@ -27,9 +27,36 @@ def _settings(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------- ingest
+_SQLITE_TUNED = False
+
+
+def _cheap_sqlite_commits() -> None:
+    """Dagster's SQLite storages run in WAL mode with synchronous=FULL: one fsync per stored event,
+    and a run over 208 files stores about 1,700 events (0.1 s each on a busy disk). WAL with
+    synchronous=NORMAL stays consistent after any crash (it may lose the last events on power loss)."""
+    global _SQLITE_TUNED
+    if _SQLITE_TUNED:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _normal_sync(dbapi_connection, _record) -> None:  # noqa: ANN001
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            try:
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                pass
+
+    _SQLITE_TUNED = True
+
+
 def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
     """Materialise the four assets for every file of the data folder in one recorded run."""
     out = out or sys.stdout
+    _cheap_sqlite_commits()
     import dagster as dg
 
     from . import ingest

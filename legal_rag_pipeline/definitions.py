@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from .assets.ingestion import ASSETS
+from .assets.quality import QUALITY_CHECKS, QUALITY_JOBS
 from .automation import build_automation
 from .partitions import source_files
 from .resources.data_folder import DataFolder
@@ -48,6 +49,8 @@ def build_embedder(settings: Settings, *, resolve: bool = False) -> Embedder:
             concurrency=settings.concurrency,
             timeout_seconds=settings.timeout_seconds,
             max_retry_seconds=settings.max_retry_seconds,
+            backoff_seconds=settings.backoff_seconds,
+            max_attempts=settings.max_attempts,
         )
     return Embedder()
 
@@ -88,7 +91,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     automation = build_automation(ingest_job)
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[ingest_job, *automation.jobs],
+        asset_checks=QUALITY_CHECKS,
+        jobs=[ingest_job, *QUALITY_JOBS, *automation.jobs],
         sensors=automation.sensors,
         schedules=automation.schedules,
         resources=build_resources(settings),

@@ -8,8 +8,10 @@ nothing already in Qdrant is touched for the failed one.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import FileArtifacts, StageOutcome
+from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .errors import EmbeddingError, MassDeletionRefused, PipelineError, SourceFileError
 from .readers import read_document, scan_data_dir
 from .records import Chunk, Row, SkippedRow
@@ -38,6 +40,13 @@ CHUNKER_VERSION = "1"
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024
 BM25_ONLY_MODEL = "none (bm25 only)"
+# An ingest whose files are all unchanged since their last successful sync does not open Qdrant
+# (embedded mode loads the whole collection to open it). The collection is still read in full and
+# compared with every file when the last full comparison is older than this, when
+# LEGAL_RAG_VERIFY_SYNC is set, and by runs with no files (the prune job).
+VERIFY_AFTER_SECONDS = 20 * 3600
+SYNC_STATE_FILE = "sync_state.json"
+TRUSTED = "in_sync_since_last_run"  # count key of an outcome taken from its sync marker
 
 STAGES = ("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection")
 
@@ -303,15 +312,25 @@ def sync_stage(
     max_delete_fraction: float = 0.5,
     confirm_mass_deletion: bool = False,
     prune_vanished: bool = True,
+    verify: bool | None = None,
 ) -> tuple[list[StageOutcome], list[StageOutcome]]:
     """Bring the collection in line with the files: returns (per-file outcomes, vanished-file outcomes).
 
     Upserts come first and deletions after, so a crash in between leaves extra points (fixed by
     the next run), never missing ones. Raises MassDeletionRefused before any write when the run
     would remove too much.
+
+    Each file that reached the collection gets a sync marker (its chunk set, the model, the store
+    and the physical collection). When the collection was compared in full with the folder recently
+    (``VERIFY_AFTER_SECONDS``), files whose marker still matches are taken as in sync without reading
+    the collection: only changed files and files removed from the folder are looked up, and a run
+    where nothing changed does not open Qdrant at all. ``verify=True`` (or LEGAL_RAG_VERIFY_SYNC)
+    always compares the whole collection.
     """
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
+    if verify is None:
+        verify = env_flag("LEGAL_RAG_VERIFY_SYNC")
     outcomes: dict[str, StageOutcome] = {}
     ready: list[str] = []
     for source in sources:
@@ -322,30 +341,78 @@ def sync_stage(
             outcomes[source] = StageOutcome(source, "skipped", error="not embedded in this run (see embedding_batches)")
 
     present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
-    dense_size = _dense_size(ready, state_dir, model, collection, embedder) if enabled else None
-    collection.ensure(dense_size, model if enabled else None)
-    index = collection.point_index()
-    total_points = sum(len(ids) for ids in index.values())
+    location = collection.location()
+
+    # Fast and targeted paths: trust the markers of unchanged files (see the docstring).
+    pending: list[str] = list(ready)
+    known_vanished: list[str] | None = None
+    if sources and present and not verify:
+        physical = collection.physical_name()
+        state = _read_sync_state(state_dir)
+        if (
+            physical
+            and state.get("location") == location
+            and state.get("collection") == physical
+            and time.time() - float(state.get("verified_at", 0)) < VERIFY_AFTER_SECONDS
+        ):
+            marks = {s: _sync_mark(FileArtifacts(state_dir, s), model, location, physical) for s in ready}
+            trusted = [s for s in ready if marks[s] is not None and FileArtifacts(state_dir, s).synced() == marks[s]]
+            known_vanished = (
+                sorted(s for s in known_sources(state_dir) if s not in present and s not in set(sources))
+                if prune_vanished
+                else []
+            )
+            trusted_set = set(trusted)
+            pending = [s for s in ready if s not in trusted_set]
+            for source in trusted:
+                outcomes[source] = StageOutcome(
+                    source,
+                    "unchanged",
+                    counts={
+                        "chunks": int(marks[source]["points"]),  # type: ignore[index]
+                        "points_written": 0,
+                        "points_deleted": 0,
+                        TRUSTED: 1,
+                    },
+                )
+            if not pending and not known_vanished:
+                for source in trusted:
+                    FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcomes[source], run_id)
+                return [outcomes[s] for s in sources], []
+
+    dense_size = _dense_size(pending, state_dir, model, collection, embedder) if enabled else None
+    physical = collection.ensure(dense_size, model if enabled else None)
+    full = known_vanished is None
+    if full:
+        index = collection.point_index()
+        total_points = sum(len(ids) for ids in index.values())
+    else:
+        index = collection.point_index([*pending, *(known_vanished or [])])
+        total_points = collection.count()
 
     plan = SyncPlan(collection_points=total_points)
-    desired: dict[str, list[Chunk]] = {}
     doc_sha: dict[str, str] = {}
-    for source in ready:
+    chunk_counts: dict[str, int] = {}
+    for source in pending:
         art = FileArtifacts(state_dir, source)
-        chunks = list(art.read_chunks())
-        desired[source] = chunks
+        ids = art.chunk_ids()
+        chunk_counts[source] = len(ids)
         sha = (art.document() or {}).get("sha256", "")
         doc_sha[source] = sha
         existing = index.get(source, {})
-        wanted = {c.point_id for c in chunks}
+        wanted = set(ids)
         fresh = all(
             p.get("doc_sha256") == sha and p.get("embedding_model") == model for p in existing.values()
         )
-        plan.upserts[source] = [c.point_id for c in chunks if c.point_id not in existing or not fresh]
+        plan.upserts[source] = [pid for pid in ids if pid not in existing or not fresh]
         plan.deletes[source] = [pid for pid in existing if pid not in wanted]
         plan.net_removed += max(0, len(existing) - len(wanted))
     if prune_vanished:
-        plan.vanished = sorted(s for s in index if s not in present and s not in desired and s is not None)
+        pending_set = set(pending)
+        if full:
+            plan.vanished = sorted(s for s in index if s not in present and s not in pending_set and s is not None)
+        else:
+            plan.vanished = [s for s in known_vanished or [] if index.get(s)]
         plan.net_removed += sum(len(index[s]) for s in plan.vanished)
 
     if total_points and not confirm_mass_deletion:
@@ -366,23 +433,28 @@ def sync_stage(
             )
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for source in ready:
+    for source in pending:
         def write(source: str = source) -> StageOutcome:
             art = FileArtifacts(state_dir, source)
             ids = set(plan.upserts[source])
-            vectors = art.read_embeddings(model) if enabled else {}
-            points = (
-                _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
-                for i, chunk in enumerate(desired[source])
-                if chunk.point_id in ids
-            )
-            written = collection.upsert(points)
+            written = 0
+            if ids:
+                vectors = art.read_embeddings(model) if enabled else {}
+                points = (
+                    _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
+                    for i, chunk in enumerate(art.read_chunks())
+                    if chunk.point_id in ids
+                )
+                written = collection.upsert(points)
             deleted = collection.delete(plan.deletes[source])
             status = "ok" if (written or deleted) else "unchanged"
+            mark = _sync_mark(art, model, location, physical)
+            if mark is not None:
+                art.write_synced(mark)
             return StageOutcome(
                 source,
                 status,
-                counts={"chunks": len(desired[source]), "points_written": written, "points_deleted": deleted},
+                counts={"chunks": chunk_counts[source], "points_written": written, "points_deleted": deleted},
             )
 
         outcomes[source] = _guard(source, "qdrant_collection", write)
@@ -394,10 +466,60 @@ def sync_stage(
         vanished_outcomes.append(
             StageOutcome(source, "ok", counts={"points_deleted": deleted}, notes=["file removed from the data folder"])
         )
+    for source in known_vanished or []:  # no points left (removed by an earlier run): drop the artifacts
+        if source not in plan.vanished:
+            FileArtifacts(state_dir, source).remove()
 
     for source, outcome in outcomes.items():
-        FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcome, run_id)
+        art = FileArtifacts(state_dir, source)
+        if not outcome.ok:
+            art.clear_synced()
+        art.record_outcome("qdrant_collection", outcome, run_id)
+    if full and physical:
+        _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
     return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:
+    """What must be unchanged for this file's points to be known in sync without reading them."""
+    document = art.document() or {}
+    try:
+        stat = (art.dir / "chunks.jsonl").stat()
+    except FileNotFoundError:
+        return None
+    if not document.get("chunked"):
+        return None
+    return {
+        "chunked": document["chunked"],
+        "chunks_file": [stat.st_size, stat.st_mtime_ns],
+        "points": int(document.get("chunks", 0)),
+        "model": model,
+        "location": location,
+        "collection": physical,
+    }
+
+
+def _read_sync_state(state_dir: Path) -> dict[str, Any]:
+    try:
+        value = json.loads((Path(state_dir) / SYNC_STATE_FILE).read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_sync_state(state_dir: Path, value: dict[str, Any]) -> None:
+    path = Path(state_dir) / SYNC_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def forget_sync_state(state_dir: Path, sources: Iterable[str] = ()) -> None:
+    """Make the next run compare the collection in full (after a failed check, for instance)."""
+    (Path(state_dir) / SYNC_STATE_FILE).unlink(missing_ok=True)
+    for source in sources:
+        FileArtifacts(state_dir, source).clear_synced()
 
 
 def _dense_size(ready: Sequence[str], state_dir: Path, model: str, collection: Collection, embedder: Any) -> int:
@@ -431,15 +553,45 @@ def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector:
     sparse = document_sparse_vector(lexical_text(chunk))
     return PointRecord(
         id=chunk.point_id,
-        vector=None if vector is None else np.asarray(vector, dtype=np.float32).tolist(),
+        vector=None if vector is None else np.asarray(vector, dtype=np.float32),
         sparse=sparse,
         payload=payload,
     )
 
 
+# What feeds a chunk's bm25 vector, chosen by measurement (README "Retrieval quality"):
+# "headings+chunk" (default) = law title, chapter and section titles, then the chunk (which starts
+# with its article heading); "title+chunk" = law title and chunk; "chunk" = the chunk alone.
+# LEXICAL_TEXT selects another one (then `legal-rag rebuild`).
+LEXICAL_TEXTS = ("headings+chunk", "title+chunk", "chunk")
+DEFAULT_LEXICAL_TEXT = "headings+chunk"
+
+
+def lexical_text_mode() -> str:
+    mode = os.environ.get("LEXICAL_TEXT", "").strip().lower() or DEFAULT_LEXICAL_TEXT
+    if mode not in LEXICAL_TEXTS:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(f"LEXICAL_TEXT={mode!r} is not known", f"use one of {', '.join(LEXICAL_TEXTS)}")
+    return mode
+
+
 def lexical_text(chunk: Chunk) -> str:
-    """The text whose words feed the ``bm25`` sparse vector of a chunk."""
-    return chunk.text
+    """The text whose words feed the ``bm25`` sparse vector of a chunk.
+
+    Questions name the law ("theo Luật Cư trú ...") and the subject of a chapter more often than the
+    piece itself does, so the law title and the chapter/section titles come first, each ended by a
+    full stop (no bigram crosses them). Q&A rows and plain text have no such metadata: their text alone.
+    """
+    mode = lexical_text_mode()
+    if mode == "chunk":
+        return chunk.text
+    md = chunk.metadata
+    heads = [md.get("law")]
+    if mode == "headings+chunk":
+        heads += [(md.get(k) or "").split(" — ", 1)[-1] for k in ("part", "chapter", "section")]
+    heads = [h.strip().rstrip(".") for h in heads if h and h.strip()]
+    return "".join(f"{h}.\n" for h in heads) + chunk.text
 
 
 def env_flag(name: str) -> bool:

@@ -98,6 +98,9 @@ class Settings:
     qdrant_replication_factor: int | None = None
     qdrant_write_consistency_factor: int | None = None
     qdrant_on_disk: bool = False
+    # Retries of embedding requests (429/503/timeouts): first backoff wait (doubles, with jitter) and attempts.
+    backoff_seconds: float = 1.0
+    max_attempts: int = 6
 
     @property
     def hf_token_var(self) -> str:
@@ -154,6 +157,8 @@ def load_settings() -> Settings:
         qdrant_replication_factor=_env_optional_int("QDRANT_REPLICATION_FACTOR"),
         qdrant_write_consistency_factor=_env_optional_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
         qdrant_on_disk=bool(_env_bool("QDRANT_ON_DISK", False)),
+        backoff_seconds=_env_float("EMBEDDINGS_BACKOFF_SECONDS", 1.0),
+        max_attempts=_env_int("EMBEDDINGS_MAX_ATTEMPTS", 6),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -302,25 +302,34 @@ def test_daemon_ingests_dropped_files_and_forgets_deleted_ones(project: Project)
 
 @pytest.mark.slow
 def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
-    """The nightly schedule (every minute here) and a file drop request runs at the same moment: the
-    second waits in the queue until the first has finished, and nothing is lost."""
-    project = make_project(tmp_path / "project", NIGHTLY_CRON="* * * * *")
+    """The nightly schedule and a file drop request runs at the same moment: the second waits in the
+    queue until the first has finished, and the collection ends exactly as a fresh ingest makes it."""
+    # The nightly fires once, at a minute boundary far enough ahead for the warm-up below.
+    fire = datetime.fromtimestamp((int(time.time()) + 100) // 60 * 60 + 60, timezone.utc)
+    project = make_project(
+        tmp_path / "project", NIGHTLY_CRON=f"{fire.minute} {fire.hour} * * *", NIGHTLY_TIMEZONE="UTC"
+    )
     try:
-        for i in range(40):
-            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=40))
+        for i in range(10):
+            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=10))
         done = project.cli("ingest")
         assert done.returncode == 0, done.stdout + done.stderr
         daemon = project.start_daemon()
         # The sensor's first two ticks re-check the files ingested above (one cheap run).
-        wait_until(lambda: len(project.instance().get_run_records()) >= 2, 150, "the first sensor and nightly runs")
-        wait_until(lambda: finished_runs(project.instance()), 150, "the first runs to finish")
-        # Drop new files ~10 s before a minute boundary: the sensor asks for a run about when the
-        # nightly schedule fires, and both runs have real work to do (the new files).
-        wait_until(lambda: datetime.now().second in range(48, 52), 70, "the 48th second", 0.2)
-        first_new = len(project.instance().get_run_records())
-        for i in range(40, 60):
-            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=40))
-        wait_until(lambda: len(project.instance().get_run_records()) >= first_new + 2, 120, "the drop's and the nightly's runs")
+        wait_until(lambda: len(project.instance().get_run_records()) >= 2, 120, "the sensor's first run")
+        wait_until(lambda: finished_runs(project.instance()), 120, "the first runs to finish")
+        # Drop new files 10 s before the nightly fires: the sensor asks for a run about when the
+        # schedule does, and both runs have real work to do (the new files).
+        assert time.time() < fire.timestamp() - 10, "the warm-up took too long for this test's timing"
+        wait_until(lambda: time.time() >= fire.timestamp() - 10, 120, "10 s before the nightly run", 0.1)
+        for i in range(10, 30):
+            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=30))
+        wait_until(
+            lambda: {"sensor", "nightly"}
+            <= {r.dagster_run.tags.get("legal_rag/trigger") for r in project.instance().get_run_records()[:2]},
+            120,
+            "the drop's and the nightly's runs",
+        )
         records = wait_until(lambda: finished_runs(project.instance()), 300, "the runs to finish")
         daemon.stop()
     finally:
@@ -347,7 +356,7 @@ def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
     done = reference.cli("ingest")
     assert done.returncode == 0, done.stdout + done.stderr
     assert project.point_ids_by_source() == reference.point_ids_by_source()
-    assert len(project.point_ids_by_source()) == 60
+    assert len(project.point_ids_by_source()) == 30
 
 
 def _try(read: Callable[[], T]) -> T | None:
@@ -357,3 +366,21 @@ def _try(read: Callable[[], T]) -> T | None:
         if "already accessed" in str(exc):
             return None
         raise
+
+
+def test_legal_rag_dev_prepares_the_instance_then_runs_dagster_dev(tmp_path: Path, monkeypatch):
+    from legal_rag_pipeline import cli
+    from legal_rag_pipeline.commands import dev
+
+    calls = []
+    monkeypatch.setattr(dev.os, "execv", lambda path, args: calls.append(args))
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert cli.main(["dev", "--port", "3999"]) == 0
+    (args,) = calls
+    assert args[1:] == ["-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3999"]
+    config = (tmp_path / "home" / "dagster.yaml").read_text()
+    assert "QueuedRunCoordinator" in config and "granularity: run" in config
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        assert instance.event_log_storage.get_concurrency_info("qdrant_writer").slot_count == 1
+        assert instance.get_concurrency_config().pool_config.pool_granularity.value == "run"

@@ -19,7 +19,7 @@ from ..errors import PipelineError
 from ..partitions import source_files
 from ..reporting import outcome_metadata, summary_markdown
 from ..resources.data_folder import DataFolder
-from ..resources.embeddings import Embedder
+from ..resources.embeddings import READY_CHECK, Embedder, RunPreflight
 from ..resources.qdrant import QdrantStore
 from . import checks
 
@@ -76,6 +76,16 @@ def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolde
     group_name=GROUP,
     kinds={"huggingface"},
     deps=[normalized_records],
+    check_specs=[
+        dg.AssetCheckSpec(
+            READY_CHECK,
+            asset="embedding_batches",
+            description="Before the first paid call: token valid and allowed to call Inference Providers, or "
+            "the endpoint healthy (`legal-rag doctor` without the probe call); fails when a call met an error "
+            "that stops the run's calls (bad token, no credits, model not served). Not checked when nothing "
+            "needs embedding.",
+        )
+    ],
     description="Dense vectors for new or changed chunks, saved per file before anything is written to "
     "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks.",
 )
@@ -86,8 +96,12 @@ def embedding_batches(
         context.log.warning(
             "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
         )
-    outcomes = ingest.embed_stage(list(context.partition_keys), data_folder.state_path, context.run_id, embedder)
-    return _report(context, outcomes)
+    preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
+    outcomes = ingest.embed_stage(
+        list(context.partition_keys), data_folder.state_path, context.run_id, preflight
+    )
+    _report(context, outcomes)
+    return dg.MaterializeResult(check_results=[preflight.check_result()])
 
 
 class CollectionConfig(dg.Config):
@@ -121,7 +135,7 @@ def qdrant_collection(
 
 
 def _sync(context, config, data_folder, qdrant, embedder, keys):
-    with qdrant.connect() as collection:
+    with qdrant.connect(lazy=True) as collection:
         outcomes, vanished = ingest.sync_stage(
             keys,
             data_folder.data_path,

@@ -195,6 +195,10 @@ class HuggingFaceEmbedder(Embedder):
                 raise failed.exception()  # type: ignore[misc]
             return np.vstack([f.result() for f in futures])
 
+    def halt(self, error: EmbeddingError) -> None:
+        """Make no further call with this resource (this run): every ``embed()`` raises ``error``."""
+        self._halted = error
+
     def preflight(self, probe: bool = True) -> list[Check]:
         """Prerequisites in order; stops at the first failure that makes later checks meaningless.
 
@@ -471,6 +475,101 @@ class HuggingFaceEmbedder(Embedder):
                 )
             )
         return checks
+
+
+class EmbeddingNotReady(EmbeddingError):
+    """The run's preflight (``legal-rag doctor``'s checks without the probe call) failed."""
+
+
+# Errors that the next request would meet again: after one, a run makes no further embedding call.
+RUN_STOPPING_ERRORS = (
+    errors.EmbeddingAuthError,
+    errors.EmbeddingCreditsExhausted,
+    errors.EmbeddingModelUnavailable,
+    errors.EmbeddingOffline,
+    EmbeddingNotReady,
+)
+READY_CHECK = "embedding_service_ready"
+
+
+class RunPreflight:
+    """The embedder as one run sees it: ``preflight(probe=False)`` before the first call, and no call
+    at all after a failure that would repeat (bad token, no credits, model not served, offline).
+
+    Nothing is checked (and nothing is sent) when the run has nothing to embed.
+    :meth:`check_result` is the ``embedding_service_ready`` asset check shown in the UI.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.checks: list[Check] | None = None
+        self.stopped: EmbeddingError | None = None
+        self.texts = 0
+        self._lock = threading.Lock()
+
+    def enabled(self) -> bool:
+        return self.embedder.enabled()
+
+    def model_id(self) -> str:
+        return self.embedder.model_id()
+
+    def describe(self) -> str:
+        return self.embedder.describe()
+
+    def dimension(self) -> int:
+        return self.embedder.dimension()
+
+    def __getattr__(self, name: str) -> Any:  # anything else the stages may ask of the embedder
+        if name.startswith("__") or name == "embedder":
+            raise AttributeError(name)
+        return getattr(self.embedder, name)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            if self.checks is None and self.stopped is None and texts:
+                self.checks = self.embedder.preflight(probe=False)
+                failed = next((c for c in self.checks if not c.ok), None)
+                if failed is not None:
+                    self._stop(EmbeddingNotReady(failed.detail, failed.fix))
+                    logger.warning("Preflight of %s failed: %s", self.describe(), self.stopped)
+            if self.stopped is not None:
+                raise self.stopped
+        try:
+            vectors = self.embedder.embed(texts)
+        except RUN_STOPPING_ERRORS as error:
+            with self._lock:
+                self._stop(error)
+            raise
+        self.texts += len(texts)
+        return vectors
+
+    def _stop(self, error: EmbeddingError) -> None:
+        """Remember the first run-stopping error; the resource (shared by the run's later steps) halts too."""
+        self.stopped = self.stopped or error
+        halt = getattr(self.embedder, "halt", None)
+        if halt is not None:
+            halt(self.stopped)
+
+    def check_result(self) -> dg.AssetCheckResult:
+        lines = [f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}" for c in self.checks or []]
+        if not self.embedder.enabled():
+            passed, summary = True, "no embedding service configured: BM25-only search"
+        elif self.checks is None and self.stopped is None:
+            passed, summary = True, "not checked: nothing to embed in this run, so no call was made"
+        elif self.stopped is not None:
+            passed, summary = False, str(self.stopped)
+        else:
+            passed, summary = True, f"{self.describe()} ready; {self.texts} texts embedded"
+        return dg.AssetCheckResult(
+            check_name=READY_CHECK,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=summary,
+            metadata={
+                "summary": summary,
+                "checks": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines) or "none"),
+            },
+        )
 
 
 def _offline() -> bool:

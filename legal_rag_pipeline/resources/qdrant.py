@@ -9,17 +9,20 @@ the folder, and ``legal-rag search`` works between runs.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
+import os
 import urllib.parse
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import numpy as np
 from pydantic import Field
 from qdrant_client import QdrantClient, models
 
@@ -109,11 +112,25 @@ class QdrantStore(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def connect(self) -> Iterator[Collection]:
-        """Open the client for the duration of a block, and close it (releasing the local lock)."""
+    def connect(self, lazy: bool = False) -> Iterator[Collection]:
+        """Open the client for the duration of a block, and close it (releasing the local lock).
+
+        ``lazy=True`` opens it on first use only: opening embedded Qdrant loads every point of the
+        folder into memory (seconds and hundreds of MB for a national corpus), which an ingest whose
+        files are all in sync with the collection never needs.
+        """
         warning = self.plain_http_key_warning()
         if warning:
             log.warning(warning)
+        collection = Collection(self._open, self)
+        try:
+            if not lazy:
+                collection.client  # noqa: B018 - open now (takes the local lock)
+            yield collection
+        finally:
+            collection.close()
+
+    def _open(self) -> QdrantClient:
         try:
             client = QdrantClient(**self.client_kwargs())
         except RuntimeError as exc:
@@ -124,12 +141,17 @@ class QdrantStore(dg.ConfigurableResource):
                     "wait for it to finish and try again, or use a Qdrant server (QDRANT_URL) for concurrent access",
                 ) from None
             raise
-        try:
-            if not self.server_mode:
-                _speed_up_local_storage(client)
-            yield Collection(client, self)
-        finally:
-            client.close()
+        if not self.server_mode:
+            _speed_up_local_storage(client)
+        return client
+
+    def location(self) -> str:
+        """Where the collection lives (no secret): the store part of the per-file sync markers."""
+        if self.server_mode:
+            where = self.url or f"{self.host}:{self.port}"
+        else:
+            where = os.path.abspath(self.path or "")
+        return f"{where}#{self.collection_name}"
 
 
 def _is_local_host(host: str) -> bool:
@@ -160,12 +182,44 @@ def _tune_sqlite(collection: Any) -> None:
 
 
 class Collection:
-    """An open connection to the configured collection (alias or name)."""
+    """A connection to the configured collection (alias or name), opened on first use."""
 
-    def __init__(self, client: QdrantClient, store: QdrantStore) -> None:
-        self.client = client
+    def __init__(self, client: QdrantClient | Callable[[], QdrantClient], store: QdrantStore) -> None:
+        if isinstance(client, QdrantClient):
+            self._client: QdrantClient | None = client
+            self._opener: Callable[[], QdrantClient] | None = None
+        else:
+            self._client, self._opener = None, client
         self.store = store
         self.name = store.collection_name
+
+    @property
+    def client(self) -> QdrantClient:
+        if self._client is None:
+            assert self._opener is not None
+            self._client = self._opener()
+        return self._client
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def close(self) -> None:
+        if self._client is not None and self._opener is not None:
+            self._client.close()
+            self._client = None
+
+    def location(self) -> str:
+        return self.store.location()
+
+    def _local_meta(self) -> dict[str, Any] | None:
+        """Embedded mode's meta.json (collections and aliases), read without loading any point."""
+        try:
+            with open(os.path.join(self.store.path or "", "meta.json"), encoding="utf-8") as handle:
+                meta = json.load(handle)
+            return meta if isinstance(meta, dict) else None
+        except (OSError, ValueError):
+            return None
 
     # ------------------------------------------------------------------ layout
     def exists(self) -> bool:
@@ -178,6 +232,13 @@ class Collection:
         return None
 
     def physical_name(self) -> str | None:
+        if not self.is_open and not self.store.server_mode:
+            meta = self._local_meta()
+            if meta is not None:
+                target = (meta.get("aliases") or {}).get(self.name)
+                if target:
+                    return target
+                return self.name if self.name in (meta.get("collections") or {}) else None
         target = self.alias_target()
         if target:
             return target
@@ -265,7 +326,14 @@ class Collection:
         if sources is None or not self.store.server_mode:
             # Local mode filters in Python: one pass over the collection is cheaper than one per file.
             wanted = None if sources is None else set(sources)
-            for point in self._scroll(None):
+            if wanted is not None and not wanted:
+                return result
+            flt = (
+                None
+                if wanted is None
+                else models.Filter(must=[models.FieldCondition(key="source", match=models.MatchAny(any=sorted(wanted)))])
+            )
+            for point in self._scroll(flt):
                 source = (point.payload or {}).get("source")
                 if wanted is None or source in wanted:
                     result[source][str(point.id)] = point.payload or {}
@@ -276,15 +344,17 @@ class Collection:
                 result[source][str(point.id)] = point.payload or {}
         return result
 
-    def _scroll(self, flt: models.Filter | None) -> Iterator[models.Record]:
+    def _scroll(self, flt: models.Filter | None, fields: list[str] | None = None) -> Iterator[models.Record]:
+        # Local mode sorts every id of the collection on each scroll call: one page, not n/2048.
+        limit = 2048 if self.store.server_mode else max(2048, self.client.count(self.name, exact=True).count + 1)
         offset = None
         while True:
             points, offset = self.client.scroll(
                 self.name,
                 scroll_filter=flt,
-                limit=2048,
+                limit=limit,
                 offset=offset,
-                with_payload=INDEX_FIELDS,
+                with_payload=fields or INDEX_FIELDS,
                 with_vectors=False,
             )
             yield from points
@@ -301,18 +371,41 @@ class Collection:
         )
         return self.client.count(self.name, count_filter=flt, exact=True).count
 
+    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
+        """Points per source: one pass over the collection in local mode, indexed counts on a server."""
+        sources = list(sources)
+        if not sources or not self.exists():
+            return dict.fromkeys(sources, 0)
+        if self.store.server_mode:
+            return {source: self.count(source) for source in sources}
+        counts = dict.fromkeys(sources, 0)
+        for point in self._scroll(None, ["source"]):
+            source = (point.payload or {}).get("source")
+            if source in counts:
+                counts[source] += 1
+        return counts
+
     # ------------------------------------------------------------------ writes
     def upsert(self, points: Iterable[PointRecord], collection: str | None = None) -> int:
         target = collection or self.name
+        local = not self.store.server_mode
         written = 0
         batch: list[models.PointStruct] = []
         for point in points:
             vector: dict[str, Any] = {
                 SPARSE_NAME: models.SparseVector(indices=point.sparse[0], values=point.sparse[1])
             }
-            if point.vector is not None:
-                vector[""] = list(point.vector)
-            batch.append(models.PointStruct(id=point.id, vector=vector, payload=point.payload))
+            if local:
+                # Embedded mode pickles each point into SQLite and loads them all when the folder is
+                # opened: a float32 array takes 3 KB there and loads as one block, where a list of 768
+                # Python floats takes 7 KB and 25 KB of memory while loading (3.5 GB for 69k points).
+                if point.vector is not None:
+                    vector[""] = np.asarray(point.vector, dtype=np.float32)
+                batch.append(models.PointStruct.model_construct(id=point.id, vector=vector, payload=point.payload))
+            else:
+                if point.vector is not None:
+                    vector[""] = np.asarray(point.vector, dtype=np.float32).tolist()
+                batch.append(models.PointStruct(id=point.id, vector=vector, payload=point.payload))
             if len(batch) >= self.store.upsert_batch_size:
                 self.client.upsert(target, points=batch, wait=True)
                 written += len(batch)

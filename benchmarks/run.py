@@ -1,0 +1,436 @@
+"""Ingestion benchmark (issue 6): the real laws against a loopback embeddings server with latency.
+
+    python benchmarks/run.py                 # dense: scenarios a-d, Qdrant write path, 100k-row Excel
+    python benchmarks/run.py --bm25-only     # no embeddings server: scenarios a-c with bm25 vectors only
+
+Every scenario runs `legal-rag ingest` in its own subprocess (so wall time includes Python start-up,
+Dagster and the embedded Qdrant, as a user sees it) and its peak resident memory is that process's
+``ru_maxrss``. The loopback server (legal_rag_pipeline_tests/loopback.py) runs in this process and
+answers after 50 ms per request plus 1 ms per text, with 768-dimensional vectors.
+
+Scenarios:
+  a  full first ingest of the corpus (a temporary copy of ../shared/data/laws)
+  b  immediate re-ingest, nothing changed
+  c  re-ingest after one article of one law changed
+  d  the old approach: one ``InferenceClient.feature_extraction`` call per text, sequential, against
+     the same server; timed on a fixed random sample of the corpus texts (--old-sample, seed 0) and
+     extrapolated to all texts (--old-sample 0 runs every text: about an hour)
+Also: raw qdrant-client write throughput vs the pipeline's write path for the same points, and a
+generated 100,000-row Excel sheet (streamed reading: peak memory of read+chunk at 10k vs 100k rows,
+and of a full bm25-only ingest of the 100k rows).
+
+Nothing is written inside the repository: data, state, Qdrant and DAGSTER_HOME live in a temporary
+folder (removed at the end unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "laws"
+CHANGED_LAW = "Luat-vien-chuc-2010-115271.txt"  # scenario c edits one article of this law
+CHANGED_ARTICLE = "Điều 5."
+LATENCY, LATENCY_PER_TEXT, DIM = 0.050, 0.001, 768
+ENDPOINT_KEY = "bench-endpoint-key"
+
+sys.path.append(str(REPO))  # PYTHONPATH (e.g. a snapshot of the package) wins
+
+
+# ---------------------------------------------------------------------------- helpers
+@dataclass
+class Result:
+    name: str
+    wall_s: float
+    texts: int = 0  # corpus texts (chunks) the run covered
+    embedded: int = 0  # texts sent to the embeddings server
+    requests: int = 0
+    peak_rss_mb: float = 0.0
+    exit_code: int = 0
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.texts / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def texts_per_request(self) -> float:
+        return self.embedded / self.requests if self.requests else 0.0
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["texts_per_s"] = round(self.texts_per_s, 1)
+        d["texts_per_request"] = round(self.texts_per_request, 2)
+        d["wall_s"] = round(self.wall_s, 2)
+        d["peak_rss_mb"] = round(self.peak_rss_mb, 1)
+        return d
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[float, float, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MB of the process, exit code)."""
+    with open(log, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+
+
+def base_env(work: Path, data: Path, state: Path, endpoint: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "EMBEDDINGS_", "QDRANT_"))}
+    env.update(
+        DATA_DIR=str(data),
+        LEGAL_RAG_STATE_DIR=str(state),
+        QDRANT_PATH=str(state / "qdrant"),
+        DAGSTER_HOME=str(work / "dagster_home"),
+        HF_HOME=str(work / "hf_home"),
+        PYTHONUNBUFFERED="1",
+    )
+    if endpoint:
+        env["EMBEDDINGS_ENDPOINT_URL"] = endpoint
+        env["EMBEDDINGS_ENDPOINT_API_KEY"] = ENDPOINT_KEY
+    return env
+
+
+def ingest_cmd(profile: Path | None = None) -> list[str]:
+    if profile:
+        return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "legal_rag_pipeline.cli", "ingest"]
+    return [sys.executable, "-m", "legal_rag_pipeline.cli", "ingest"]
+
+
+def corpus_texts(state: Path) -> list[str]:
+    texts = []
+    for path in sorted((state / "files").glob("*/chunks.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            texts.extend(json.loads(line)["text"] for line in handle if line.strip())
+    return texts
+
+
+def count_chunks(state: Path) -> int:
+    total = 0
+    for path in (state / "files").glob("*/chunks.jsonl"):
+        with open(path, "rb") as handle:
+            total += sum(1 for line in handle if line.strip())
+    return total
+
+
+def change_one_article(path: Path) -> str:
+    """Edit one line of one article (the first content line after its heading); returns a description."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines):
+        if line.strip().startswith(CHANGED_ARTICLE):
+            lines[i + 1] = lines[i + 1].rstrip() + " (đã sửa đổi, bổ sung)"
+            path.write_text("\n".join(lines), encoding="utf-8")
+            return f"{path.name}: {CHANGED_ARTICLE} first paragraph edited"
+    raise SystemExit(f"{CHANGED_ARTICLE} not found in {path}")
+
+
+def summary_line(log: Path) -> str:
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------------------- scenarios
+def ingest_scenario(name, server, env, work, state, note="", profile_dir=None) -> Result:
+    if server is not None:
+        server.reset_records()
+    log = work / f"{name}.log"
+    profile = profile_dir / f"{name}.prof" if profile_dir else None
+    wall, rss, code = run_measured(ingest_cmd(profile), env, work, log)
+    embedded = sum(server.batch_sizes()) if server is not None else 0
+    requests = server.count() if server is not None else 0
+    result = Result(name, wall, count_chunks(state), embedded, requests, rss, code, note)
+    result.extra["summary"] = summary_line(log)
+    print(f"  {name}: {wall:.1f}s, exit {code}, {embedded} texts in {requests} requests, peak {rss:.0f} MB", flush=True)
+    if code != 0:
+        print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+    return result
+
+
+OLD_APPROACH = r"""
+import json, random, sys, time
+from huggingface_hub import InferenceClient
+texts = json.load(open(sys.argv[1], encoding="utf-8"))
+client = InferenceClient(base_url=sys.argv[2], token=sys.argv[3])
+started = time.perf_counter()
+for text in texts:
+    client.feature_extraction(text)          # one request per text, sequential: the old script
+print(json.dumps({"seconds": time.perf_counter() - started, "texts": len(texts)}))
+"""
+
+
+def old_approach(server, env, work, state, sample: int, seed: int = 0) -> Result:
+    texts = corpus_texts(state)
+    chosen = texts if sample <= 0 or sample >= len(texts) else random.Random(seed).sample(texts, sample)
+    src = work / "old_texts.json"
+    src.write_text(json.dumps(chosen, ensure_ascii=False), encoding="utf-8")
+    server.reset_records()
+    log = work / "d.log"
+    wall, rss, code = run_measured(
+        [sys.executable, "-c", OLD_APPROACH, str(src), server.url, ENDPOINT_KEY], env, work, log
+    )
+    measured = json.loads(summary_line(log))
+    per_text = measured["seconds"] / measured["texts"]
+    extrapolated = per_text * len(texts)
+    sampled = len(chosen) < len(texts)
+    note = (
+        f"timed on a random sample of {len(chosen)} of {len(texts)} texts (seed {seed}): "
+        f"{per_text * 1000:.1f} ms/text, extrapolated to all texts"
+        if sampled
+        else "every text timed"
+    )
+    result = Result(
+        "d: old approach (1 request/text, sequential)",
+        extrapolated,
+        len(texts),
+        len(texts),
+        len(texts),
+        rss,
+        code,
+        note,
+        {"measured_seconds": round(measured["seconds"], 2), "measured_texts": measured["texts"],
+         "server_requests_seen": server.count(), "ms_per_text": round(per_text * 1000, 2), "sampled": sampled},
+    )
+    print(f"  d: {measured['texts']} texts in {measured['seconds']:.1f}s ({per_text * 1000:.1f} ms/text) "
+          f"-> {extrapolated:.0f}s for {len(texts)} texts", flush=True)
+    return result
+
+
+QDRANT_WRITE = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+sys.path.append(sys.argv[4])
+from qdrant_client import QdrantClient, models
+from legal_rag_pipeline import ingest
+from legal_rag_pipeline.artifacts import FileArtifacts
+from legal_rag_pipeline.resources.qdrant import QdrantStore, SPARSE_NAME
+
+state, n, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+model = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
+records = []
+for status in sorted((state / "files").glob("*/status.json")):
+    art = FileArtifacts(state, json.loads(status.read_text())["source"])
+    vectors = art.read_embeddings(model)
+    for i, chunk in enumerate(art.read_chunks()):
+        records.append(ingest._point(chunk, i, "sha", model, "now", vectors[chunk.point_id]))
+        if len(records) >= n:
+            break
+    if len(records) >= n:
+        break
+where = tempfile.mkdtemp(dir=sys.argv[5])
+if mode.startswith("raw"):
+    client = QdrantClient(path=where)
+    client.create_collection("c", vectors_config=models.VectorParams(size=768, distance=models.Distance.COSINE),
+        sparse_vectors_config={SPARSE_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)})
+    if mode == "raw_wal":
+        db = client._client.collections["c"].storage.storage
+        db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=NORMAL")
+    structs = [models.PointStruct(id=r.id, vector={"": list(r.vector),
+               SPARSE_NAME: models.SparseVector(indices=r.sparse[0], values=r.sparse[1])}, payload=r.payload)
+               for r in records]
+    started = time.perf_counter()
+    for s in range(0, len(structs), 512):
+        client.upsert("c", points=structs[s:s + 512], wait=True)
+    seconds = time.perf_counter() - started
+    client.close()
+else:
+    store = QdrantStore(path=where)
+    with store.connect() as collection:
+        collection.ensure(768, model)
+        started = time.perf_counter()
+        collection.upsert(records)
+        seconds = time.perf_counter() - started
+print(json.dumps({"mode": mode, "points": len(records), "seconds": seconds}))
+"""
+
+
+def qdrant_write(env, work, state, points: int) -> dict:
+    out = {}
+    for mode in ("raw", "raw_wal", "pipeline"):
+        log = work / f"qdrant_{mode}.log"
+        wall, rss, code = run_measured(
+            [sys.executable, "-c", QDRANT_WRITE, str(state), str(points), mode, str(REPO), str(work)], env, work, log
+        )
+        if code != 0:
+            print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+            continue
+        measured = json.loads(summary_line(log))
+        rate = measured["points"] / measured["seconds"]
+        out[mode] = {"points": measured["points"], "seconds": round(measured["seconds"], 2), "points_per_s": round(rate, 1)}
+        print(f"  qdrant {mode}: {measured['points']} points in {measured['seconds']:.1f}s = {rate:.0f} points/s", flush=True)
+    if "raw" in out and "pipeline" in out:
+        out["pipeline_vs_raw"] = round(out["raw"]["seconds"] / out["pipeline"]["seconds"], 2)
+    return out
+
+
+READ_ONLY = r"""
+import json, resource, sys, time
+from pathlib import Path
+sys.path.append(sys.argv[3])
+from legal_rag_pipeline import ingest
+data, state = Path(sys.argv[1]), Path(sys.argv[2])
+started = time.perf_counter()
+read = ingest.read_stage(data, "qa.xlsx", state, "r")
+norm = ingest.normalize_stage("qa.xlsx", state, "r", 128)
+print(json.dumps({"seconds": time.perf_counter() - started, "read": read.status, "chunks": norm.counts.get("chunks"),
+                  "error": read.error or norm.error}))
+"""
+
+
+def make_excel(path: Path, rows: int) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Hỏi đáp")
+    sheet.append(["STT", "Câu hỏi", "Đáp án"])
+    for i in range(rows):
+        sheet.append(
+            [i + 1, f"Câu hỏi số {i + 1}: thời hạn tạm trú tối đa theo Điều {i % 400 + 1} là bao lâu?",
+             f"Theo Điều {i % 400 + 1}, thời hạn tạm trú tối đa là {i % 24 + 1} tháng; hết thời hạn phải gia hạn "
+             f"tại cơ quan đăng ký cư trú (trả lời mẫu số {i + 1})."]
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+
+
+def excel_scenarios(work: Path, rows: int) -> dict:
+    out: dict = {}
+    for n in sorted({rows // 10, rows}):
+        data = work / f"excel_{n}" / "data"
+        state = work / f"excel_{n}" / "state"
+        make_excel(data / "qa.xlsx", n)
+        wall, rss, code = run_measured(
+            [sys.executable, "-c", READ_ONLY, str(data), str(state), str(REPO)], os.environ.copy(), work,
+            work / f"excel_read_{n}.log",
+        )
+        measured = json.loads(summary_line(work / f"excel_read_{n}.log"))
+        out[f"read_and_chunk_{n}_rows"] = {"seconds": round(measured["seconds"], 1), "chunks": measured["chunks"],
+                                           "peak_rss_mb": round(rss, 1), "file_mb": round((data / "qa.xlsx").stat().st_size / 2**20, 1)}
+        print(f"  excel read+chunk {n} rows: {measured['seconds']:.1f}s, {measured['chunks']} chunks, peak {rss:.0f} MB", flush=True)
+    # the whole pipeline on the 100k rows, bm25 only (no embedding cost: memory of reading and Qdrant)
+    data, state = work / f"excel_{rows}" / "data", work / f"excel_{rows}" / "ingest_state"
+    env = base_env(work / f"excel_{rows}", data, state, None)
+    (work / f"excel_{rows}" / "dagster_home").mkdir(exist_ok=True)
+    wall, rss, code = run_measured(ingest_cmd(), env, work, work / "excel_ingest.log")
+    out[f"ingest_bm25_{rows}_rows"] = {"seconds": round(wall, 1), "peak_rss_mb": round(rss, 1), "exit_code": code,
+                                      "points": count_chunks(state)}
+    print(f"  excel full ingest (bm25) {rows} rows: {wall:.1f}s, exit {code}, peak {rss:.0f} MB", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- machine and report
+def machine() -> dict:
+    from importlib.metadata import version
+
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    mem = ""
+    try:
+        kb = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
+        mem = f"{kb / 2**20:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    packages = {p: version(p) for p in ("dagster", "qdrant-client", "huggingface_hub", "numpy", "openpyxl")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram": mem, "python": platform.python_version(),
+            "os": platform.platform(), "packages": packages, "load_before": os.getloadavg()}
+
+
+def table(results: list[Result]) -> str:
+    head = f"{'scenario':<46} {'wall s':>9} {'texts':>7} {'texts/s':>9} {'embedded':>9} {'requests':>9} {'texts/req':>9} {'peak MB':>8}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{r.name:<46} {r.wall_s:>9.1f} {r.texts:>7} {r.texts_per_s:>9.1f} {r.embedded:>9} {r.requests:>9} "
+            f"{r.texts_per_request:>9.1f} {r.peak_rss_mb:>8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of laws (default ../shared/data/laws)")
+    parser.add_argument("--bm25-only", action="store_true", help="no embeddings server: scenarios a-c, bm25 only")
+    parser.add_argument("--old-sample", type=int, default=1000, help="texts timed for scenario d (0: all)")
+    parser.add_argument("--qdrant-points", type=int, default=5000, help="points for the write-path comparison (0: skip)")
+    parser.add_argument("--excel-rows", type=int, default=100_000, help="rows of the generated sheet (0: skip)")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--profile", action="store_true", help="cProfile each ingest (.prof files in the work folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    args = parser.parse_args(argv)
+
+    if not args.data.is_dir():
+        print(f"{args.data} is absent: pass --data DIR (a folder of law .txt files)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="legal_rag_bench_"))
+    data, state = work / "data", work / "state"
+    shutil.copytree(args.data, data)
+    (work / "dagster_home").mkdir()
+    info = machine()
+    print(f"work folder {work}; {sum(1 for _ in data.iterdir())} files; load {info['load_before']}", flush=True)
+    results: list[Result] = []
+    report: dict = {"machine": info, "mode": "bm25-only" if args.bm25_only else "dense (loopback, 50 ms + 1 ms/text, 768 dims)"}
+    profile_dir = work if args.profile else None
+
+    server = None
+    try:
+        if not args.bm25_only:
+            from legal_rag_pipeline_tests.loopback import EmbeddingServer
+
+            server = EmbeddingServer(dim=DIM, latency=LATENCY, latency_per_text=LATENCY_PER_TEXT).start()
+        env = base_env(work, data, state, server.url if server else None)
+        print("scenarios:", flush=True)
+        results.append(ingest_scenario("a: full first ingest", server, env, work, state, profile_dir=profile_dir))
+        results.append(ingest_scenario("b: re-ingest, nothing changed", server, env, work, state, profile_dir=profile_dir))
+        what = change_one_article(data / CHANGED_LAW)
+        results.append(ingest_scenario("c: re-ingest, one article changed", server, env, work, state, what, profile_dir))
+        if server is not None:
+            d = old_approach(server, env, work, state, args.old_sample)
+            results.append(d)
+            report["ratio_d_over_a"] = round(d.wall_s / results[0].wall_s, 1)
+            if args.qdrant_points:
+                report["qdrant_write"] = qdrant_write(env, work, state, args.qdrant_points)
+        if args.excel_rows:
+            report["excel"] = excel_scenarios(work, args.excel_rows)
+    finally:
+        if server is not None:
+            server.stop()
+    full = results[0].wall_s
+    report["scenarios"] = [r.as_json() for r in results]
+    report["b_over_a"] = round(results[1].wall_s / full, 3)
+    report["c_over_a"] = round(results[2].wall_s / full, 3)
+    report["load_after"] = os.getloadavg()
+    print()
+    print(table(results))
+    if "ratio_d_over_a" in report:
+        print(f"\n(d)/(a) = {report['ratio_d_over_a']}x   (d): {results[3].note}")
+    print(f"(b)/(a) = {report['b_over_a']:.1%}   (c)/(a) = {report['c_over_a']:.1%}")
+    print("\n" + json.dumps(report, ensure_ascii=False, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(r.exit_code == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""`legal-rag eval --questions FILE`: recall@k and MRR@10 of the search on questions with known answers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="recall@k and MRR@10 of the search on ALQAC-format questions (table, Markdown report, plot)",
+        description=(
+            "Search every question (as `legal-rag search` does: hybrid, or bm25 alone without dense vectors) "
+            "and report recall@k and MRR@10 per question type and overall. Each law_id is matched to an "
+            "ingested law by its title (case, NFC and punctuation do not matter); --law-map maps the others."
+        ),
+    )
+    p.add_argument("--questions", required=True, help="JSON list of {question_id, question_type, text, relevant_articles}")
+    p.add_argument("--k", default="1,5,10", help="cut-offs, comma-separated (default 1,5,10)")
+    p.add_argument("--law-map", help='JSON {"law_id": "ingested law title or source file"} for names that differ')
+    p.add_argument("--report", help="write a Markdown report to this file")
+    p.add_argument("--plot", help="write a PNG of recall against k to this file (needs matplotlib)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of the table")
+    p.add_argument("--law", help="search only this law (as `legal-rag search --law`)")
+    p.add_argument("--source", help="search only this source file")
+    p.add_argument("--qdrant-search", action="store_true",
+                   help="send every bm25 query to Qdrant (default on embedded Qdrant: the same scoring in memory)")
+    p.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace, settings, out=None) -> int:
+    out = out or sys.stdout
+    from .. import evaluation
+    from ..definitions import build_embedder, build_store
+    from ..text.lexical import active_variant
+
+    ks = evaluation.parse_ks(args.k)
+    questions = evaluation.load_questions(args.questions)
+    law_map = evaluation.load_law_map(args.law_map)
+    store = build_store(settings, resolve=True)
+    embedder = build_embedder(settings, resolve=True)
+    with store.connect() as collection:
+        if not collection.exists():
+            print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
+            return EXIT_FAILED
+        report = evaluation.evaluate(
+            collection, questions, ks=ks, law_map=law_map, embedder=embedder, law=args.law, source=args.source,
+            engine="qdrant" if args.qdrant_search else "auto",
+        )
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False), file=out)
+    else:
+        print(
+            f"{len(questions)} questions from {args.questions}, {report.mode} search "
+            f"(lexical variant {active_variant()}) on {settings.collection_name}:",
+            file=out,
+        )
+        print(evaluation.format_table(report), file=out)
+    plot_name = None
+    if args.plot:
+        plot_path = evaluation.plot_recall(report, args.plot, title=Path(args.questions).name)
+        plot_name = str(plot_path)
+        if args.report:
+            try:
+                plot_name = str(plot_path.resolve().relative_to(Path(args.report).resolve().parent))
+            except ValueError:
+                plot_name = str(plot_path.resolve())
+        if not args.json:
+            print(f"Plot: {plot_path}", file=out)
+    if args.report:
+        text = evaluation.markdown_report(
+            report,
+            title=f"Retrieval evaluation: {Path(args.questions).name}",
+            context={
+                "questions": f"{args.questions} ({len(questions)})",
+                "collection": settings.collection_name,
+                "lexical variant": active_variant(),
+            },
+            plot=plot_name,
+        )
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text, encoding="utf-8")
+        if not args.json:
+            print(f"Report: {args.report}", file=out)
+    return EXIT_OK

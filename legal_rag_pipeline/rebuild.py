@@ -1,0 +1,404 @@
+"""Zero-downtime rebuild: a new versioned collection from the per-file artifacts, checked, then swapped in.
+
+    state/files/*/chunks.jsonl + embeddings.npz ──► legal_rag__<new> ──checks──► alias legal_rag ──► drop old
+
+* Built from what ingest already saved per file (chunks, cached embeddings): nothing is re-read or
+  re-chunked; embeddings are computed only for chunks without a vector for the configured model
+  (all of them after a model change, none otherwise).
+* Searches keep answering from the old collection behind the alias ``COLLECTION_NAME`` until the
+  alias is moved, in one atomic ``update_collection_aliases`` call, after the collection checks
+  (vector size, points per file, valid vectors, search probe) pass on the new collection.
+* A failure at any step (an embedding error, a failed check, an interruption) drops the half-built
+  collection and leaves the alias where it was.
+* A collection created before aliases existed (a real collection named ``COLLECTION_NAME``, e.g. by
+  the old script: unnamed dense vector, ``page_content``/``metadata`` payload) is first migrated:
+  copied point by point into a versioned collection (``bm25`` vectors computed from
+  ``page_content`` where missing), verified by count, then the old collection is deleted and the
+  alias created (Qdrant refuses an alias with the name of an existing collection).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import models
+
+from . import ingest
+from .artifacts import FileArtifacts, StageOutcome, known_sources
+from .errors import MassDeletionRefused, PipelineError, StoreError
+from .readers import scan_data_dir
+from .resources.qdrant import SPARSE_NAME, Collection, QdrantStore, versioned_name
+from .text.lexical import active_variant, document_sparse_vector
+
+log = logging.getLogger(__name__)
+
+UPSERT_BATCH = 256
+
+
+@dataclass
+class Progress:
+    """Where a rebuild is; given to ``on_batch`` after every batch written to the new collection."""
+
+    alias: str
+    new: str
+    old: str | None
+    written: int
+    total: int
+    collection: Collection  # the open connection: searches through it use the alias (the old collection)
+
+
+@dataclass
+class RebuildReport:
+    alias: str
+    new: str
+    old: str | None
+    files: int
+    points: int
+    embedded: int
+    seconds: float
+    migrated_from: str | None = None  # a pre-alias collection migrated first
+    reasons: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)
+    leftovers: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        moved = f"alias {self.alias}: {self.old or '(none)'} -> {self.new}"
+        dropped = f"; dropped {self.old}" if self.old else ""
+        migrated = f"; migrated pre-alias collection {self.migrated_from} first" if self.migrated_from else ""
+        leftovers = f"; dropped leftovers {', '.join(self.leftovers)}" if self.leftovers else ""
+        return (
+            f"Rebuilt {self.points} points of {self.files} files ({self.embedded} texts embedded) in "
+            f"{self.seconds:.1f} s; {moved}{dropped}{migrated}{leftovers}."
+        )
+
+
+class RebuildFailed(StoreError):
+    """A rebuild step failed: the new collection was dropped, the alias did not move."""
+
+
+def layout_stamp(model: str) -> dict[str, str]:
+    """What the bm25 and dense vectors of a collection were made with (collection metadata)."""
+    return {
+        "embedding_model": model,
+        "lexical_variant": active_variant(),
+        "lexical_text": ingest.lexical_text_mode(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def rebuild_sources(state_dir: Path, data_dir: Path | None) -> list[str]:
+    """Files with chunks in the state folder that are still in the data folder."""
+    present = set(scan_data_dir(data_dir).files) if data_dir is not None and data_dir.is_dir() else None
+    sources = []
+    for source in known_sources(state_dir):
+        art = FileArtifacts(state_dir, source)
+        if not art.has_chunks() or not art.stage_ok("normalized_records", None):
+            continue
+        if present is not None and source not in present:
+            continue
+        sources.append(source)
+    return sources
+
+
+def embed_missing(sources: Sequence[str], state_dir: Path, embedder: Any, group_texts: int = 1024) -> int:
+    """Embed the chunks that have no cached vector for the embedder's model; save them per file."""
+    model = embedder.model_id()
+    pending: list[tuple[FileArtifacts, dict[str, np.ndarray], list[tuple[str, str]]]] = []
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        cached = art.read_embeddings(model)
+        chunks = list(art.read_chunks())
+        missing = [(c.point_id, c.text) for c in chunks if c.point_id not in cached]
+        if missing:
+            pending.append((art, {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}, missing))
+    embedded = 0
+    group: list[Any] = []
+    count = 0
+    for item in [*pending, None]:
+        if item is not None:
+            group.append(item)
+            count += len(item[2])
+        if group and (item is None or count >= group_texts):
+            vectors = embedder.embed([text for _, _, missing in group for _, text in missing])
+            offset = 0
+            for art, keep, missing in group:
+                new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(missing)}
+                offset += len(missing)
+                art.write_embeddings(model, {**keep, **new})
+            embedded += count
+            group, count = [], 0
+    return embedded
+
+
+def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) -> Iterator[tuple[str, Any]]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        sha = (art.document() or {}).get("sha256", "")
+        vectors = art.read_embeddings(model) if enabled else {}
+        for i, chunk in enumerate(art.read_chunks()):
+            vector = vectors.get(chunk.point_id) if enabled else None
+            if enabled and vector is None:
+                raise RebuildFailed(
+                    f"{source}: chunk {chunk.chunk_key} has no {model} embedding", "run `legal-rag ingest`, then rebuild"
+                )
+            yield source, ingest._point(chunk, i, sha, model, now, vector)
+
+
+# ---------------------------------------------------------------------------------------------- layout
+def collection_layout(collection: Collection, physical: str) -> tuple[int | None, bool, dict[str, Any]]:
+    """(dense size or None, has the bm25 sparse vector, collection metadata) of a physical collection."""
+    config = collection.client.get_collection(physical).config
+    vectors = config.params.vectors
+    dense = None
+    if isinstance(vectors, models.VectorParams):
+        dense = vectors.size
+    elif isinstance(vectors, dict) and "" in vectors:
+        dense = vectors[""].size
+    elif isinstance(vectors, dict) and vectors:
+        raise StoreError(
+            f"Collection {physical} has named dense vectors {sorted(vectors)}, not this project's layout",
+            "rebuild it from the data with `legal-rag ingest` into another COLLECTION_NAME",
+        )
+    sparse = SPARSE_NAME in (config.params.sparse_vectors or {})
+    return dense, sparse, dict(getattr(config, "metadata", None) or {})
+
+
+def rebuild_reasons(collection: Collection, embedder: Any, state_dir: Path) -> list[str]:
+    """Why the collection does not fit the configuration (empty: it fits, no rebuild needed)."""
+    physical = collection.physical_name()
+    if physical is None:
+        return []
+    reasons = []
+    if collection.alias_target() is None:
+        reasons.append(f"{collection.name} is a collection created before aliases (migrate it behind an alias)")
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else ingest.BM25_ONLY_MODEL
+    dense, sparse, stamp = collection_layout(collection, physical)
+    if not sparse:
+        reasons.append(f"{physical} has no `{SPARSE_NAME}` sparse vector")
+    if enabled:
+        sources = rebuild_sources(state_dir, None)
+        want = next(
+            (int(v.shape[0]) for s in sources for v in FileArtifacts(state_dir, s).read_embeddings(model).values()),
+            None,
+        )
+        if dense is None:
+            reasons.append(f"{physical} has no dense vectors but {model} is configured")
+        elif want is not None and want != dense:
+            reasons.append(f"{physical} has {dense}-dimensional vectors, {model} gives {want}")
+    elif dense is not None:
+        reasons.append(f"{physical} has {dense}-dimensional dense vectors but no embedder is configured")
+    sample, _ = collection.client.scroll(physical, limit=1, with_payload=["embedding_model"], with_vectors=False)
+    if sample and sample[0].payload and sample[0].payload.get("embedding_model") not in (None, model):
+        reasons.append(f"its points were embedded with {sample[0].payload['embedding_model']}, the model is now {model}")
+    want_stamp = layout_stamp(model)
+    for key in ("lexical_variant", "lexical_text"):
+        if stamp.get(key) and stamp[key] != want_stamp[key]:
+            reasons.append(f"its bm25 vectors use {key} {stamp[key]}, now {want_stamp[key]}")
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------------- migration
+def migrate_pre_alias(collection: Collection, *, batch_size: int = UPSERT_BATCH) -> str:
+    """Move a real collection named ``collection.name`` behind an alias of that name; returns the copy.
+
+    Every point keeps its id, dense vector and payload; ``bm25`` is computed from ``page_content``
+    when the point has none. The original is deleted only after the copy's count matches.
+    """
+    client, name = collection.client, collection.name
+    dense, sparse, _ = collection_layout(collection, name)
+    new = versioned_name(name)
+    collection.create_physical(new, dense)
+    try:
+        offset = None
+        while True:
+            records, offset = client.scroll(name, limit=batch_size, offset=offset, with_payload=True, with_vectors=True)
+            batch = []
+            for record in records:
+                vector = record.vector
+                if isinstance(vector, list):  # only the unnamed dense vector
+                    vector = {"": vector}
+                vector = dict(vector or {})
+                if SPARSE_NAME not in vector:
+                    indices, values = document_sparse_vector(str((record.payload or {}).get("page_content") or ""))
+                    vector[SPARSE_NAME] = models.SparseVector(indices=indices, values=values)
+                batch.append(models.PointStruct(id=record.id, vector=vector, payload=record.payload or {}))
+            if batch:
+                client.upsert(new, points=batch, wait=True)
+            if offset is None:
+                break
+        have, want = client.count(new, exact=True).count, client.count(name, exact=True).count
+        if have != want:
+            raise RebuildFailed(f"The copy of {name} holds {have} of its {want} points", "run the rebuild again")
+    except BaseException:
+        client.delete_collection(new)
+        raise
+    # Qdrant refuses an alias named like an existing collection: delete, then create the alias at once.
+    client.delete_collection(name)
+    collection.point_alias(new)
+    log.info("migrated pre-alias collection %s into %s behind the alias", name, new)
+    return new
+
+
+# ---------------------------------------------------------------------------------------------- rebuild
+def drop_leftovers(collection: Collection, keep: str | None) -> list[str]:
+    """Drop versioned collections of this alias that nothing points at (left by a killed rebuild)."""
+    pattern = re.compile(rf"{re.escape(collection.name)}__[0-9a-f]{{8}}")
+    dropped = []
+    for description in collection.client.get_collections().collections:
+        if description.name != keep and pattern.fullmatch(description.name):
+            collection.client.delete_collection(description.name)
+            dropped.append(description.name)
+    if dropped:
+        log.warning("dropped collections left by an interrupted rebuild: %s", ", ".join(dropped))
+    return dropped
+
+
+def _check_details(result: Any) -> str:
+    return ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in (result.metadata or {}).items())
+
+
+def rebuild(
+    store: QdrantStore,
+    embedder: Any,
+    state_dir: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    confirm_delete: bool = False,
+    max_delete_fraction: float = 0.5,
+    only_if_needed: bool = False,
+    migrate_only: bool = False,
+    batch_size: int = UPSERT_BATCH,
+    on_batch: Callable[[Progress], None] | None = None,
+    before_swap: Callable[[Collection], None] | None = None,
+) -> RebuildReport | None:
+    """Build a new versioned collection from the artifacts, check it, swap the alias, drop the old one.
+
+    Returns None when ``only_if_needed`` and the collection already fits the configuration (or,
+    with ``migrate_only``, after migrating a pre-alias collection). ``on_batch`` runs after each
+    batch written (searches through ``progress.collection`` answer from the old collection);
+    ``before_swap`` runs after the checks, just before the alias moves (tests inject failures there).
+    Raises ``RebuildFailed`` (or another ``PipelineError``) with the alias unchanged.
+    """
+    started = time.perf_counter()
+    state_dir = Path(state_dir)
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else ingest.BM25_ONLY_MODEL
+
+    with store.connect() as collection:
+        client, alias = collection.client, collection.name
+        reasons = rebuild_reasons(collection, embedder, state_dir) if collection.exists() else ["no collection yet"]
+        migrated_from = None
+        if collection.alias_target() is None and client.collection_exists(alias):
+            migrated_from = alias
+            migrate_pre_alias(collection)
+            if migrate_only:
+                return None
+        if migrate_only:
+            return None
+        if only_if_needed and not [r for r in reasons if "before aliases" not in r]:
+            return None
+
+    sources = rebuild_sources(state_dir, Path(data_dir) if data_dir else None)
+    if not sources:
+        raise StoreError(
+            f"There are no ingested files in {state_dir} to rebuild {store.collection_name} from",
+            "run `legal-rag ingest` first (the rebuild uses the chunks and embeddings it saves)",
+        )
+    try:
+        embedded = embed_missing(sources, state_dir, embedder) if enabled else 0
+    except PipelineError as exc:
+        raise RebuildFailed(f"Embedding for the rebuild failed ({exc.what}); the alias did not move", exc.fix) from None
+    dense_size = None
+    if enabled:
+        dense_size = next(
+            (int(v.shape[0]) for s in sources for v in FileArtifacts(state_dir, s).read_embeddings(model).values()),
+            None,
+        ) or int(embedder.dimension())
+    chunk_counts = {s: sum(1 for _ in FileArtifacts(state_dir, s).chunk_ids()) for s in sources}
+    total = sum(chunk_counts.values())
+
+    with store.connect() as collection:
+        client, alias = collection.client, collection.name
+        old = collection.alias_target()
+        leftovers = drop_leftovers(collection, keep=old)
+        old_points = client.count(old, exact=True).count if old else 0
+        if old_points and not confirm_delete and total < (1 - max_delete_fraction) * old_points:
+            raise MassDeletionRefused(
+                f"Refusing to rebuild {alias} with {total} points where it holds {old_points} "
+                f"(over the {max_delete_fraction:.0%} limit of removed points)",
+                "if that is intended, run again with `legal-rag rebuild --confirm-delete`",
+            )
+        new = versioned_name(alias)
+        collection.create_physical(new, dense_size)
+        view = Collection(client, store.model_copy(update={"collection_name": new}))
+        try:
+            try:
+                client.update_collection(new, metadata=layout_stamp(model))
+            except Exception:  # noqa: BLE001 - a server before 1.16 has no collection metadata
+                log.info("collection metadata not supported; layout stamp skipped")
+            written = 0
+            batch: list[models.PointStruct] = []
+            counts: dict[str, int] = dict.fromkeys(sources, 0)
+
+            def flush() -> None:
+                nonlocal written, batch
+                view.upsert(batch, collection=new)
+                written += len(batch)
+                batch = []
+                if on_batch is not None:
+                    on_batch(Progress(alias, new, old, written, total, collection))
+
+            for source, point in _points(sources, state_dir, model, enabled):
+                batch.append(point)
+                counts[source] += 1
+                if len(batch) >= batch_size:
+                    flush()
+            if batch:
+                flush()
+
+            outcomes = [
+                StageOutcome(s, "ok", counts={"chunks": chunk_counts[s], "points_written": counts[s]}) for s in sources
+            ]
+            from .assets.checks import run_collection_checks
+
+            results = list(run_collection_checks(view, sources, state_dir, embedder, outcomes))
+            checks = {r.check_name: bool(r.passed) for r in results}
+            failed = [r for r in results if not r.passed]
+            if failed:
+                details = "; ".join(f"{r.check_name} ({_check_details(r)})" for r in failed)
+                raise RebuildFailed(
+                    f"The new collection {new} failed its checks: {details}; it was dropped and {alias} still "
+                    f"points at {old or 'nothing'}",
+                    "fix the cause (see the check) and run `legal-rag rebuild` again",
+                )
+            if before_swap is not None:
+                before_swap(view)
+            collection.point_alias(new)
+        except BaseException:
+            client.delete_collection(new)
+            raise
+        if old:
+            client.delete_collection(old)
+    return RebuildReport(
+        alias=alias,
+        new=new,
+        old=old,
+        files=len(sources),
+        points=written,
+        embedded=embedded,
+        seconds=time.perf_counter() - started,
+        migrated_from=migrated_from,
+        reasons=reasons,
+        checks=checks,
+        leftovers=leftovers,
+    )

@@ -1,0 +1,145 @@
+"""`legal-rag eval`: exact recall on a fixture with known answers; the 17 ALQAC laws end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from legal_rag_pipeline import cli, evaluation, ingest
+from legal_rag_pipeline.records import Chunk
+from legal_rag_pipeline.resources.qdrant import QdrantStore
+from legal_rag_pipeline_tests.pipeline_env import make_env, shared_data
+
+
+def _law(source: str, law: str, articles: dict[str, str]) -> list[Chunk]:
+    return [
+        Chunk(source, f"dieu-{n}", f"Điều {n}. {body}", {"kind": "law", "law": law, "chapter": None, "article": n})
+        for n, body in articles.items()
+    ]
+
+
+CHUNKS = _law("a.txt", "Luật Thử nghiệm", {
+    "1": "Quả táo",
+    "2": "Quả cam cam cam",
+    "3": "Quả cam chuối chuối chuối chuối chuối chuối",
+    "4": "Quả nho",
+    "5": "Quả dứa",
+}) + _law("b.txt", "Luật Khác", {"1": "Quả xoài"})
+
+QUESTIONS = [
+    {"question_id": "q1", "question_type": "T1", "text": "táo",
+     "relevant_articles": [{"law_id": "luật thử nghiệm", "article_id": "1"}]},  # rank 1
+    {"question_id": "q2", "question_type": "T1", "text": "cam",
+     "relevant_articles": [{"law_id": unicodedata.normalize("NFD", "LUẬT THỬ NGHIỆM"), "article_id": "3"}]},  # rank 2
+    {"question_id": "q3", "question_type": "T2", "text": "nho",
+     "relevant_articles": [{"law_id": "Luật Thử nghiệm", "article_id": "5"}]},  # not found
+    {"question_id": "q4", "question_type": "T2", "text": "xoài",
+     "relevant_articles": [{"law_id": "Luật khác biệt", "article_id": "Điều 1"}]},  # found only with the law map
+]
+
+
+@pytest.fixture
+def fixture_env(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)
+    env.qdrant.parent.mkdir(parents=True, exist_ok=True)
+    store = QdrantStore(path=str(env.qdrant))
+    with store.connect() as collection:
+        collection.ensure(None, None)
+        collection.upsert(ingest._point(c, i, "sha", ingest.BM25_ONLY_MODEL, "now", None) for i, c in enumerate(CHUNKS))
+    (tmp_path / "questions.json").write_text(json.dumps(QUESTIONS, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "law-map.json").write_text(json.dumps({"Luật khác biệt": "Luật Khác"}, ensure_ascii=False), encoding="utf-8")
+    return env
+
+
+def test_exact_recall_and_mrr_without_and_with_law_map(fixture_env, capsys):
+    root = fixture_env.root
+    assert cli.main(["eval", "--questions", str(root / "questions.json"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["overall"] == {"questions": 4, "recall@1": 0.25, "recall@5": 0.5, "recall@10": 0.5, "mrr@10": 0.375}
+    assert metrics["T1"] == {"questions": 2, "recall@1": 0.5, "recall@5": 1.0, "recall@10": 1.0, "mrr@10": 0.75}
+
+    assert cli.main([
+        "eval", "--questions", str(root / "questions.json"), "--law-map", str(root / "law-map.json"),
+        "--k", "1,2", "--report", str(root / "out" / "report.md"), "--plot", str(root / "out" / "recall.png"),
+    ]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if re.match(r"^(T1|T2|overall) ", line)}
+    assert rows["overall"] == ["4", "0.500", "0.750", "0.625"]  # questions, recall@1, recall@2, MRR@10
+    assert rows["T2"] == ["2", "0.500", "0.500", "0.500"]
+    report = (root / "out" / "report.md").read_text(encoding="utf-8")
+    assert "| overall | 4 | 0.500 | 0.750 | 0.625 |" in report
+    assert "![recall against k](recall.png)" in report and "| q3 | T2 |" in report
+    assert (root / "out" / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unmapped_laws_are_reported_and_bad_input_is_one_sentence(fixture_env, capsys):
+    root = fixture_env.root
+    assert cli.main(["eval", "--questions", str(root / "questions.json")]) == 0
+    assert "Luật khác biệt (1 questions)" in capsys.readouterr().out
+    (root / "bad.json").write_text('[{"text": "no answers"}]', encoding="utf-8")
+    assert cli.main(["eval", "--questions", str(root / "bad.json")]) == 2
+    assert "relevant_articles" in capsys.readouterr().err
+    assert cli.main(["eval", "--questions", str(root / "questions.json"), "--k", "0,5"]) == 2
+
+
+def test_plot_without_matplotlib_says_how_to_install(fixture_env, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("matplotlib") else real_import(name, *a, **k))
+    report = evaluation.EvalReport(ks=(1,), depth=10, results=[], mode="bm25", law_sources={}, unmapped={})
+    with pytest.raises(evaluation.ConfigurationError, match=r"legal-rag-pipeline\[eval\]"):
+        evaluation.plot_recall(report, fixture_env.root / "x.png")
+
+
+def test_golden_set_about_the_sample_passes(tmp_path, monkeypatch):
+    """The project's golden questions, on its sample data, in bm25 mode (what the asset check runs)."""
+    from legal_rag_pipeline.assets.quality import GOLDEN_SET, golden_check_result
+
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    result = golden_check_result(QdrantStore(path=str(env.qdrant)), None, GOLDEN_SET)
+    assert result.passed, result.metadata
+    assert result.metadata["questions"].value == 12 and result.metadata["recall@5"].value == 1.0
+
+
+def test_alqac_17_laws_bm25_recall_at_5(tmp_path, monkeypatch, capsys):
+    """End to end: the 17 laws ingested by the pipeline (bm25 only), then `legal-rag eval`."""
+    shared = shared_data()
+    env = make_env(tmp_path, monkeypatch)
+    readme = (shared / "README.md").read_text(encoding="utf-8")
+    files = re.findall(r"^\| .+? \| (laws(?:_blankline)?/\S+\.txt) \|$", readme, re.M)
+    assert len(files) == 17
+    for rel in files:
+        shutil.copy2(shared / rel, env.data / Path(rel).name)
+    code, out = env.ingest()
+    assert code == 0, out
+    assert cli.main(["eval", "--questions", str(shared / "eval" / "alqac2023_train.json"), "--json"]) == 0
+    overall = json.loads(capsys.readouterr().out.splitlines()[-1])["metrics"]["overall"]
+    assert overall["questions"] == 100
+    assert overall["recall@5"] >= 0.93, overall
+
+
+def test_in_memory_bm25_ranks_like_qdrant(fixture_env):
+    """The in-memory scorer used by eval on embedded Qdrant gives Qdrant's scores and ranking."""
+    from legal_rag_pipeline.search import SparseIndex, search
+
+    with QdrantStore(path=str(fixture_env.qdrant)).connect() as collection:
+        index = SparseIndex.from_collection(collection)
+        for query in ("cam", "quả cam", "táo xoài", "luật khác quả", "không có"):
+            expected = search(collection, query, 10)
+            got = index.search(query, 10)
+            assert [round(h.score, 4) for h in got] == [round(h.score, 4) for h in expected], query
+            # the same points (ties may come in another order)
+            assert sorted((round(h.score, 4), h.id) for h in got) == sorted((round(h.score, 4), h.id) for h in expected)
+        assert [h.law for h in index.search("quả", 10, law="luat khac")] == ["Luật Khác"]
+        questions = evaluation.load_questions(fixture_env.root / "questions.json")
+        memory = evaluation.evaluate(collection, questions, engine="memory").as_json()["metrics"]
+        assert evaluation.evaluate(collection, questions, engine="qdrant").as_json()["metrics"] == memory

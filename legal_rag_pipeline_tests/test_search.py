@@ -1,0 +1,100 @@
+"""Search: article-level grouping, law/source filters, hybrid (dense + bm25 by RRF) with the loopback embedder."""
+
+from __future__ import annotations
+
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from legal_rag_pipeline import cli
+from legal_rag_pipeline.definitions import build_embedder, build_store
+from legal_rag_pipeline.search import group_hits, match_law_titles, normalise_title, search
+from legal_rag_pipeline.settings import load_settings
+from legal_rag_pipeline_tests.pipeline_env import make_env
+
+
+def _point(pid, score, group=None, **payload):
+    return SimpleNamespace(id=pid, score=score, payload={"group_key": group, "page_content": pid, **payload})
+
+
+def test_group_hits_keeps_the_best_piece_of_each_article():
+    points = [
+        _point("a1", 0.9, "law.txt#dieu-4", article="4"),
+        _point("a2", 0.8, "law.txt#dieu-4", article="4"),  # second piece of the same article: merged
+        _point("b", 0.7, "law.txt#dieu-6", article="6"),
+        _point("q", 0.6, None, source="qa.xlsx"),  # a Q&A row without group key is its own answer
+        _point("c", 0.5, None, source="other.txt", article="4"),  # old payload: grouped by source + article
+        _point("c2", 0.4, None, source="other.txt", article="4"),
+        _point("d", 0.3, "law.txt#dieu-9", article="9"),
+    ]
+    hits = group_hits(points, 4)
+    assert [h.id for h in hits] == ["a1", "b", "q", "c"]
+    assert hits[0].score == 0.9 and hits[0].page_content == "a1"
+    assert [h.id for h in group_hits(points, 10)] == ["a1", "b", "q", "c", "d"]
+    assert group_hits(points, 0) == []
+
+
+def test_law_titles_match_case_nfc_tone_and_accents():
+    titles = ["Luật Cư trú mẫu", "Luật Phòng, chống ma túy", "Bộ luật Dân sự", "Luật Giáo dục", "Luật Giáo dục đại học"]
+    assert normalise_title("LUẬT PHÒNG CHỐNG MA TUÝ") == normalise_title("Luật Phòng, chống ma túy")
+    assert match_law_titles("bộ luật dân sự", titles) == ["Bộ luật Dân sự"]
+    assert match_law_titles("luat phong chong ma tuy", titles) == ["Luật Phòng, chống ma túy"]
+    assert match_law_titles("Luật Giáo dục", titles) == ["Luật Giáo dục"]  # exact beats containment
+    assert match_law_titles("cư trú", titles) == ["Luật Cư trú mẫu"]
+    assert match_law_titles("Luật Đất đai", titles) == []
+
+
+@pytest.fixture
+def bm25_env(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    return env
+
+
+def _run(query, **kwargs):
+    out = io.StringIO()
+    assert cli.run_search(load_settings(), [query], kwargs.pop("top_k", 5), True, out=out, **kwargs) == 0
+    return json.loads(out.getvalue().splitlines()[0])["hits"]
+
+
+def test_bm25_filters_by_law_and_source(bm25_env):
+    everything = _run("người", top_k=10)
+    assert {h["source"] for h in everything} >= {"luat-mau-cu-tru.txt", "luat-mau-giao-thong.txt"}
+    for law in ("Luật Cư trú mẫu", "LUẬT CƯ TRÚ MẪU", "luat cu tru mau", "cư trú"):
+        hits = _run("người", top_k=10, law=law)
+        assert hits and {h["law"] for h in hits} == {"Luật Cư trú mẫu"}, law
+    assert _run("người", law="Luật Đất đai") == []
+    hits = _run("người", top_k=10, source="luat-mau-giao-thong.txt")
+    assert hits and {h["source"] for h in hits} == {"luat-mau-giao-thong.txt"}
+    keys = [(h["source"], h["article"] or h["id"]) for h in everything]
+    assert len(keys) == len(set(keys))  # k different articles
+
+
+def test_hybrid_search_fuses_dense_and_bm25(tmp_path, monkeypatch, embeddings_server, capsys):
+    env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    assert cli.main(["search", "Thời hạn tạm trú tối đa là bao lâu?", "--law", "luật cư trú mẫu", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "[hybrid (dense + bm25)]" in out and "Điều 6" in out
+
+    settings = load_settings()
+    store, embedder = build_store(settings, resolve=True), build_embedder(settings, resolve=True)
+    query = "Người đủ 16 tuổi trở lên được lái xe gắn máy"
+    dense = embedder.embed([query])[0].tolist()
+    with store.connect() as collection:
+        assert collection.dense_size() == embeddings_server.dim
+        hybrid = search(collection, query, 5, dense_vector=dense)
+        lexical = search(collection, query, 5)
+        dense_only = search(collection, "!!!", 5, dense_vector=dense)  # no words: dense alone answers
+        filtered = search(collection, query, 5, dense_vector=dense, source="luat-mau-cu-tru.txt")
+    assert ("6", "luat-mau-giao-thong.txt") in [(h.article, h.source) for h in hybrid[:2]]
+    assert all(h.score <= 1.0 for h in hybrid)  # reciprocal-rank scores, not bm25 scores
+    assert any(h.score > 1.0 for h in lexical)
+    assert dense_only and ("6", "luat-mau-giao-thong.txt") in [(h.article, h.source) for h in dense_only[:3]]
+    assert filtered and {h.source for h in filtered} == {"luat-mau-cu-tru.txt"}
+    keys = [(h.source, h.article or h.id) for h in hybrid]
+    assert len(keys) == len(set(keys)) == 5
