@@ -128,15 +128,15 @@ def count_chunks(state: Path) -> int:
     return total
 
 
-def change_one_article(path: Path) -> str:
+def change_one_article(path: Path, article: str = CHANGED_ARTICLE) -> str:
     """Edit one line of one article (the first content line after its heading); returns a description."""
     lines = path.read_text(encoding="utf-8").split("\n")
     for i, line in enumerate(lines):
-        if line.strip().startswith(CHANGED_ARTICLE):
+        if line.strip().startswith(article):
             lines[i + 1] = lines[i + 1].rstrip() + " (đã sửa đổi, bổ sung)"
             path.write_text("\n".join(lines), encoding="utf-8")
-            return f"{path.name}: {CHANGED_ARTICLE} first paragraph edited"
-    raise SystemExit(f"{CHANGED_ARTICLE} not found in {path}")
+            return f"{path.name}: {article} first paragraph edited"
+    raise SystemExit(f"{article} not found in {path}")
 
 
 def summary_line(log: Path) -> str:
@@ -364,6 +364,25 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def reuse(args) -> int:
+    """Scenarios b and c again on a kept work folder (the corpus already ingested by scenario a)."""
+    from legal_rag_pipeline_tests.loopback import EmbeddingServer
+
+    work = args.reuse
+    data, state = work / "data", work / "state"
+    print(f"reusing {work}; load {os.getloadavg()}", flush=True)
+    with EmbeddingServer(dim=DIM, latency=LATENCY, latency_per_text=LATENCY_PER_TEXT) as server:
+        env = base_env(work, data, state, None if args.bm25_only else server.url)
+        srv = None if args.bm25_only else server
+        results = [ingest_scenario("b: re-ingest, nothing changed", srv, env, work, state)]
+        what = change_one_article(data / CHANGED_LAW, args.article)
+        results.append(ingest_scenario("c: re-ingest, one article changed", srv, env, work, state, what))
+    print()
+    print(table(results))
+    print(json.dumps({"load_after": os.getloadavg(), "scenarios": [r.as_json() for r in results]}, ensure_ascii=False, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of laws (default ../shared/data/laws)")
@@ -374,7 +393,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument("--profile", action="store_true", help="cProfile each ingest (.prof files in the work folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument("--reuse", type=Path, help="a work folder kept by an earlier run: time b and c again only")
+    parser.add_argument("--article", default=CHANGED_ARTICLE, help="the article scenario c edits (default Điều 5.)")
     args = parser.parse_args(argv)
+    if args.reuse:
+        return reuse(args)
 
     if not args.data.is_dir():
         print(f"{args.data} is absent: pass --data DIR (a folder of law .txt files)", file=sys.stderr)

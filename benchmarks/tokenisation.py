@@ -42,7 +42,7 @@ NEEDS = {"pyvi": "pyvi", "underthesea": "underthesea"}
 def eval_laws() -> list[tuple[str, Path]]:
     """(law_id, file) of the 17 laws, from the mapping table in ../shared/data/README.md."""
     readme = (SHARED / "README.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| (.+?) \| (laws(?:_blankline)?/\S+\.txt) \|$", readme, re.M)
+    rows = re.findall(r"^\| (.+?) \| (laws(?:_blankline)?/\S+\.txt) \|$", readme, re.MULTILINE)
     return [(law, SHARED / rel) for law, rel in rows]
 
 
@@ -74,13 +74,13 @@ def run_config(variant: str, text: str, workdir: Path) -> dict:
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "legal_rag_pipeline.cli"]
     t0 = time.perf_counter()
-    ingest = subprocess.run([*cli, "ingest"], env=env, cwd=root, capture_output=True, text=True)
+    ingest = subprocess.run([*cli, "ingest"], check=False, env=env, cwd=root, capture_output=True, text=True)
     t1 = time.perf_counter()
     if ingest.returncode != 0:
         raise RuntimeError(f"ingest failed for {variant}/{text}:\n{ingest.stdout[-2000:]}\n{ingest.stderr[-2000:]}")
     ev = subprocess.run(
         [*cli, "eval", "--questions", str(QUESTIONS), "--k", "1,5,10", "--json"],
-        env=env, cwd=root, capture_output=True, text=True,
+        check=False, env=env, cwd=root, capture_output=True, text=True,
     )
     t2 = time.perf_counter()
     if ev.returncode != 0:
@@ -126,7 +126,7 @@ def whole_article(variant: str) -> dict:
         law_id, art = q.relevant[0]
         rank = next((r for r, i in enumerate(order, 1) if docs[i][0] == normalise_title(law_id) and docs[i][1] == art), None)
         ranks.append(rank)
-    recall = lambda k: sum(1 for r in ranks if r and r <= k) / len(ranks)  # noqa: E731
+    recall = lambda k: sum(1 for r in ranks if r and r <= k) / len(ranks)
     return {"metrics": {"recall@1": recall(1), "recall@5": recall(5), "recall@10": recall(10),
                         "mrr@10": sum(1 / r for r in ranks if r) / len(ranks)}}
 

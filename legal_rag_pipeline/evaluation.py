@@ -312,7 +312,7 @@ def format_table(report: EvalReport) -> str:
     """The console table: one row per question type, then ``overall``."""
     header, rows = _rows(report)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(  # noqa: E731
+    line = lambda cells: "  ".join(
         c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
     out = [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]

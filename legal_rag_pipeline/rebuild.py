@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def embed_missing(sources: Sequence[str], state_dir: Path, embedder: Any, group_
 
 
 def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) -> Iterator[tuple[str, Any]]:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     for source in sources:
         art = FileArtifacts(state_dir, source)
         sha = (art.document() or {}).get("sha256", "")
@@ -215,7 +215,7 @@ def migrate_pre_alias(collection: Collection, *, batch_size: int = UPSERT_BATCH)
     when the point has none. The original is deleted only after the copy's count matches.
     """
     client, name = collection.client, collection.name
-    dense, sparse, _ = collection_layout(collection, name)
+    dense, _sparse, _ = collection_layout(collection, name)
     new = versioned_name(name)
     collection.create_physical(new, dense)
     try:

@@ -19,7 +19,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,7 +78,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
         self.log = log
-        self._out = open(log, "wb")
+        self._out = open(log, "wb")  # noqa: SIM115 (closed in stop(), it outlives this call)
         self.popen = subprocess.Popen(
             args, cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -146,6 +147,7 @@ class Project:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
 
     def search(self, query: str, source: str | None = None) -> list[dict] | None:
@@ -211,8 +213,16 @@ def make_project(root: Path, **overrides: str) -> Project:
         PYTHONUNBUFFERED="1",
     )
     # Empty values win over a developer's .env (load_dotenv never overrides a variable that is set).
-    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "EMBEDDINGS_ENDPOINT_URL", "EMBEDDINGS_ENDPOINT_API_KEY",
-                 "QDRANT_URL", "QDRANT_HOST", "QDRANT_API_KEY", "LEGAL_RAG_CONFIRM_DELETE"):
+    for name in (
+        "HF_TOKEN",
+        "HUGGINGFACE_API_KEY",
+        "EMBEDDINGS_ENDPOINT_URL",
+        "EMBEDDINGS_ENDPOINT_API_KEY",
+        "QDRANT_URL",
+        "QDRANT_HOST",
+        "QDRANT_API_KEY",
+        "LEGAL_RAG_CONFIRM_DELETE",
+    ):
         env[name] = ""
     env.update(overrides)
     return Project(root=root, env=env)
@@ -260,13 +270,20 @@ def test_daemon_ingests_dropped_files_and_forgets_deleted_ones(project: Project)
     write_file(project.data / base, law_text("nền tảng", "hộ tịch", articles=12))
     daemon = project.start_daemon()
     try:
-        wait_until(lambda: project.searchable("hộ tịch", base), 180, "the file present at start to be searchable")
+        wait_until(
+            lambda: project.searchable("hộ tịch", base), 180, "the file present at start to be searchable"
+        )
 
         # One file dropped: how long until its chunks are searchable?
         dropped = "moi/luat-chim-canh-cut.txt"
         dropped_at = time.monotonic()
         write_file(project.data / dropped, law_text("chim cánh cụt", "chim cánh cụt"))
-        wait_until(lambda: project.searchable("chim cánh cụt", dropped), 120, "the dropped file to be searchable", 0.2)
+        wait_until(
+            lambda: project.searchable("chim cánh cụt", dropped),
+            120,
+            "the dropped file to be searchable",
+            0.2,
+        )
         latency = time.monotonic() - dropped_at
         record_measurement("drop_to_searchable_seconds", round(latency, 1))
         assert latency < 60, f"{latency:.1f} s from drop to searchable"
@@ -274,7 +291,10 @@ def test_daemon_ingests_dropped_files_and_forgets_deleted_ones(project: Project)
         # Fifty files dropped at once: one run.
         runs_before = {r.dagster_run.run_id for r in project.instance().get_run_records()}
         for i in range(50):
-            write_file(project.data / "lo" / f"van-ban-{i:02d}.txt", law_text(f"văn bản {i}", f"chủ đề {i:02d} kỳ lân"))
+            write_file(
+                project.data / "lo" / f"van-ban-{i:02d}.txt",
+                law_text(f"văn bản {i}", f"chủ đề {i:02d} kỳ lân"),
+            )
         wait_until(lambda: project.searchable("chủ đề 49 kỳ lân", "lo/van-ban-49.txt"), 180, "the 50 files")
         records = wait_until(lambda: finished_runs(project.instance()), 120, "the runs to finish")
         new_runs = [r for r in records if r.dagster_run.run_id not in runs_before]
@@ -290,7 +310,9 @@ def test_daemon_ingests_dropped_files_and_forgets_deleted_ones(project: Project)
 
         records = wait_until(lambda: finished_runs(project.instance()), 120, "the runs to finish")
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records), describe(records)
-        assert {r.dagster_run.job_name for r in records} == {"ingest_job", "prune_vanished_job"}, describe(records)
+        assert {r.dagster_run.job_name for r in records} == {"ingest_job", "prune_vanished_job"}, describe(
+            records
+        )
         assert all(r.dagster_run.tags.get("legal_rag/trigger") == "sensor" for r in records)
         # The writer pool's limit was set explicitly on the instance (by the sensor's first tick).
         assert project.instance().event_log_storage.get_concurrency_info("qdrant_writer").slot_count == 1
@@ -305,13 +327,15 @@ def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
     """The nightly schedule and a file drop request runs at the same moment: the second waits in the
     queue until the first has finished, and the collection ends exactly as a fresh ingest makes it."""
     # The nightly fires once, at a minute boundary far enough ahead for the warm-up below.
-    fire = datetime.fromtimestamp((int(time.time()) + 100) // 60 * 60 + 60, timezone.utc)
+    fire = datetime.fromtimestamp((int(time.time()) + 100) // 60 * 60 + 60, UTC)
     project = make_project(
         tmp_path / "project", NIGHTLY_CRON=f"{fire.minute} {fire.hour} * * *", NIGHTLY_TIMEZONE="UTC"
     )
     try:
         for i in range(10):
-            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=10))
+            write_file(
+                project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=10)
+            )
         done = project.cli("ingest")
         assert done.returncode == 0, done.stdout + done.stderr
         daemon = project.start_daemon()
@@ -323,10 +347,17 @@ def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
         assert time.time() < fire.timestamp() - 10, "the warm-up took too long for this test's timing"
         wait_until(lambda: time.time() >= fire.timestamp() - 10, 120, "10 s before the nightly run", 0.1)
         for i in range(10, 30):
-            write_file(project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=30))
+            write_file(
+                project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=30)
+            )
         wait_until(
-            lambda: {"sensor", "nightly"}
-            <= {r.dagster_run.tags.get("legal_rag/trigger") for r in project.instance().get_run_records()[:2]},
+            lambda: (
+                {"sensor", "nightly"}
+                <= {
+                    r.dagster_run.tags.get("legal_rag/trigger")
+                    for r in project.instance().get_run_records()[:2]
+                }
+            ),
             120,
             "the drop's and the nightly's runs",
         )
@@ -337,11 +368,11 @@ def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
 
     assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records), describe(records)
     started = sorted((r for r in records if r.start_time), key=lambda r: r.start_time)
-    for earlier, later in zip(started, started[1:]):
+    for earlier, later in pairwise(started):
         assert later.start_time >= earlier.end_time, "two writers overlapped:\n" + describe(records)
     waited = [
         (earlier, later)
-        for earlier, later in zip(started, started[1:])
+        for earlier, later in pairwise(started)
         if later.create_timestamp.timestamp() < earlier.end_time
     ]
     assert waited, "no run was requested while another was going (timing):\n" + describe(records)

@@ -115,7 +115,7 @@ def test_alqac_17_laws_bm25_recall_at_5(tmp_path, monkeypatch, capsys):
     shared = shared_data()
     env = make_env(tmp_path, monkeypatch)
     readme = (shared / "README.md").read_text(encoding="utf-8")
-    files = re.findall(r"^\| .+? \| (laws(?:_blankline)?/\S+\.txt) \|$", readme, re.M)
+    files = re.findall(r"^\| .+? \| (laws(?:_blankline)?/\S+\.txt) \|$", readme, re.MULTILINE)
     assert len(files) == 17
     for rel in files:
         shutil.copy2(shared / rel, env.data / Path(rel).name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -32,11 +32,11 @@ def test_nightly_at_two_in_ho_chi_minh_city_and_on_by_default(monkeypatch):
     nightly = build_nightly_schedule(ingest_job)
     assert nightly.cron_schedule == "0 2 * * *"
     assert nightly.execution_timezone == "Asia/Ho_Chi_Minh"
-    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp()
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
     ticks = cron_string_iterator(start, nightly.cron_schedule, nightly.execution_timezone)
     first, second = next(ticks), next(ticks)
     assert first.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%Y-%m-%d %H:%M") == "2026-03-02 02:00"
-    assert first.astimezone(timezone.utc).strftime("%H:%M") == "19:00"  # UTC+7, no daylight saving
+    assert first.astimezone(UTC).strftime("%H:%M") == "19:00"  # UTC+7, no daylight saving
     assert (second - first).total_seconds() == 24 * 3600
 
 
@@ -59,7 +59,8 @@ def test_one_run_targets_every_file(instance):
     instance.add_dynamic_partitions(source_files.name, keys)
     nightly = build_nightly_schedule(ingest_job)
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 3, 2, 2, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 3, 2, 2, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")),
     )
     request = nightly.evaluate_tick(context).run_requests
     assert len(request) == 1

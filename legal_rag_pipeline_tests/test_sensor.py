@@ -53,13 +53,17 @@ class Daemon:
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            resources={"data_folder": DataFolder(data_dir=str(self.data), state_dir=str(self.data.parent / "state"))},
+            resources={
+                "data_folder": DataFolder(data_dir=str(self.data), state_dir=str(self.data.parent / "state"))
+            },
         )
         result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
-                self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                self.instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys)
+                )
             else:
                 for key in request.partition_keys:
                     self.instance.delete_dynamic_partition(request.partitions_def_name, key)
@@ -325,7 +329,9 @@ def test_tick_sets_the_writer_pool_limit(instance, data):
 def test_plan_is_pure_and_cursor_round_trips():
     previous = FolderState(seen={"a": (1, 10), "b": (2, 20)}, done={"a": (1, 10)})
     plan = plan_tick({"a": (1, 10), "b": (2, 20), "c": (3, 30)}, previous, ["a"], now=100.0)
-    assert plan.ready == [] and plan.held == ["b"] and plan.waiting == ["c"] and plan.state.held_since == 100.0
+    assert (
+        plan.ready == [] and plan.held == ["b"] and plan.waiting == ["c"] and plan.state.held_since == 100.0
+    )
     assert FolderState.from_json(plan.state.to_json()) == plan.state
     plan = plan_tick({"a": (1, 10), "b": (2, 20), "c": (3, 30)}, plan.state, ["a"], now=105.0)
     assert plan.ready == ["b", "c"] and plan.added == ["b", "c"] and plan.deleted == []

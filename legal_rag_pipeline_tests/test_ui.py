@@ -75,7 +75,12 @@ def test_materialize_all_from_the_browser(tmp_path: Path):
                 page.goto(f"{url}/asset-groups")
                 materialize = page.get_by_role("button", name="Materialize all")
                 expect(materialize).to_be_enabled(timeout=120_000)
-                for asset in ("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection"):
+                for asset in (
+                    "raw_documents",
+                    "normalized_records",
+                    "embedding_batches",
+                    "qdrant_collection",
+                ):
                     expect(page.get_by_text(asset).first).to_be_visible()
                 materialize.click()
 
@@ -91,7 +96,10 @@ def test_materialize_all_from_the_browser(tmp_path: Path):
                 record = wait_until(lambda: backfill_run(project), 300, "the run launched from the UI", 1.0)
                 assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, dev.tail()
                 tags = record.dagster_run.tags
-                assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+                assert (
+                    tags["dagster/asset_partition_range_start"],
+                    tags["dagster/asset_partition_range_end"],
+                ) == (
                     SAMPLE[0],
                     SAMPLE[-1],
                 )

@@ -124,9 +124,24 @@ def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], stat
     )
 
 
-# Embedded Qdrant scores every point of the collection in Python for each search (about 1 s per
-# 10,000 sparse points): there, probe a few files spread over the run; a server probes them all.
+# Embedded Qdrant scores every point of the collection in Python for each sparse search (about 1 s
+# per 10,000 points): there, probe a few files spread over the run, with their dense vector when the
+# collection has one (one matrix product); a server probes every file.
 LOCAL_MAX_PROBES = 5
+
+
+def _first_vector(art: FileArtifacts, point_id: str) -> list[float] | None:
+    with_model = art.dir / "embeddings.npz"
+    if not with_model.exists():
+        return None
+    try:
+        with np.load(with_model, allow_pickle=False) as data:
+            ids = [str(i) for i in data["ids"]]
+            if point_id not in ids:
+                return None
+            return data["vectors"][ids.index(point_id)].astype(float).tolist()
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _search_probe(collection: Collection, written: Sequence[StageOutcome], state_dir: Path) -> dg.AssetCheckResult:
@@ -135,18 +150,30 @@ def _search_probe(collection: Collection, written: Sequence[StageOutcome], state
     if not collection.store.server_mode and len(probed) > LOCAL_MAX_PROBES:
         step = len(probed) / LOCAL_MAX_PROBES
         probed = [probed[int(i * step)] for i in range(LOCAL_MAX_PROBES)]
+    dense = None if collection.store.server_mode else collection.dense_size()
     for outcome in probed:
-        first = next(iter(FileArtifacts(state_dir, outcome.source).read_chunks()), None)
+        art = FileArtifacts(state_dir, outcome.source)
+        first = next(iter(art.read_chunks()), None)
         if first is None:
             continue
-        indices, values = query_vector(first.text)
-        hits = collection.client.query_points(
-            collection.name,
-            query=models.SparseVector(indices=indices, values=values),
-            using=SPARSE_NAME,
-            limit=10,
-            with_payload=["source"],
-        ).points
+        vector = None
+        if dense:  # embedded mode: a dense search is one matrix product, a sparse one a Python loop
+            vector = _first_vector(art, first.point_id)
+            if vector is not None and len(vector) != dense:
+                vector = None
+        if vector is not None:
+            hits = collection.client.query_points(
+                collection.name, query=vector, limit=10, with_payload=["source"]
+            ).points
+        else:
+            indices, values = query_vector(first.text)
+            hits = collection.client.query_points(
+                collection.name,
+                query=models.SparseVector(indices=indices, values=values),
+                using=SPARSE_NAME,
+                limit=10,
+                with_payload=["source"],
+            ).points
         if not any((h.payload or {}).get("source") == outcome.source for h in hits):
             missed.append(outcome.source)
     if missed:

@@ -17,10 +17,10 @@ import dagster as dg
 
 from .. import evaluation
 from ..artifacts import FileArtifacts, known_sources
-from ..search import normalise_title
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
+from ..search import normalise_title
 from .ingestion import WRITER_POOL
 
 GOLDEN_SET = Path(__file__).resolve().parents[1] / "golden" / "sample_questions.json"

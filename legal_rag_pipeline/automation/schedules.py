@@ -38,7 +38,8 @@ def nightly_settings() -> tuple[str, str]:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(
-            f"NIGHTLY_TIMEZONE={timezone!r} is not a known time zone", f"use an IANA name such as {DEFAULT_TIMEZONE!r}"
+            f"NIGHTLY_TIMEZONE={timezone!r} is not a known time zone",
+            f"use an IANA name such as {DEFAULT_TIMEZONE!r}",
         ) from None
     return cron, timezone
 
@@ -46,7 +47,9 @@ def nightly_settings() -> tuple[str, str]:
 def nightly_run_request(instance: dg.DagsterInstance) -> dg.RunRequest | dg.SkipReason:
     keys = instance.get_dynamic_partitions(source_files.name)
     if not keys:
-        return dg.SkipReason("No files registered yet (the data-folder sensor registers them): nothing to re-ingest.")
+        return dg.SkipReason(
+            "No files registered yet (the data-folder sensor registers them): nothing to re-ingest."
+        )
     return dg.RunRequest(
         tags={
             RANGE_START_TAG: keys[0],

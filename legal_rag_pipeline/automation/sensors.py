@@ -77,7 +77,13 @@ class FolderState:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"v": CURSOR_VERSION, "seen": self.seen, "done": self.done, "runs": self.runs, "held_since": self.held_since},
+            {
+                "v": CURSOR_VERSION,
+                "seen": self.seen,
+                "done": self.done,
+                "runs": self.runs,
+                "held_since": self.held_since,
+            },
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -157,7 +163,6 @@ def plan_tick(
     return Plan(ready, waiting, added, deleted, order, FolderState(seen=dict(current), done=done, runs=runs))
 
 
-
 def stat_folder(data_dir: Path) -> tuple[dict[str, Stat], list]:
     """(mtime_ns, size) of every ingestible file, and the skipped ones: stat only, no reads."""
     from ..readers import scan_data_dir
@@ -206,7 +211,8 @@ def prune_vanished_files(
                 collection,
                 embedder,
                 max_delete_fraction=data_folder.max_delete_fraction,
-                confirm_mass_deletion=config.confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+                confirm_mass_deletion=config.confirm_mass_deletion
+                or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
             )
     except PipelineError as exc:  # one sentence in the UI, no stack trace
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -218,7 +224,9 @@ def prune_vanished_files(
             metadata={
                 "removed_files": len(removed),
                 "points_deleted": sum(removed.values()),
-                "removed": dg.MetadataValue.md("\n".join(f"- {k}: {v} points" for k, v in removed.items()) or "none"),
+                "removed": dg.MetadataValue.md(
+                    "\n".join(f"- {k}: {v} points" for k, v in removed.items()) or "none"
+                ),
             },
         )
     )
@@ -258,7 +266,9 @@ def build_data_folder_sensor(ingest_job) -> dg.SensorDefinition:
     return data_folder_sensor
 
 
-def evaluate(context: dg.SensorEvaluationContext, data_folder: DataFolder, ingest_job_name: str) -> dg.SensorResult:
+def evaluate(
+    context: dg.SensorEvaluationContext, data_folder: DataFolder, ingest_job_name: str
+) -> dg.SensorResult:
     instance = context.instance
     set_pool_limit(instance)
     data_dir = data_folder.data_path
@@ -271,7 +281,9 @@ def evaluate(context: dg.SensorEvaluationContext, data_folder: DataFolder, inges
     try:
         current, skipped = stat_folder(data_dir)
     except FileNotFoundError:  # removed between the check and the scan
-        return dg.SensorResult(skip_reason=f"The data folder {data_dir} does not exist.", cursor=previous.to_json())
+        return dg.SensorResult(
+            skip_reason=f"The data folder {data_dir} does not exist.", cursor=previous.to_json()
+        )
     partitions = list(instance.get_dynamic_partitions(source_files.name))
     if not current and partitions:
         return dg.SensorResult(

@@ -25,13 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--port", "-p", type=int, default=3000, help="webserver port (default 3000)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.set_defaults(handler=run_dev, needs_settings=False)
 
 
 def dev_command(host: str, port: int, cwd: Path | None = None) -> list[str]:
     cwd = cwd or Path.cwd()
-    target = ["-w", "workspace.yaml"] if (cwd / "workspace.yaml").is_file() else ["-m", "legal_rag_pipeline.definitions"]
+    target = (
+        ["-w", "workspace.yaml"]
+        if (cwd / "workspace.yaml").is_file()
+        else ["-m", "legal_rag_pipeline.definitions"]
+    )
     return [sys.executable, "-m", "dagster", "dev", *target, "-h", host, "-p", str(port)]
 
 

@@ -325,15 +325,11 @@ class Collection:
             return result
         if sources is None or not self.store.server_mode:
             # Local mode filters in Python: one pass over the collection is cheaper than one per file.
+            # (A payload filter is evaluated in Python per point too, and costs more than this.)
             wanted = None if sources is None else set(sources)
             if wanted is not None and not wanted:
                 return result
-            flt = (
-                None
-                if wanted is None
-                else models.Filter(must=[models.FieldCondition(key="source", match=models.MatchAny(any=sorted(wanted)))])
-            )
-            for point in self._scroll(flt):
+            for point in self._scroll(None):
                 source = (point.payload or {}).get("source")
                 if wanted is None or source in wanted:
                     result[source][str(point.id)] = point.payload or {}
