@@ -79,15 +79,30 @@ class Result:
         return d
 
 
+TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+
+
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB of the process, exit code)."""
+    """Run ``cmd``; return (wall seconds, peak RSS in MB of the process, exit code).
+
+    The peak comes from GNU time when present: ``ru_maxrss`` of a child forked from this process
+    also counts this process's pages before the exec (the loopback server's vector cache).
+    """
+    rss_file = log.with_suffix(".rss")
+    wrapped = [TIME, "-f", "%M", "-o", str(rss_file), *cmd] if TIME else cmd
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+    peak_kb = usage.ru_maxrss
+    if TIME:
+        try:
+            peak_kb = int(rss_file.read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return wall, peak_kb / 1024.0, proc.returncode
 
 
 def base_env(work: Path, data: Path, state: Path, endpoint: str | None) -> dict[str, str]:

@@ -94,21 +94,31 @@ class Process:
             return ""
 
     def stop(self, grace: float = 20.0) -> None:
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        # Ctrl-C first (dagster dev shuts its children down on it, and ignores SIGTERM for long).
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(self.pid, sig)  # the group's id is the leader's pid (start_new_session)
             except ProcessLookupError:
                 break
             try:
                 self.popen.wait(wait)
-                # the leader is gone: make sure nothing else of its group lingers
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
             except subprocess.TimeoutExpired:
                 continue
             break
+        # The leader is gone: give the rest of its group a moment, then make sure nothing lingers.
+        deadline = time.monotonic() + 5
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self._group_alive():
+            os.killpg(self.pid, signal.SIGKILL)
         self._out.close()
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
 
 
 @dataclass
