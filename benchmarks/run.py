@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import subprocess
 import sys

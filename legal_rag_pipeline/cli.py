@@ -57,7 +57,6 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
     """Materialise the four assets for every file of the data folder in one recorded run."""
     out = out or sys.stdout
     _cheap_sqlite_commits()
-    import dagster as dg
 
     from . import ingest
     from .artifacts import StageOutcome, known_sources

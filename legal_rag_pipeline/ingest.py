@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import FileArtifacts, StageOutcome, known_sources
-from .errors import EmbeddingError, MassDeletionRefused, PipelineError, SourceFileError
+from .errors import MassDeletionRefused, PipelineError, SourceFileError
 from .readers import read_document, scan_data_dir
 from .records import Chunk, Row, SkippedRow
 from .resources.qdrant import Collection, PointRecord

@@ -140,19 +140,9 @@ class Checkpoint:
 
 def _layout(collection: Collection, physical: str) -> tuple[int | None, models.SparseVectorParams | None]:
     """(dense size or None, the bm25 sparse params) of a physical collection."""
-    params = collection.client.get_collection(physical).config.params
-    vectors = params.vectors
-    dense = None
-    if isinstance(vectors, models.VectorParams):
-        dense = vectors.size
-    elif isinstance(vectors, dict) and "" in vectors:
-        dense = vectors[""].size
-    elif isinstance(vectors, dict) and vectors:
-        raise StoreError(
-            f"Collection {physical} has named dense vectors {sorted(vectors)}, not this project's layout",
-            "migrate it with qdrant-client's `QdrantClient.migrate`, or rebuild it with `legal-rag ingest`",
-        )
-    sparse = (params.sparse_vectors or {}).get(SPARSE_NAME)
+    dense, sparse, _ = collection.layout(
+        physical, "migrate it with qdrant-client's `QdrantClient.migrate`, or rebuild it with `legal-rag ingest`"
+    )
     return dense, sparse
 
 

@@ -156,20 +156,8 @@ def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) 
 # ---------------------------------------------------------------------------------------------- layout
 def collection_layout(collection: Collection, physical: str) -> tuple[int | None, bool, dict[str, Any]]:
     """(dense size or None, has the bm25 sparse vector, collection metadata) of a physical collection."""
-    config = collection.client.get_collection(physical).config
-    vectors = config.params.vectors
-    dense = None
-    if isinstance(vectors, models.VectorParams):
-        dense = vectors.size
-    elif isinstance(vectors, dict) and "" in vectors:
-        dense = vectors[""].size
-    elif isinstance(vectors, dict) and vectors:
-        raise StoreError(
-            f"Collection {physical} has named dense vectors {sorted(vectors)}, not this project's layout",
-            "rebuild it from the data with `legal-rag ingest` into another COLLECTION_NAME",
-        )
-    sparse = SPARSE_NAME in (config.params.sparse_vectors or {})
-    return dense, sparse, dict(getattr(config, "metadata", None) or {})
+    dense, sparse, metadata = collection.layout(physical)
+    return dense, sparse is not None, metadata
 
 
 def rebuild_reasons(collection: Collection, embedder: Any, state_dir: Path) -> list[str]:

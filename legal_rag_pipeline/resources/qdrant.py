@@ -246,13 +246,27 @@ class Collection:
 
     def dense_size(self) -> int | None:
         """The size of the unnamed dense vector, or None for a bm25-only collection."""
-        info = self.client.get_collection(self.physical_name() or self.name)
-        vectors = info.config.params.vectors
+        return self.layout(self.physical_name() or self.name)[0]
+
+    def layout(self, physical: str, fix: str = "") -> tuple[int | None, models.SparseVectorParams | None, dict[str, Any]]:
+        """(unnamed dense vector size or None, the ``bm25`` sparse params or None, collection metadata).
+
+        A collection with named dense vectors is not this project's layout: StoreError, with ``fix``.
+        """
+        config = self.client.get_collection(physical).config
+        vectors = config.params.vectors
+        dense = None
         if isinstance(vectors, models.VectorParams):
-            return vectors.size
-        if isinstance(vectors, dict) and "" in vectors:
-            return vectors[""].size
-        return None
+            dense = vectors.size
+        elif isinstance(vectors, dict) and "" in vectors:
+            dense = vectors[""].size
+        elif isinstance(vectors, dict) and vectors:
+            raise StoreError(
+                f"Collection {physical} has named dense vectors {sorted(vectors)}, not this project's layout",
+                fix or "rebuild it from the data with `legal-rag ingest` into another COLLECTION_NAME",
+            )
+        sparse = (config.params.sparse_vectors or {}).get(SPARSE_NAME)
+        return dense, sparse, dict(getattr(config, "metadata", None) or {})
 
     def create_physical(self, physical: str, dense_size: int | None) -> None:
         store = self.store
