@@ -149,26 +149,17 @@ def _run_failure(result) -> str:
 
 def _prune_only(settings, confirm_delete: bool, out) -> int:
     """No files: remove points of vanished files, guarded against emptying the collection."""
-    from . import ingest
-    from .definitions import build_embedder, build_store
+    from .definitions import build_embedder, build_resources, build_store
 
     store = build_store(settings, resolve=True)
     embedder = build_embedder(settings, resolve=True)
+    data_folder = build_resources(settings)["data_folder"]
     with store.connect() as collection:
         if not collection.exists():
             print("Nothing to ingest and no collection yet.", file=out)
             return EXIT_OK
         try:
-            _, vanished = ingest.sync_stage(
-                [],
-                Path(settings.data_dir),
-                Path(settings.state_dir),
-                None,
-                collection,
-                embedder,
-                max_delete_fraction=settings.max_delete_fraction,
-                confirm_mass_deletion=confirm_delete,
-            )
+            _, vanished = data_folder.sync(collection, embedder, [], None, confirm_mass_deletion=confirm_delete)
         except PipelineError as exc:
             print(str(exc), file=out)
             return EXIT_FAILED

@@ -136,15 +136,8 @@ def qdrant_collection(
 
 def _sync(context, config, data_folder, qdrant, embedder, keys):
     with qdrant.connect(lazy=True) as collection:
-        outcomes, vanished = ingest.sync_stage(
-            keys,
-            data_folder.data_path,
-            data_folder.state_path,
-            context.run_id,
-            collection,
-            embedder,
-            max_delete_fraction=data_folder.max_delete_fraction,
-            confirm_mass_deletion=config.confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+        outcomes, vanished = data_folder.sync(
+            collection, embedder, keys, context.run_id, confirm_mass_deletion=config.confirm_mass_deletion
         )
         per_file = ingest.file_summaries(keys, data_folder.state_path)
         for outcome in outcomes:

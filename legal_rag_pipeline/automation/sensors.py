@@ -39,7 +39,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from .. import ingest
 from ..errors import ConfigurationError, PipelineError
 from ..instance import set_pool_limit
 from ..partitions import source_files
@@ -203,16 +202,8 @@ def prune_vanished_files(
             if not collection.exists():
                 context.log.info("No collection yet: nothing to remove.")
                 return
-            _, vanished = ingest.sync_stage(
-                [],
-                data_folder.data_path,
-                data_folder.state_path,
-                context.run_id,
-                collection,
-                embedder,
-                max_delete_fraction=data_folder.max_delete_fraction,
-                confirm_mass_deletion=config.confirm_mass_deletion
-                or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+            _, vanished = data_folder.sync(
+                collection, embedder, [], context.run_id, confirm_mass_deletion=config.confirm_mass_deletion
             )
     except PipelineError as exc:  # one sentence in the UI, no stack trace
         raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -25,3 +25,19 @@ class DataFolder(dg.ConfigurableResource):
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
+
+    def sync(self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False):
+        """``ingest.sync_stage`` over this folder, with its deletion limit; the mass-deletion guard is
+        lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
+        from .. import ingest
+
+        return ingest.sync_stage(
+            list(sources),
+            self.data_path,
+            self.state_path,
+            run_id,
+            collection,
+            embedder,
+            max_delete_fraction=self.max_delete_fraction,
+            confirm_mass_deletion=confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+        )
