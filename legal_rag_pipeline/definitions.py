@@ -58,6 +58,7 @@ def build_embedder(settings: Settings, *, resolve: bool = False) -> Embedder:
 def build_store(settings: Settings, *, resolve: bool = False) -> QdrantStore:
     return QdrantStore(
         path=None if settings.qdrant_server_mode else settings.qdrant_path,
+        engine=settings.qdrant_engine,
         url=settings.qdrant_url,
         host=settings.qdrant_host,
         port=settings.qdrant_port,

@@ -77,6 +77,7 @@ def run_checks(settings: Any) -> Report:
     store = build_store(settings, resolve=True)
     try:
         with store.connect() as collection:
+            collection.lock()  # an embedded folder held by another process says so here
             exists = collection.exists()
             rows.append(Row("Qdrant reachable", OK, store.describe()))
             rows.append(_collection_row(collection, exists, embedder, model_dim))
@@ -146,12 +147,12 @@ def _size(have: int | None) -> str:
 def _stored_model(collection: Any) -> str | None:
     """The embedding_model of one point, to name what built the collection (None when empty)."""
     try:
-        points, _ = collection.client.scroll(collection.name, limit=1, with_payload=["embedding_model"])
+        points, _ = collection.scroll(fields=["embedding_model"], limit=1)
     except Exception:  # noqa: BLE001 - informational only
         return None
     if not points:
         return None
-    return (points[0].payload or {}).get("embedding_model") or None
+    return points[0].payload.get("embedding_model") or None
 
 
 def _unreachable(store: Any, exc: Exception) -> Row:

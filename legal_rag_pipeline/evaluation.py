@@ -187,17 +187,11 @@ def load_law_map(path: str | Path | None) -> dict[str, str]:
 def ingested_laws(collection: Collection) -> dict[str, set[str]]:
     """``{law title: {source files}}`` of the collection."""
     laws: dict[str, set[str]] = defaultdict(set)
-    offset = None
-    while True:
-        points, offset = collection.client.scroll(
-            collection.name, limit=4096, offset=offset, with_payload=["law", "source"], with_vectors=False
-        )
-        for point in points:
-            payload = point.payload or {}
-            if payload.get("law") and payload.get("source"):
-                laws[str(payload["law"])].add(str(payload["source"]))
-        if offset is None:
-            return laws
+    for point in collection.iter_points(fields=["law", "source"], batch=4096):
+        payload = point.payload
+        if payload.get("law") and payload.get("source"):
+            laws[str(payload["law"])].add(str(payload["source"]))
+    return laws
 
 
 def map_laws(law_ids: Sequence[str], laws: dict[str, set[str]], law_map: dict[str, str]) -> dict[str, set[str]]:
@@ -236,7 +230,8 @@ def evaluate(
     """Search every question and score the hits against its relevant articles.
 
     ``engine``: "qdrant" (every query through Qdrant), "memory" (bm25 in memory, ``SparseIndex``)
-    or "auto" (memory for bm25 alone on embedded Qdrant, else Qdrant).
+    or "auto" (memory for bm25 alone where the store scores sparse queries in Python, i.e.
+    qdrant-client's local mode; Qdrant Edge and servers answer a query in about a millisecond).
     """
     ks = tuple(sorted(set(ks)))
     depth = max(max(ks), MRR_DEPTH)
@@ -251,7 +246,7 @@ def evaluate(
 
     dense = embedder is not None and embedder.enabled() and collection.dense_size() is not None
     vectors = embedder.embed([q.text for q in questions]) if dense and questions else None
-    memory = engine == "memory" or (engine == "auto" and not dense and not collection.store.server_mode)
+    memory = engine == "memory" or (engine == "auto" and not dense and collection.scores_in_python)
     index = SparseIndex.from_collection(collection) if memory and not dense else None
     results = []
     for i, q in enumerate(questions):

@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import models
-
 from .errors import ConfigurationError, StoreError
-from .resources.qdrant import SPARSE_NAME, Collection, QdrantStore
+from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, StoredPoint
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ def target_store(
     api_key: str | None = None,
     template: QdrantStore | None = None,
 ) -> QdrantStore:
-    """The destination store for ``--to``: ``path:/folder`` (embedded) or an ``http(s)://`` URL.
+    """The destination store for ``--to``: ``path:/folder`` (qdrant-client local mode) or an ``http(s)://`` URL.
 
     Cluster and client parameters (shards, replicas, on-disk, gRPC, timeout) come from ``template``,
     the store built from the settings, so QDRANT_SHARD_NUMBER etc. apply to the new collection.
@@ -82,7 +80,8 @@ def target_store(
         path = to[len(PATH_PREFIX) :]
         if not path:
             raise ConfigurationError("--to path: needs a folder", "write --to path:/some/folder")
-        return QdrantStore(path=path, **common)
+        # qdrant-client's local mode: the folder other qdrant-client programs (LangChain) can open
+        return QdrantStore(path=path, engine="client", **common)
     if to.startswith(("http://", "https://")):
         return QdrantStore(
             path=None,
@@ -138,21 +137,16 @@ class Checkpoint:
             self.path.unlink()
 
 
-def _layout(collection: Collection, physical: str) -> tuple[int | None, models.SparseVectorParams | None]:
-    """(dense size or None, the bm25 sparse params) of a physical collection."""
-    dense, sparse, _ = collection.layout(
+def _layout(collection: Collection, physical: str) -> tuple[int | None, bool]:
+    """(dense size or None, has the bm25 sparse vector) of a physical collection."""
+    layout = collection.layout(
         physical, "migrate it with qdrant-client's `QdrantClient.migrate`, or rebuild it with `legal-rag ingest`"
     )
-    return dense, sparse
+    return layout.dense, layout.sparse
 
 
-def _to_point(record: models.Record) -> models.PointStruct:
-    vector = record.vector
-    if vector is None:
-        vector = {}
-    elif isinstance(vector, list):  # a collection with only the unnamed dense vector
-        vector = {"": vector}
-    return models.PointStruct(id=record.id, vector=vector, payload=record.payload or {})
+def _to_point(record: StoredPoint) -> PointRecord:
+    return PointRecord(record.id, record.dense, record.sparse or ([], []), record.payload)
 
 
 def migrate(
@@ -175,14 +169,14 @@ def migrate(
             "run `legal-rag ingest` first, or check COLLECTION_NAME and QDRANT_PATH",
         )
     dense, sparse = _layout(source, physical)
-    if sparse is None:
+    if not sparse:
         raise StoreError(
             f"Collection {physical} has no `{SPARSE_NAME}` sparse vector: it was not built by this project",
             "rebuild it with `legal-rag ingest`",
         )
 
-    if not target.client.collection_exists(physical):
-        target.create_physical(physical, dense)
+    if not target.has_physical(physical):
+        target.create_physical(physical, dense, metadata=source.layout(physical).metadata)
     else:
         have, _ = _layout(target, physical)
         if have != dense:
@@ -191,7 +185,7 @@ def migrate(
                 f"({have} instead of {dense})",
                 "delete it on the destination, or migrate into another Qdrant",
             )
-    source_count = source.client.count(physical, exact=True).count
+    source_count = source.count(physical=physical)
     report = MigrationReport(
         alias=source.name, physical=physical, source_points=source_count, target_points=0
     )
@@ -200,19 +194,14 @@ def migrate(
     report.resumed_from = offset
 
     while True:
-        records, next_offset = source.client.scroll(
-            physical, limit=batch_size, offset=offset, with_payload=True, with_vectors=True
+        records, next_offset = source.scroll(
+            physical=physical, limit=batch_size, offset=offset, fields=True, vectors=True
         )
         if records:
-            present = {
-                str(p.id)
-                for p in target.client.retrieve(
-                    physical, ids=[r.id for r in records], with_payload=False, with_vectors=False
-                )
-            }
-            todo = [_to_point(r) for r in records if str(r.id) not in present]
+            present = {p.id for p in target.retrieve([r.id for r in records], physical=physical)}
+            todo = [_to_point(r) for r in records if r.id not in present]
             if todo:
-                target.client.upsert(physical, points=todo, wait=True)
+                target.upsert(todo, collection=physical)
             report.copied += len(todo)
             report.skipped += len(records) - len(todo)
             report.batches += 1
@@ -223,10 +212,10 @@ def migrate(
         if on_batch is not None:
             on_batch(report)
         if max_batches is not None and report.batches >= max_batches:
-            report.target_points = target.client.count(physical, exact=True).count
+            report.target_points = target.count(physical=physical)
             raise MigrationInterrupted(report)
 
-    report.target_points = target.client.count(physical, exact=True).count
+    report.target_points = target.count(physical=physical)
     if report.target_points != source_count:
         raise StoreError(
             f"Verification failed: {physical} has {source_count} points in the source but "

@@ -6,7 +6,8 @@
   re-chunked; embeddings are computed only for chunks without a vector for the configured model
   (all of them after a model change, none otherwise).
 * Searches keep answering from the old collection behind the alias ``COLLECTION_NAME`` until the
-  alias is moved, in one atomic ``update_collection_aliases`` call, after the collection checks
+  alias is moved, in one atomic step (``update_collection_aliases`` on a server, the catalog
+  replaced with ``os.replace`` in an embedded Qdrant Edge folder), after the collection checks
   (vector size, points per file, valid vectors, search probe) pass on the new collection.
 * A failure at any step (an embedding error, a failed check, an interruption) drops the half-built
   collection and leaves the alias where it was.
@@ -29,13 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qdrant_client import models
-
 from . import ingest
 from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .errors import MassDeletionRefused, PipelineError, StoreError
 from .readers import scan_data_dir
-from .resources.qdrant import SPARSE_NAME, Collection, QdrantStore, versioned_name
+from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
 from .text.lexical import active_variant, document_sparse_vector
 
 log = logging.getLogger(__name__)
@@ -156,8 +155,8 @@ def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) 
 # ---------------------------------------------------------------------------------------------- layout
 def collection_layout(collection: Collection, physical: str) -> tuple[int | None, bool, dict[str, Any]]:
     """(dense size or None, has the bm25 sparse vector, collection metadata) of a physical collection."""
-    dense, sparse, metadata = collection.layout(physical)
-    return dense, sparse is not None, metadata
+    layout = collection.layout(physical)
+    return layout.dense, layout.sparse, layout.metadata
 
 
 def rebuild_reasons(collection: Collection, embedder: Any, state_dir: Path) -> list[str]:
@@ -185,8 +184,8 @@ def rebuild_reasons(collection: Collection, embedder: Any, state_dir: Path) -> l
             reasons.append(f"{physical} has {dense}-dimensional vectors, {model} gives {want}")
     elif dense is not None:
         reasons.append(f"{physical} has {dense}-dimensional dense vectors but no embedder is configured")
-    sample, _ = collection.client.scroll(physical, limit=1, with_payload=["embedding_model"], with_vectors=False)
-    if sample and sample[0].payload and sample[0].payload.get("embedding_model") not in (None, model):
+    sample, _ = collection.scroll(physical=physical, fields=["embedding_model"], limit=1)
+    if sample and sample[0].payload.get("embedding_model") not in (None, model):
         reasons.append(f"its points were embedded with {sample[0].payload['embedding_model']}, the model is now {model}")
     want_stamp = layout_stamp(model)
     for key in ("lexical_variant", "lexical_text"):
@@ -202,36 +201,28 @@ def migrate_pre_alias(collection: Collection, *, batch_size: int = UPSERT_BATCH)
     Every point keeps its id, dense vector and payload; ``bm25`` is computed from ``page_content``
     when the point has none. The original is deleted only after the copy's count matches.
     """
-    client, name = collection.client, collection.name
+    name = collection.name
     dense, _sparse, _ = collection_layout(collection, name)
     new = versioned_name(name)
     collection.create_physical(new, dense)
+
+    def copies() -> Iterator[PointRecord]:
+        for record in collection.iter_points(physical=name, fields=True, vectors=True, batch=batch_size):
+            sparse = record.sparse
+            if sparse is None:
+                sparse = document_sparse_vector(str(record.payload.get("page_content") or ""))
+            yield PointRecord(record.id, record.dense, sparse, record.payload)
+
     try:
-        offset = None
-        while True:
-            records, offset = client.scroll(name, limit=batch_size, offset=offset, with_payload=True, with_vectors=True)
-            batch = []
-            for record in records:
-                vector = record.vector
-                if isinstance(vector, list):  # only the unnamed dense vector
-                    vector = {"": vector}
-                vector = dict(vector or {})
-                if SPARSE_NAME not in vector:
-                    indices, values = document_sparse_vector(str((record.payload or {}).get("page_content") or ""))
-                    vector[SPARSE_NAME] = models.SparseVector(indices=indices, values=values)
-                batch.append(models.PointStruct(id=record.id, vector=vector, payload=record.payload or {}))
-            if batch:
-                client.upsert(new, points=batch, wait=True)
-            if offset is None:
-                break
-        have, want = client.count(new, exact=True).count, client.count(name, exact=True).count
+        collection.upsert(copies(), collection=new)
+        have, want = collection.count(physical=new), collection.count(physical=name)
         if have != want:
             raise RebuildFailed(f"The copy of {name} holds {have} of its {want} points", "run the rebuild again")
     except BaseException:
-        client.delete_collection(new)
+        collection.drop_physical(new)
         raise
     # Qdrant refuses an alias named like an existing collection: delete, then create the alias at once.
-    client.delete_collection(name)
+    collection.drop_physical(name)
     collection.point_alias(new)
     log.info("migrated pre-alias collection %s into %s behind the alias", name, new)
     return new
@@ -242,10 +233,10 @@ def drop_leftovers(collection: Collection, keep: str | None) -> list[str]:
     """Drop versioned collections of this alias that nothing points at (left by a killed rebuild)."""
     pattern = re.compile(rf"{re.escape(collection.name)}__[0-9a-f]{{8}}")
     dropped = []
-    for description in collection.client.get_collections().collections:
-        if description.name != keep and pattern.fullmatch(description.name):
-            collection.client.delete_collection(description.name)
-            dropped.append(description.name)
+    for physical in collection.physical_names():
+        if physical != keep and pattern.fullmatch(physical):
+            collection.drop_physical(physical)
+            dropped.append(physical)
     if dropped:
         log.warning("dropped collections left by an interrupted rebuild: %s", ", ".join(dropped))
     return dropped
@@ -283,10 +274,10 @@ def rebuild(
     model = embedder.model_id() if enabled else ingest.BM25_ONLY_MODEL
 
     with store.connect() as collection:
-        client, alias = collection.client, collection.name
+        alias = collection.name
         reasons = rebuild_reasons(collection, embedder, state_dir) if collection.exists() else ["no collection yet"]
         migrated_from = None
-        if collection.alias_target() is None and client.collection_exists(alias):
+        if collection.alias_target() is None and collection.has_physical(alias):
             migrated_from = alias
             migrate_pre_alias(collection)
             if migrate_only:
@@ -316,10 +307,10 @@ def rebuild(
     total = sum(chunk_counts.values())
 
     with store.connect() as collection:
-        client, alias = collection.client, collection.name
+        alias = collection.name
         old = collection.alias_target()
         leftovers = drop_leftovers(collection, keep=old)
-        old_points = client.count(old, exact=True).count if old else 0
+        old_points = collection.count(physical=old) if old else 0
         if old_points and not confirm_delete and total < (1 - max_delete_fraction) * old_points:
             raise MassDeletionRefused(
                 f"Refusing to rebuild {alias} with {total} points where it holds {old_points} "
@@ -327,15 +318,11 @@ def rebuild(
                 "if that is intended, run again with `legal-rag rebuild --confirm-delete`",
             )
         new = versioned_name(alias)
-        collection.create_physical(new, dense_size)
-        view = Collection(client, store.model_copy(update={"collection_name": new}))
+        collection.create_physical(new, dense_size, metadata=layout_stamp(model))
+        view = collection.view(new)
         try:
-            try:
-                client.update_collection(new, metadata=layout_stamp(model))
-            except Exception:  # noqa: BLE001 - a server before 1.16 has no collection metadata
-                log.info("collection metadata not supported; layout stamp skipped")
             written = 0
-            batch: list[models.PointStruct] = []
+            batch: list[PointRecord] = []
             counts: dict[str, int] = dict.fromkeys(sources, 0)
 
             def flush() -> None:
@@ -373,10 +360,10 @@ def rebuild(
                 before_swap(view)
             collection.point_alias(new)
         except BaseException:
-            client.delete_collection(new)
+            collection.drop_physical(new)
             raise
         if old:
-            client.delete_collection(old)
+            collection.drop_physical(old)
     return RebuildReport(
         alias=alias,
         new=new,

@@ -19,9 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qdrant_client import models
-
-from .resources.qdrant import SPARSE_NAME, Collection
+from .resources.qdrant import Collection
 from .text.lexical import fold_tone_marks, query_vector
 
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
@@ -54,20 +52,8 @@ def normalise_title(title: str) -> str:
 
 
 def law_titles(collection: Collection) -> list[str]:
-    """Distinct ``law`` payload values of the collection (facet; a scroll where facets are refused)."""
-    try:
-        response = collection.client.facet(collection.name, key="law", limit=100_000, exact=True)
-        return [str(hit.value) for hit in response.hits if hit.value]
-    except Exception:  # noqa: BLE001 - e.g. a server collection without a keyword index on "law"
-        titles: set[str] = set()
-        offset = None
-        while True:
-            points, offset = collection.client.scroll(
-                collection.name, limit=2048, offset=offset, with_payload=["law"], with_vectors=False
-            )
-            titles.update(str(p.payload["law"]) for p in points if (p.payload or {}).get("law"))
-            if offset is None:
-                return sorted(titles)
+    """Distinct ``law`` payload values of the collection (a keyword facet)."""
+    return collection.facet_values("law")
 
 
 def strip_accents(text: str) -> str:
@@ -96,15 +82,15 @@ def match_law_titles(wanted: str, titles: list[str]) -> list[str]:
     return []
 
 
-def _filter(collection: Collection | None, law: str | None, source: str | None) -> models.Filter | None:
-    must: list[models.Condition] = []
+def _filter(collection: Collection | None, law: str | None, source: str | None) -> dict[str, Any] | None:
+    where: dict[str, Any] = {}
     if law:
         titles = match_law_titles(law, law_titles(collection)) if collection is not None else [law]
         # no matching title: a condition nothing satisfies, so the search answers "no results"
-        must.append(models.FieldCondition(key="law", match=models.MatchAny(any=titles or [law])))
+        where["law"] = titles or [law]
     if source:
-        must.append(models.FieldCondition(key="source", match=models.MatchValue(value=source)))
-    return models.Filter(must=must) if must else None
+        where["source"] = source
+    return where or None
 
 
 def search(
@@ -123,7 +109,7 @@ def search(
     indices, values = query_vector(query, variant)
     if not indices and dense_vector is None:
         return []
-    sparse = models.SparseVector(indices=indices, values=values)
+    sparse = (indices, values)
     flt = _filter(collection, law, source)
     limit = top_k * CANDIDATES_PER_HIT
     while True:
@@ -136,32 +122,12 @@ def search(
 
 def _candidates(
     collection: Collection,
-    sparse: models.SparseVector | None,
+    sparse: tuple[list[int], list[float]] | None,
     dense_vector: list[float] | None,
-    flt: models.Filter | None,
+    where: dict[str, Any] | None,
     limit: int,
 ) -> list[Any]:
-    client = collection.client
-    if sparse is not None and dense_vector is not None:
-        response = client.query_points(
-            collection.name,
-            prefetch=[
-                models.Prefetch(query=sparse, using=SPARSE_NAME, limit=limit, filter=flt),
-                models.Prefetch(query=dense_vector, limit=limit, filter=flt),
-            ],
-            query=models.FusionQuery(fusion=models.Fusion.RRF),
-            limit=limit,
-            with_payload=True,
-        )
-    elif sparse is not None:
-        response = client.query_points(
-            collection.name, query=sparse, using=SPARSE_NAME, limit=limit, query_filter=flt, with_payload=True
-        )
-    else:
-        response = client.query_points(
-            collection.name, query=dense_vector, limit=limit, query_filter=flt, with_payload=True
-        )
-    return response.points
+    return collection.query(sparse=sparse, dense=dense_vector, where=where, limit=limit, fields=True)
 
 
 def group_key(payload: dict[str, Any], point_id: Any) -> str:
@@ -215,7 +181,7 @@ class _Scored:
 class SparseIndex:
     """The collection's ``bm25`` vectors in memory, scored exactly as Qdrant scores them.
 
-    Embedded Qdrant scores a sparse query against every point in Python (about a second per query
+    qdrant-client's local mode (QDRANT_ENGINE=client) scores a sparse query against every point in Python (about a second per query
     over the 7,000 pieces of 17 laws); an evaluation of hundreds of questions loads the vectors once
     and scores through an inverted index instead: the dot product of the query with each point's
     stored weights times Qdrant's IDF, ``ln((N - df + 0.5) / (df + 0.5) + 1)`` over the points that
@@ -243,17 +209,10 @@ class SparseIndex:
     @classmethod
     def from_collection(cls, collection: Collection) -> SparseIndex:
         points: list[tuple[str, dict[int, float], dict[str, Any]]] = []
-        offset = None
-        while True:
-            batch, offset = collection.client.scroll(
-                collection.name, limit=2048, offset=offset, with_payload=True, with_vectors=[SPARSE_NAME]
-            )
-            for record in batch:
-                vector = (record.vector or {}).get(SPARSE_NAME) if isinstance(record.vector, dict) else None
-                weights = dict(zip(vector.indices, vector.values, strict=True)) if vector is not None else {}
-                points.append((str(record.id), weights, record.payload or {}))
-            if offset is None:
-                return cls(points)
+        for record in collection.iter_points(fields=True, vectors=True):
+            weights = dict(zip(*record.sparse, strict=True)) if record.sparse is not None else {}
+            points.append((record.id, weights, record.payload))
+        return cls(points)
 
     def search(self, query: str, top_k: int = 5, *, law: str | None = None, source: str | None = None,
                variant: str | None = None) -> list[Hit]:

@@ -72,6 +72,7 @@ class Settings:
     data_dir: str
     state_dir: str
     qdrant_path: str
+    qdrant_engine: str  # embedded engine: "edge" (Qdrant Edge) or "client" (qdrant-client local mode)
     qdrant_url: str | None
     qdrant_host: str | None
     qdrant_port: int
@@ -128,10 +129,17 @@ def load_settings() -> Settings:
         raise ConfigurationError(
             f"EMBEDDINGS_BACKEND={backend!r} is not known", "use auto, api, local or none"
         )
+    engine = (_env("QDRANT_ENGINE", "edge") or "edge").lower()
+    if engine not in {"edge", "client"}:
+        raise ConfigurationError(
+            f"QDRANT_ENGINE={engine!r} is not known",
+            "use edge (Qdrant Edge, the default) or client (qdrant-client's local mode)",
+        )
     settings = Settings(
         data_dir=str(data_dir),
         state_dir=str(state_dir),
         qdrant_path=str(qdrant_path),
+        qdrant_engine=engine,
         qdrant_url=_env("QDRANT_URL"),
         qdrant_host=_env("QDRANT_HOST"),
         qdrant_port=_env_int("QDRANT_PORT", 6333),

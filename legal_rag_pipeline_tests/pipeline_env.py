@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
-
 from legal_rag_pipeline import cli
+from legal_rag_pipeline.resources.qdrant import QdrantStore
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "data"
@@ -52,17 +51,13 @@ class PipelineEnv:
         return json.loads(out.getvalue().splitlines()[0])["hits"]
 
     def points(self) -> dict[str, dict]:
-        """All points {id: payload} read with a fresh client (the pipeline's is closed after a run)."""
-        client = QdrantClient(path=str(self.qdrant))
-        try:
-            result, offset = {}, None
-            while True:
-                points, offset = client.scroll(self.collection, limit=1000, offset=offset, with_payload=True)
-                result.update({str(p.id): p.payload for p in points})
-                if offset is None:
-                    return result
-        finally:
-            client.close()
+        """All points {id: payload} read through a fresh connection (the pipeline's is closed after a run)."""
+        with self.store().connect() as collection:
+            return {p.id: p.payload for p in collection.iter_points(fields=True)}
+
+    def store(self, **kwargs) -> QdrantStore:
+        """The embedded store the pipeline uses (Qdrant Edge unless ``engine`` says otherwise)."""
+        return QdrantStore(path=str(self.qdrant), collection_name=self.collection, **kwargs)
 
     def copy_sample(self) -> None:
         for path in SAMPLE_DATA.iterdir():
@@ -100,3 +95,10 @@ def make_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, endpoint_url: s
         monkeypatch.setenv("EMBEDDINGS_ENDPOINT_URL", endpoint_url)
         monkeypatch.setenv("EMBEDDINGS_ENDPOINT_API_KEY", "endpoint-key-0123456789")
     return env
+
+
+# A second process that opens the embedded folder and keeps it (to test "in use by another process").
+HOLD_FOLDER = (
+    "import sys, time; from legal_rag_pipeline.resources.qdrant import QdrantStore; "
+    "c = QdrantStore(path=sys.argv[1]).open(); c.lock(); print('ready', flush=True); time.sleep(120)"
+)

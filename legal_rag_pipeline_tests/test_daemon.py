@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
-from qdrant_client import QdrantClient
+
+from legal_rag_pipeline.resources.qdrant import QdrantStore
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "legal_rag_pipeline" / "instance_config" / "dagster.yaml"
@@ -182,20 +183,12 @@ class Project:
 
     def point_ids_by_source(self) -> dict[str, set[str]]:
         """Read the collection directly (only when no run is going: it takes the folder's lock)."""
-        client = QdrantClient(path=str(self.qdrant))
-        try:
-            result: dict[str, set[str]] = {}
-            offset = None
-            while True:
-                points, offset = client.scroll(
-                    self.env["COLLECTION_NAME"], limit=1000, offset=offset, with_payload=["source"]
-                )
-                for p in points:
-                    result.setdefault(p.payload["source"], set()).add(str(p.id))
-                if offset is None:
-                    return result
-        finally:
-            client.close()
+        store = QdrantStore(path=str(self.qdrant), collection_name=self.env["COLLECTION_NAME"])
+        result: dict[str, set[str]] = {}
+        with store.connect() as collection:
+            for p in collection.iter_points(fields=["source"]):
+                result.setdefault(p.payload["source"], set()).add(p.id)
+        return result
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):

@@ -12,15 +12,11 @@ from legal_rag_pipeline.definitions import build_store
 from legal_rag_pipeline.settings import load_settings
 from legal_rag_pipeline_tests.conftest import TEST_ENDPOINT_KEY, TEST_HF_TOKEN
 from legal_rag_pipeline_tests.loopback import DEFAULT_MODEL, ModelSpec, credits_exhausted
-from legal_rag_pipeline_tests.pipeline_env import make_env
+from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER, make_env
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"
 
 
-HOLD_LOCK = (
-    "from qdrant_client import QdrantClient; import time; "
-    "c = QdrantClient(path={path!r}); print('ready', flush=True); time.sleep(120)"
-)
 
 
 def doctor(capsys) -> tuple[int, str]:
@@ -159,7 +155,7 @@ def test_qdrant_folder_locked_by_another_process(tmp_path, monkeypatch, capsys):
     env = make_env(tmp_path, monkeypatch)
     env.qdrant.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK.format(path=str(env.qdrant))],
+        [sys.executable, "-c", HOLD_FOLDER, str(env.qdrant)],
         stdout=subprocess.PIPE,
         text=True,
     )

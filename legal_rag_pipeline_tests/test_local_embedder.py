@@ -30,16 +30,11 @@ def test_local_backend_ingests_then_refuses_a_model_of_another_size(
 
     code, out = env.ingest()
     assert code == 0, out
-    from qdrant_client import QdrantClient
-
-    client = QdrantClient(path=str(env.qdrant))
-    try:
-        assert client.get_collection(env.collection).config.params.vectors.size == 384
-        points = client.scroll(env.collection, limit=1000, with_payload=True, with_vectors=True)[0]
-    finally:
-        client.close()
+    with env.store().connect() as collection:
+        assert collection.dense_size() == 384
+        points = list(collection.iter_points(fields=True, vectors=True))
     assert points and {p.payload["embedding_model"] for p in points} == {"local:model"}
-    dense = [p.vector[""] if isinstance(p.vector, dict) else p.vector for p in points]
+    dense = [p.dense for p in points]
     assert all(len(v) == 384 for v in dense)
     assert abs(sum(x * x for x in dense[0]) - 1.0) < 1e-4  # L2-normalised
     hits = env.search_json("thời hạn tạm trú tối đa")  # hybrid search with the local model

@@ -57,37 +57,35 @@ def _source(tmp_path: Path, n: int = 57, dense: bool = True) -> tuple[QdrantStor
     return store, physical
 
 
-def _dump(path: Path, collection: str) -> dict[str, tuple[dict, dict]]:
-    client = QdrantClient(path=str(path))
-    try:
-        out, offset = {}, None
-        while True:
-            records, offset = client.scroll(collection, limit=100, offset=offset, with_payload=True, with_vectors=True)
-            out.update({str(r.id): (r.vector, r.payload) for r in records})
-            if offset is None:
-                return out
-    finally:
-        client.close()
+def _store(path: Path) -> QdrantStore:
+    """The store in a folder: Qdrant Edge (the source) or qdrant-client's local mode (the target)."""
+    engine = "edge" if (path / "edge.json").exists() else "client"
+    return QdrantStore(path=str(path), collection_name=ALIAS, engine=engine)
+
+
+def _dump(path: Path, collection: str) -> dict[str, tuple]:
+    with _store(path).connect() as store:
+        return {
+            str(p.id): (p.dense, p.sparse, p.payload)
+            for p in store.iter_points(physical=collection, fields=True, vectors=True, batch=100)
+        }
 
 
 def _alias_target(path: Path, alias: str = ALIAS) -> str | None:
-    client = QdrantClient(path=str(path))
-    try:
-        return next((a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias), None)
-    finally:
-        client.close()
+    with _store(path).connect() as store:
+        return store.alias_target()
 
 
 def _assert_same_points(source: dict, target: dict) -> None:
     assert set(source) == set(target)
-    for pid, (vector, payload) in source.items():
-        tvector, tpayload = target[pid]
+    for pid, (dense, sparse, payload) in source.items():
+        tdense, tsparse, tpayload = target[pid]
         assert tpayload == payload
-        assert set(tvector) == set(vector)
-        if "" in vector:
-            assert np.allclose(tvector[""], vector[""])
-        assert tvector[SPARSE_NAME].indices == vector[SPARSE_NAME].indices
-        assert np.allclose(tvector[SPARSE_NAME].values, vector[SPARSE_NAME].values)
+        assert (tdense is None) == (dense is None)
+        if dense is not None:
+            assert np.allclose(tdense, dense, atol=1e-6)
+        assert tsparse[0] == sparse[0]
+        assert np.allclose(tsparse[1], sparse[1])
 
 
 def _migrate(source: QdrantStore, to: Path, state: Path, **kwargs) -> migration.MigrationReport:
@@ -121,7 +119,7 @@ def test_bm25_only_collection(tmp_path):
     assert report.complete and report.target_points == 23
     target = _dump(tmp_path / "target", physical)
     _assert_same_points(_dump(tmp_path / "source", physical), target)
-    assert all("" not in vector for vector, _ in target.values())
+    assert all(dense is None for dense, _, _ in target.values())
 
 
 def test_interrupted_copy_resumes_from_the_checkpoint(tmp_path):
@@ -163,7 +161,7 @@ def test_crash_mid_copy_without_checkpoint_skips_what_is_there(tmp_path):
 def test_second_run_is_a_no_op_and_alias_moves_from_an_old_collection(tmp_path):
     source, physical = _source(tmp_path)
     # The destination already serves an older collection under the alias.
-    old = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS)
+    old = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS, engine="client")
     with old.connect() as collection:
         old_physical = collection.ensure(DIM, "old-model")
         collection.upsert(_points(3))
@@ -177,7 +175,7 @@ def test_second_run_is_a_no_op_and_alias_moves_from_an_old_collection(tmp_path):
 
 def test_count_mismatch_fails_and_keeps_the_alias_where_it_was(tmp_path):
     source, physical = _source(tmp_path, n=12)
-    target = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS)
+    target = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS, engine="client")
     with target.connect() as collection:
         collection.create_physical(physical, DIM)
         collection.upsert(_points(1) and [PointRecord(str(uuid.uuid4()), [0.5] * DIM, ([1], [1.0]), {"x": 1})], physical)
@@ -188,7 +186,7 @@ def test_count_mismatch_fails_and_keeps_the_alias_where_it_was(tmp_path):
 
 def test_destination_with_another_vector_size_is_refused(tmp_path):
     source, physical = _source(tmp_path, n=5)
-    target = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS)
+    target = QdrantStore(path=str(tmp_path / "target"), collection_name=ALIAS, engine="client")
     with target.connect() as collection:
         collection.create_physical(physical, DIM * 2)
     with pytest.raises(StoreError, match="different dense vector size"):

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
-from qdrant_client import QdrantClient
 
 from legal_rag_pipeline import cli
-from legal_rag_pipeline_tests.pipeline_env import make_env
+from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER, make_env
 
 
 @pytest.fixture
@@ -122,13 +121,9 @@ def test_bm25_only_mode(tmp_path, monkeypatch):
     code, out = env.ingest()
     assert code == 0, out
     assert "bm25" in out
-    client = QdrantClient(path=str(env.qdrant))
-    try:
-        info = client.get_collection("legal_rag")
-        assert not info.config.params.vectors  # no dense vector
-        assert "bm25" in info.config.params.sparse_vectors
-    finally:
-        client.close()
+    with env.store().connect() as collection:
+        layout = collection.layout(collection.physical_name())
+        assert layout.dense is None and layout.sparse  # no dense vector, the bm25 sparse one
     hits = env.search_json("thời hạn tạm trú tối đa")
     assert hits and hits[0]["source"] in {"luat-mau-cu-tru.txt", "hoi-dap-mau.xlsx"}
     assert any(h["law"] and h["article"] == "6" for h in hits)
@@ -187,7 +182,7 @@ def test_bad_inputs_fail_alone_and_lose_nothing(env, embeddings_server):
 def test_lock_held_by_another_process_is_one_sentence(env):
     assert env.ingest()[0] == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from qdrant_client import QdrantClient; c = QdrantClient(path={str(env.qdrant)!r}); print('ready', flush=True); import time; time.sleep(60)"],
+        [sys.executable, "-c", HOLD_FOLDER, str(env.qdrant)],
         stdout=subprocess.PIPE,
         text=True,
     )

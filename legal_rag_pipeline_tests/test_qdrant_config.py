@@ -15,7 +15,8 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from legal_rag_pipeline.errors import ConfigurationError
-from legal_rag_pipeline.resources.qdrant import SPARSE_NAME, Collection, QdrantStore
+from legal_rag_pipeline.resources.qdrant import SPARSE_NAME, QdrantStore
+from legal_rag_pipeline.stores.client import ClientCollection
 from legal_rag_pipeline.settings import load_settings
 
 SERVER_VARS = (
@@ -142,7 +143,9 @@ def _create(tmp_path, store: QdrantStore, dense: int | None) -> tuple[RecordingC
     client = RecordingClient(path=str(tmp_path / "q"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # local mode: "payload indexes have no effect"
-        Collection(client, store).create_physical("legal_rag__t", dense)
+        ClientCollection(client, store.model_copy(update={"engine": "client"}), owned=False).create_physical(
+            "legal_rag__t", dense
+        )
     return client, client.get_collection("legal_rag__t").config.params
 
 

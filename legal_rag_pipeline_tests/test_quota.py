@@ -13,17 +13,12 @@ import sys
 
 import dagster as dg
 import pytest
-from qdrant_client import QdrantClient
 
 from legal_rag_pipeline import ingest
 from legal_rag_pipeline_tests.conftest import TEST_HF_TOKEN
 from legal_rag_pipeline_tests.loopback import credits_exhausted, loading, overloaded, rate_limited
-from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env
+from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER, PipelineEnv, make_env
 
-HOLD_LOCK = (
-    "from qdrant_client import QdrantClient; import time; "
-    "c = QdrantClient(path={path!r}); print('ready', flush=True); time.sleep(120)"
-)
 
 
 def write_laws(env: PipelineEnv, files: int = 6, articles: int = 4) -> int:
@@ -39,11 +34,8 @@ def write_laws(env: PipelineEnv, files: int = 6, articles: int = 4) -> int:
 
 
 def point_count(env: PipelineEnv) -> int:
-    client = QdrantClient(path=str(env.qdrant))
-    try:
-        return client.count(env.collection).count if client.collection_exists(env.collection) else 0
-    finally:
-        client.close()
+    with env.store().connect() as collection:
+        return collection.count()
 
 
 def check_evaluations(name: str = "embedding_service_ready") -> list:
@@ -112,7 +104,7 @@ def test_failure_after_embedding_resumes_without_new_calls(endpoint_env, embeddi
     chunks = write_laws(endpoint_env, files=3)
     endpoint_env.qdrant.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK.format(path=str(endpoint_env.qdrant))],
+        [sys.executable, "-c", HOLD_FOLDER, str(endpoint_env.qdrant)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -50,14 +50,8 @@ def _parts():
 
 
 def _state(env):
-    client = QdrantClient(path=str(env.qdrant))
-    try:
-        aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
-        names = {c.name for c in client.get_collections().collections}
-        count = client.count("legal_rag", exact=True).count
-        return aliases, names, count
-    finally:
-        client.close()
+    with env.store().connect() as collection:
+        return {"legal_rag": collection.alias_target()}, set(collection.physical_names()), collection.count()
 
 
 def test_searches_answered_throughout_then_alias_moves_and_old_is_dropped(env):
@@ -120,18 +114,16 @@ def test_pre_alias_collection_is_migrated_without_losing_points(tmp_path, monkey
     settings, store, embedder = _parts()
     assert rebuild.rebuild(store, embedder, settings.state_dir, settings.data_dir, migrate_only=True) is None
 
-    client = QdrantClient(path=str(env.qdrant))
-    try:
-        (alias,) = client.get_aliases().aliases
-        assert alias.alias_name == "legal_rag" and alias.collection_name.startswith("legal_rag__")
-        assert {c.name for c in client.get_collections().collections} == {alias.collection_name}
-        points = client.retrieve("legal_rag", [1, 2, 3], with_payload=True, with_vectors=True)
+    # the folder was moved to Qdrant Edge on first use, then the collection behind an alias
+    assert not (env.qdrant / "meta.json").exists() and (env.qdrant / "edge.json").exists()
+    with env.store().connect() as collection:
+        alias = collection.alias_target()
+        assert alias.startswith("legal_rag__") and collection.physical_names() == [alias]
+        points = sorted(collection.retrieve([1, 2, 3], fields=True, vectors=True), key=lambda p: p.id)
         assert [p.payload["page_content"] for p in points] == texts
         for point in points:  # dense vectors kept (same direction: cosine)
-            assert _unit(point.vector[""]) == pytest.approx(_unit(before[point.id]), abs=1e-6)
-        assert "bm25" in points[0].vector
-    finally:
-        client.close()
+            assert _unit(point.dense) == pytest.approx(_unit(before[point.id]), abs=1e-6)
+        assert points[0].sparse and points[0].sparse[0]  # bm25 computed from page_content
     with store.connect() as collection:
         assert [h.page_content for h in search(collection, "nồng độ cồn", 1)] == [texts[1]]
     # nothing ingested yet: a rebuild from artifacts refuses instead of emptying the collection
@@ -156,7 +148,7 @@ def test_model_change_reembeds_and_switches_vector_size(tmp_path, monkeypatch, e
     assert env.main("rebuild", "--if-needed") == 0
     with build_store(load_settings(), resolve=True).connect() as collection:
         assert collection.dense_size() == 16
-        assert {p.payload["embedding_model"] for p in collection.client.scroll("legal_rag", limit=100)[0]} == {
+        assert {p.payload["embedding_model"] for p in collection.iter_points(fields=True)} == {
             "sentence-transformers/another-model"}
     assert env.ingest()[0] == 0
     assert "6" in [h["article"] for h in env.search_json(QUERY, 3)]

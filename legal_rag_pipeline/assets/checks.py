@@ -8,11 +8,10 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
-from qdrant_client import models
 
 from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome
-from ..resources.qdrant import SPARSE_NAME, Collection
+from ..resources.qdrant import Collection
 from ..text.lexical import query_vector
 
 ASSET = "qdrant_collection"
@@ -104,8 +103,8 @@ def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], stat
         ids = FileArtifacts(state_dir, outcome.source).chunk_ids()
         before = len(bad)
         for start in range(0, len(ids), 512):
-            points = collection.client.retrieve(collection.name, ids[start : start + 512], with_vectors=[""])
-            vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
+            points = collection.retrieve(ids[start : start + 512], vectors=True)
+            vectors = [p.dense for p in points]
             checked += len(points)
             present = [i for i, v in enumerate(vectors) if v]
             norms = (
@@ -124,9 +123,9 @@ def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], stat
     )
 
 
-# Embedded Qdrant scores every point of the collection in Python for each sparse search (about 1 s
-# per 10,000 points): there, probe a few files spread over the run, with their dense vector when the
-# collection has one (one matrix product); a server probes every file.
+# qdrant-client's local mode scores every point of the collection in Python for each sparse search
+# (about 1 s per 10,000 points): there, probe a few files spread over the run, with their dense
+# vector when the collection has one (one matrix product). Qdrant Edge and servers probe every file.
 LOCAL_MAX_PROBES = 5
 
 
@@ -147,34 +146,25 @@ def _first_vector(art: FileArtifacts, point_id: str) -> list[float] | None:
 def _search_probe(collection: Collection, written: Sequence[StageOutcome], state_dir: Path) -> dg.AssetCheckResult:
     missed = []
     probed = list(written)
-    if not collection.store.server_mode and len(probed) > LOCAL_MAX_PROBES:
+    if collection.scores_in_python and len(probed) > LOCAL_MAX_PROBES:
         step = len(probed) / LOCAL_MAX_PROBES
         probed = [probed[int(i * step)] for i in range(LOCAL_MAX_PROBES)]
-    dense = None if collection.store.server_mode else collection.dense_size()
+    dense = collection.dense_size() if collection.scores_in_python else None
     for outcome in probed:
         art = FileArtifacts(state_dir, outcome.source)
         first = next(iter(art.read_chunks()), None)
         if first is None:
             continue
         vector = None
-        if dense:  # embedded mode: a dense search is one matrix product, a sparse one a Python loop
+        if dense:  # local mode: a dense search is one matrix product, a sparse one a Python loop
             vector = _first_vector(art, first.point_id)
             if vector is not None and len(vector) != dense:
                 vector = None
         if vector is not None:
-            hits = collection.client.query_points(
-                collection.name, query=vector, limit=10, with_payload=["source"]
-            ).points
+            hits = collection.query(dense=vector, limit=10, fields=["source"])
         else:
-            indices, values = query_vector(first.text)
-            hits = collection.client.query_points(
-                collection.name,
-                query=models.SparseVector(indices=indices, values=values),
-                using=SPARSE_NAME,
-                limit=10,
-                with_payload=["source"],
-            ).points
-        if not any((h.payload or {}).get("source") == outcome.source for h in hits):
+            hits = collection.query(sparse=query_vector(first.text), limit=10, fields=["source"])
+        if not any(h.payload.get("source") == outcome.source for h in hits):
             missed.append(outcome.source)
     if missed:
         ingest.forget_sync_state(state_dir, missed)

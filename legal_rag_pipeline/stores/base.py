@@ -1,0 +1,272 @@
+"""The seam between the pipeline and where its points live: one small interface, two engines.
+
+``Collection`` is what sync, search, rebuild, the checks and migrate talk to. It names the
+collection the pipeline searches and writes (``name``, an alias in front of a versioned physical
+collection) and offers layout, reads and writes over neutral types, so no caller sees an engine's
+own classes:
+
+* ``stores/edge.py`` — Qdrant Edge, the Qdrant server's engine inside the process (embedded default);
+* ``stores/client.py`` — qdrant-client: a Qdrant server or cluster, or qdrant-client's local mode.
+
+Both are tested by the same store-level tests (legal_rag_pipeline_tests/test_stores.py).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SPARSE_NAME = "bm25"
+# Payload fields read back when the pipeline compares the collection with the data folder.
+INDEX_FIELDS = ["source", "embedding_model", "doc_sha256"]
+# Keyword payload indexes: the fields the pipeline filters, groups and facets by.
+KEYWORD_INDEXES = ("source", "law", "article", "embedding_model", "group_key")
+# ``where``: every key must match; a list value matches any of its values.
+Where = dict[str, "str | Sequence[str]"]
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """A point to write: dense vector (None in a bm25-only collection), bm25 sparse vector, payload."""
+
+    id: str
+    vector: Sequence[float] | None
+    sparse: tuple[list[int], list[float]]
+    payload: dict[str, Any]
+
+
+@dataclass
+class StoredPoint:
+    """A point read back; vectors only when asked for."""
+
+    id: str | int
+    payload: dict[str, Any] = field(default_factory=dict)
+    dense: list[float] | None = None
+    sparse: tuple[list[int], list[float]] | None = None
+
+
+@dataclass
+class ScoredPoint:
+    id: str | int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A physical collection's vectors: unnamed dense size (None: bm25 only), has ``bm25``, metadata."""
+
+    dense: int | None
+    sparse: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Collection(ABC):
+    """The configured collection (``name``, usually an alias) in one store, opened for one block.
+
+    Methods taking ``physical`` act on that physical collection; ``None`` means the live one
+    (what ``name`` resolves to).
+    """
+
+    name: str
+    store: Any  # the QdrantStore resource it was opened from
+    # True where a sparse or filtered query is scored point by point in Python (qdrant-client's
+    # local mode): callers then sample checks and evaluate from memory.
+    scores_in_python: bool = False
+
+    # ------------------------------------------------------------------ layout
+    @abstractmethod
+    def physical_names(self) -> list[str]:
+        """Every physical collection of the store (also ones no alias points at)."""
+
+    @abstractmethod
+    def alias_target(self) -> str | None:
+        """The physical collection the alias ``name`` points at, or None."""
+
+    @abstractmethod
+    def layout(self, physical: str, fix: str = "") -> Layout:
+        """A physical collection's layout; StoreError (with ``fix``) when it is not this project's."""
+
+    @abstractmethod
+    def create_physical(self, physical: str, dense_size: int | None, metadata: dict[str, Any] | None = None) -> None:
+        """Create a physical collection with the project's layout and payload indexes."""
+
+    @abstractmethod
+    def drop_physical(self, physical: str) -> None: ...
+
+    @abstractmethod
+    def point_alias(self, physical: str) -> None:
+        """Atomically point the alias ``name`` at ``physical`` (readers see the old or the new one)."""
+
+    @abstractmethod
+    def view(self, physical: str) -> Collection:
+        """The same connection, with ``name`` = ``physical`` (a rebuild writes and checks through it)."""
+
+    def lock(self) -> None:  # noqa: B027 - optional hook
+        """Take the store for this process now (an embedded folder held elsewhere fails at once)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine (and its lock on an embedded folder)."""
+
+    def location(self) -> str:
+        return self.store.location()
+
+    def has_physical(self, physical: str) -> bool:
+        return physical in self.physical_names()
+
+    def physical_name(self) -> str | None:
+        target = self.alias_target()
+        if target:
+            return target
+        return self.name if self.has_physical(self.name) else None
+
+    def exists(self) -> bool:
+        return self.physical_name() is not None
+
+    def dense_size(self) -> int | None:
+        """The size of the unnamed dense vector, or None for a bm25-only collection (or none at all)."""
+        physical = self.physical_name()
+        return None if physical is None else self.layout(physical).dense
+
+    def ensure(self, dense_size: int | None, model_id: str | None) -> str:
+        """Create the collection (behind the alias) if absent; refuse one whose vector layout differs.
+
+        Returns the physical collection name.
+        """
+        from ..errors import StoreError
+
+        physical = self.physical_name()
+        if physical is None:
+            physical = versioned_name(self.name)
+            self.create_physical(physical, dense_size)
+            self.point_alias(physical)
+            return physical
+        existing = self.dense_size()
+        if existing != dense_size:
+            have = f"{existing}-dimensional dense vectors" if existing else "no dense vectors (bm25 only)"
+            want = (
+                f"{dense_size}-dimensional vectors from {model_id}" if dense_size else "no dense vectors (bm25 only)"
+            )
+            raise StoreError(
+                f"Collection {self.name} holds {have} but this run produces {want}",
+                "run `legal-rag rebuild` to build a new collection for this configuration and switch to it "
+                "without downtime, or set EMBEDDINGS_MODEL_NAME back to the collection's model",
+            )
+        return physical
+
+    # ------------------------------------------------------------------ reads
+    @abstractmethod
+    def scroll(
+        self,
+        *,
+        physical: str | None = None,
+        fields: list[str] | bool = True,
+        vectors: bool = False,
+        where: Where | None = None,
+        offset: str | None = None,
+        limit: int = 2048,
+    ) -> tuple[list[StoredPoint], str | None]:
+        """One page in point-id order and the offset of the next (None: the last page)."""
+
+    @abstractmethod
+    def retrieve(
+        self, ids: Sequence[str], *, physical: str | None = None, fields: list[str] | bool = False, vectors: bool = False
+    ) -> list[StoredPoint]: ...
+
+    @abstractmethod
+    def count(self, source: str | None = None, *, physical: str | None = None) -> int:
+        """Exact count of points (of one source file); 0 when there is no collection."""
+
+    @abstractmethod
+    def query(
+        self,
+        *,
+        sparse: tuple[list[int], list[float]] | None = None,
+        dense: Sequence[float] | None = None,
+        where: Where | None = None,
+        limit: int = 10,
+        fields: list[str] | bool = True,
+        fusion_weights: tuple[float, float] | None = None,
+    ) -> list[ScoredPoint]:
+        """Best first: ``bm25`` alone, dense alone, or both fused by reciprocal rank (``(sparse, dense)`` weights)."""
+
+    @abstractmethod
+    def facet_values(self, key: str) -> list[str]:
+        """Distinct values of a keyword payload field."""
+
+    def iter_points(
+        self, *, physical: str | None = None, fields: list[str] | bool = True, vectors: bool = False,
+        where: Where | None = None, offset: str | None = None, batch: int = 2048,
+    ) -> Iterator[StoredPoint]:
+        while True:
+            points, offset = self.scroll(
+                physical=physical, fields=fields, vectors=vectors, where=where, offset=offset, limit=batch
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def point_index(self, sources: Iterable[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{source: {point_id: payload subset}}`` for the given sources (all when None)."""
+        result: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        if not self.exists():
+            return result
+        if sources is not None:
+            sources = list(sources)
+            if not sources:
+                return result
+        if sources is None or self.scores_in_python:
+            # One pass over the collection where filters are evaluated in Python anyway.
+            wanted = None if sources is None else set(sources)
+            for point in self.iter_points(fields=INDEX_FIELDS):
+                source = point.payload.get("source")
+                if wanted is None or source in wanted:
+                    result[source][point.id] = point.payload
+            return result
+        for source in sources:
+            for point in self.iter_points(fields=INDEX_FIELDS, where={"source": source}):
+                result[source][point.id] = point.payload
+        return result
+
+    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
+        """Points per source file (indexed counts; one pass where filters are evaluated in Python)."""
+        sources = list(sources)
+        if not sources or not self.exists():
+            return dict.fromkeys(sources, 0)
+        if not self.scores_in_python:
+            return {source: self.count(source) for source in sources}
+        counts = dict.fromkeys(sources, 0)
+        for point in self.iter_points(fields=["source"]):
+            source = point.payload.get("source")
+            if source in counts:
+                counts[source] += 1
+        return counts
+
+    # ------------------------------------------------------------------ writes
+    @abstractmethod
+    def upsert(self, points: Iterable[PointRecord], collection: str | None = None) -> int:
+        """Write points by id (idempotent); returns how many were written."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str], collection: str | None = None) -> int: ...
+
+
+def point_id(value: Any) -> str | int:
+    """A point id as the pipeline keeps it: a UUID as its string, an integer id (the old script's) as is."""
+    return value if isinstance(value, int) else str(value)
+
+
+def versioned_name(alias: str) -> str:
+    """A new physical collection name behind ``alias``: ``legal_rag__<8 hex>``."""
+    return f"{alias}__{uuid.uuid4().hex[:8]}"
+
+
+def vector_is_valid(vector: Sequence[float]) -> bool:
+    """False for a zero or NaN vector (the collection check rejects those)."""
+    norm = math.fsum(v * v for v in vector)
+    return norm > 0 and not math.isnan(norm)

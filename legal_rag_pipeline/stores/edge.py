@@ -1,0 +1,471 @@
+"""The embedded default: Qdrant Edge, the Qdrant server's storage and search engine inside the process.
+
+One ``EdgeShard`` is one physical collection. Edge has no aliases, so the folder keeps a small
+catalog beside the shards, replaced atomically (``os.replace``) whenever it changes::
+
+    QDRANT_PATH/
+      edge.json                      {"aliases": {"legal_rag": "legal_rag__1a2b3c4d"},
+                                      "collections": {"legal_rag__1a2b3c4d": {"dense": 768, "sparse": true,
+                                                                              "metadata": {...}}}}
+      shards/legal_rag__1a2b3c4d/    the EdgeShard (its own WAL, segments, edge_config.json)
+
+* A rebuild writes ``shards/<new>/`` while searches read the old shard, then switches the alias in
+  one ``os.replace`` of the catalog; a shard no alias points at (a killed rebuild) is a leftover
+  that the next rebuild removes.
+* The process that opened a shard is the only one that can (Edge's WAL lock): another one gets
+  the project's one-sentence "in use by another process" error at once.
+* A folder written by qdrant-client's local mode (an earlier version of this project, or the old
+  script) is copied into Edge shards the first time it is opened, counts verified, and only then
+  are the local-mode files removed (``migrate_local_folder``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from ..errors import StoreError
+from .base import (
+    KEYWORD_INDEXES,
+    SPARSE_NAME,
+    Collection,
+    Layout,
+    PointRecord,
+    ScoredPoint,
+    StoredPoint,
+    Where,
+    point_id,
+)
+
+log = logging.getLogger(__name__)
+
+CATALOG = "edge.json"
+SHARDS = "shards"
+LOCK = ".edge.lock"  # held while the catalog is edited
+OWNER = ".owner.lock"  # held by the one process that uses the folder
+RRF_K = 60  # Qdrant's default for reciprocal rank fusion
+UPSERT_BATCH = 1024
+
+
+def is_local_mode_folder(path: str | Path) -> bool:
+    """True for a folder written by qdrant-client's local mode (and not yet moved to Edge)."""
+    root = Path(path)
+    return (root / "meta.json").is_file() and not (root / CATALOG).exists()
+
+
+def in_use_error(path: str | Path) -> StoreError:
+    return StoreError(
+        f"The embedded Qdrant folder {path} is in use by another process (an ingest run, a search, or a "
+        "Python session)",
+        "wait for it to finish and try again, or use a Qdrant server (QDRANT_URL) for concurrent access",
+    )
+
+
+def _engine_error(exc: Exception, path: str | Path) -> Exception:
+    if "WouldBlock" in str(exc):
+        return in_use_error(path)
+    return exc
+
+
+def _filter(where: Where | None) -> qe.Filter | None:
+    if not where:
+        return None
+    must: list[Any] = []
+    for key, value in where.items():
+        if isinstance(value, str):
+            must.append(qe.FieldCondition(key=key, match=qe.MatchValue(value)))
+        else:
+            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(value))))
+    return qe.Filter(must=must)
+
+
+def _stored(record: Any, vectors: bool) -> StoredPoint:
+    point = StoredPoint(id=point_id(record.id), payload=dict(record.payload or {}))
+    if vectors and isinstance(record.vector, dict):
+        dense = record.vector.get("")
+        if dense is not None:
+            point.dense = list(dense)
+        sparse = record.vector.get(SPARSE_NAME)
+        if sparse is not None:
+            point.sparse = (list(sparse.indices), list(sparse.values))
+    elif vectors and isinstance(record.vector, list):
+        point.dense = list(record.vector)
+    return point
+
+
+def _config(dense_size: int | None, sparse: bool = True) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine) if dense_size else {},
+        sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if sparse else {},
+    )
+
+
+def edge_point(point: PointRecord) -> qe.Point:
+    vector: dict[str, Any] = {SPARSE_NAME: qe.SparseVector(indices=list(point.sparse[0]), values=list(point.sparse[1]))}
+    if point.vector is not None:
+        vector[""] = np.asarray(point.vector, dtype=np.float32).tolist()
+    return qe.Point(id=point.id, vector=vector, payload=point.payload)
+
+
+class EdgeCollection(Collection):
+    """The configured collection in an Edge folder; shards are opened on first use, closed by ``close``."""
+
+    scores_in_python = False
+
+    def __init__(self, store: Any, name: str | None = None, parent: EdgeCollection | None = None) -> None:
+        self.store = store
+        self.name = name or store.collection_name
+        self.root = Path(store.path or ".legal_rag/qdrant")
+        self._parent = parent
+        self._shards: dict[str, qe.EdgeShard] = {} if parent is None else parent._shards
+        self._owner: Any = None
+        if parent is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if is_local_mode_folder(self.root):
+                self.lock()
+                migrate_local_folder(self.root, store)
+
+    def lock(self) -> None:
+        """Take the folder for this process (on first write or shard open; reading the catalog needs none).
+
+        Edge locks each shard's WAL; this lock covers the folder as a whole, so two processes never
+        create collections or move the alias at the same time.
+        """
+        if self._parent is not None:
+            self._parent.lock()
+            return
+        if self._owner is not None:
+            return
+        handle = open(self.root / OWNER, "a+")  # noqa: SIM115 - kept open while the folder is ours
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise in_use_error(self.root) from None
+        self._owner = handle
+
+    # ------------------------------------------------------------------ engine
+    def close(self) -> None:
+        if self._parent is not None:
+            return
+        try:
+            while self._shards:
+                _, shard = self._shards.popitem()
+                try:
+                    shard.flush()
+                finally:
+                    shard.close()
+        finally:
+            if self._owner is not None:
+                self._owner.close()  # releases the lock
+                self._owner = None
+
+    def view(self, physical: str) -> Collection:
+        return EdgeCollection(self.store, physical, parent=self)
+
+    def shard(self, physical: str | None = None) -> qe.EdgeShard:
+        """The open shard of a physical collection (the live one by default)."""
+        physical = physical or self.physical_name()
+        if physical is None:
+            raise StoreError(f"There is no collection {self.name} in {self.root}", "run `legal-rag ingest` first")
+        shard = self._shards.get(physical)
+        if shard is None:
+            path = self.root / SHARDS / physical
+            if not path.is_dir():
+                raise StoreError(f"Collection {physical} is missing from {self.root}", "run `legal-rag rebuild`")
+            self.lock()
+            try:
+                shard = qe.EdgeShard.load(str(path))
+            except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
+                raise _engine_error(exc, self.root) from None
+            self._shards[physical] = shard
+        return shard
+
+    def _target(self, physical: str | None) -> str | None:
+        return physical or self.physical_name()
+
+    def optimize(self, physical: str | None = None) -> None:
+        """Merge segments and build the indexes (after a rebuild or a large write)."""
+        self.shard(physical).optimize()
+
+    # ------------------------------------------------------------------ catalog
+    def catalog(self) -> dict[str, Any]:
+        try:
+            value = json.loads((self.root / CATALOG).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"aliases": {}, "collections": {}}
+        except ValueError as exc:
+            raise StoreError(
+                f"The catalog {self.root / CATALOG} is not valid JSON ({exc})",
+                "restore it from a backup, or move the folder away and run `legal-rag ingest` again",
+            ) from None
+        value.setdefault("aliases", {})
+        value.setdefault("collections", {})
+        return value
+
+    @contextmanager
+    def _editing_catalog(self) -> Iterator[dict[str, Any]]:
+        with _locked(self.root):
+            catalog = self.catalog()
+            yield catalog
+            _write_json(self.root / CATALOG, catalog)
+
+    # ------------------------------------------------------------------ layout
+    def physical_names(self) -> list[str]:
+        shards = self.root / SHARDS
+        return sorted(p.name for p in shards.iterdir() if p.is_dir()) if shards.is_dir() else []
+
+    def has_physical(self, physical: str) -> bool:
+        return physical in self.catalog()["collections"] and (self.root / SHARDS / physical).is_dir()
+
+    def alias_target(self) -> str | None:
+        target = self.catalog()["aliases"].get(self.name)
+        return target if target and self.has_physical(target) else None
+
+    def layout(self, physical: str, fix: str = "") -> Layout:
+        entry = self.catalog()["collections"].get(physical)
+        if entry is None:  # a shard created but never catalogued (killed): read the engine's own config
+            try:
+                config = json.loads((self.root / SHARDS / physical / "edge_config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise StoreError(f"Collection {physical} is not in {self.root}", fix or "run `legal-rag rebuild`") from None
+            dense = ((config.get("vectors") or {}).get("") or {}).get("size")
+            return Layout(dense, SPARSE_NAME in (config.get("sparse_vectors") or {}), {})
+        return Layout(entry.get("dense"), bool(entry.get("sparse", True)), dict(entry.get("metadata") or {}))
+
+    def create_physical(self, physical: str, dense_size: int | None, metadata: dict[str, Any] | None = None,
+                        sparse: bool = True) -> None:
+        self.lock()
+        path = self.root / SHARDS / physical
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shard = qe.EdgeShard.create(str(path), _config(dense_size, sparse))
+        except Exception as exc:  # noqa: BLE001
+            raise _engine_error(exc, self.root) from None
+        for name in KEYWORD_INDEXES:
+            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        self._shards[physical] = shard
+        with self._editing_catalog() as catalog:
+            catalog["collections"][physical] = {"dense": dense_size, "sparse": sparse, "metadata": metadata or {}}
+
+    def drop_physical(self, physical: str) -> None:
+        self.lock()
+        shard = self._shards.pop(physical, None)
+        if shard is not None:
+            shard.close()
+        with self._editing_catalog() as catalog:
+            catalog["collections"].pop(physical, None)
+            for alias, target in list(catalog["aliases"].items()):
+                if target == physical:
+                    del catalog["aliases"][alias]
+        shutil.rmtree(self.root / SHARDS / physical, ignore_errors=True)
+
+    def point_alias(self, physical: str) -> None:
+        self.lock()
+        with self._editing_catalog() as catalog:
+            catalog["aliases"][self.name] = physical
+
+    # ------------------------------------------------------------------ reads
+    def scroll(self, *, physical=None, fields=True, vectors=False, where=None, offset=None, limit=2048):
+        target = self._target(physical)
+        if target is None:
+            return [], None
+        records, next_offset = self.shard(target).scroll(
+            qe.ScrollRequest(offset=offset, limit=limit, filter=_filter(where), with_payload=fields, with_vector=vectors)
+        )
+        return [_stored(r, vectors) for r in records], (None if next_offset is None else str(next_offset))
+
+    def retrieve(self, ids, *, physical=None, fields=False, vectors=False):
+        target = self._target(physical)
+        if target is None or not ids:
+            return []
+        records = self.shard(target).retrieve(list(ids), with_payload=fields, with_vector=vectors)
+        return [_stored(r, vectors) for r in records]
+
+    def count(self, source: str | None = None, *, physical: str | None = None) -> int:
+        target = self._target(physical)
+        if target is None:
+            return 0
+        flt = _filter({"source": source}) if source else None
+        return self.shard(target).count(qe.CountRequest(exact=True, filter=flt))
+
+    def query(self, *, sparse=None, dense=None, where=None, limit=10, fields=True, fusion_weights=None):
+        target = self.physical_name()
+        if target is None:
+            return []
+        flt = _filter(where)
+        sparse_query = (
+            qe.Query.Nearest(qe.SparseVector(indices=list(sparse[0]), values=list(sparse[1])), using=SPARSE_NAME)
+            if sparse is not None
+            else None
+        )
+        dense_query = qe.Query.Nearest([float(v) for v in dense]) if dense is not None else None
+        if sparse_query is not None and dense_query is not None:
+            request = qe.QueryRequest(
+                prefetches=[
+                    qe.Prefetch(query=sparse_query, limit=limit, filter=flt),
+                    qe.Prefetch(query=dense_query, limit=limit, filter=flt),
+                ],
+                query=qe.Fusion.Rrf(k=RRF_K, weights=list(fusion_weights) if fusion_weights else None),
+                limit=limit,
+                with_payload=fields,
+            )
+        elif sparse_query is not None or dense_query is not None:
+            request = qe.QueryRequest(
+                query=sparse_query if sparse_query is not None else dense_query,
+                limit=limit,
+                filter=flt,
+                with_payload=fields,
+            )
+        else:
+            return []
+        points = self.shard(target).query(request)
+        return [ScoredPoint(point_id(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def query_many(self, requests: Sequence[dict[str, Any]]) -> list[list[ScoredPoint]]:
+        """Several ``query`` calls (same keyword arguments) in order."""
+        return [self.query(**r) for r in requests]
+
+    def facet_values(self, key: str) -> list[str]:
+        target = self.physical_name()
+        if target is None:
+            return []
+        try:
+            response = self.shard(target).facet(qe.FacetRequest(key=key, limit=100_000, exact=True))
+            return [str(hit.value) for hit in response.hits if hit.value]
+        except Exception:  # noqa: BLE001 - a field without a keyword index
+            return sorted({str(p.payload[key]) for p in self.iter_points(fields=[key]) if p.payload.get(key)})
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, points: Iterable[PointRecord], collection: str | None = None) -> int:
+        shard = self.shard(collection)
+        written = 0
+        batch: list[qe.Point] = []
+        for point in points:
+            batch.append(edge_point(point))
+            if len(batch) >= UPSERT_BATCH:
+                shard.update(qe.UpdateOperation.upsert_points(batch))
+                written += len(batch)
+                batch = []
+        if batch:
+            shard.update(qe.UpdateOperation.upsert_points(batch))
+            written += len(batch)
+        return written
+
+    def delete(self, ids: Sequence[str], collection: str | None = None) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        shard = self.shard(collection)
+        for start in range(0, len(ids), 4096):
+            shard.update(qe.UpdateOperation.delete_points(ids[start : start + 4096]))
+        return len(ids)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- migration
+def migrate_local_folder(root: Path, store: Any, batch: int = 1024) -> dict[str, int]:
+    """Copy every collection of a qdrant-client local-mode folder into Edge shards in the same folder.
+
+    Points keep their ids, vectors and payload; aliases are kept. Counts are verified per
+    collection before the catalog is written; only then are the local-mode files removed. A copy
+    killed half-way leaves the local-mode folder as it was, and the next open starts again.
+    Returns ``{collection: points}``.
+    """
+    from .client import ClientCollection, open_client
+
+    with _locked(root):
+        if not is_local_mode_folder(root):
+            return {}
+        shutil.rmtree(root / SHARDS, ignore_errors=True)  # a copy killed half-way
+        client = open_client({"path": str(root)}, str(root))
+        copied: dict[str, int] = {}
+        catalog: dict[str, Any] = {"aliases": {}, "collections": {}}
+        try:
+            source = ClientCollection(client, store.model_copy(update={"url": None, "host": None}))
+            for physical in source.physical_names():
+                layout = source.layout(physical, "move the folder away and run `legal-rag ingest` again")
+                path = root / SHARDS / physical
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shard = qe.EdgeShard.create(str(path), _config(layout.dense, True))
+                try:
+                    for name in KEYWORD_INDEXES:
+                        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                    pending: list[qe.Point] = []
+                    for point in source.iter_points(physical=physical, fields=True, vectors=True, batch=batch):
+                        sparse = point.sparse or _sparse_from_payload(point.payload)
+                        pending.append(edge_point(PointRecord(point.id, point.dense, sparse, point.payload)))
+                        if len(pending) >= batch:
+                            shard.update(qe.UpdateOperation.upsert_points(pending))
+                            pending = []
+                    if pending:
+                        shard.update(qe.UpdateOperation.upsert_points(pending))
+                    have, want = shard.count(qe.CountRequest(exact=True)), source.count(physical=physical)
+                    if have != want:
+                        raise StoreError(
+                            f"Moving {physical} from qdrant-client's local mode to Qdrant Edge copied {have} of "
+                            f"{want} points; the local-mode folder {root} was kept",
+                            "run the command again; if it keeps failing, set QDRANT_ENGINE=client",
+                        )
+                    shard.flush()
+                finally:
+                    shard.close()
+                copied[physical] = want
+                catalog["collections"][physical] = {
+                    "dense": layout.dense,
+                    "sparse": True,
+                    "metadata": layout.metadata,
+                }
+            for alias in client.get_aliases().aliases:
+                catalog["aliases"][alias.alias_name] = alias.collection_name
+        finally:
+            client.close()
+        _write_json(root / CATALOG, catalog)
+        for leftover in ("meta.json", "collection", ".lock"):
+            target = root / leftover
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+    log.warning(
+        "moved the embedded Qdrant folder %s from qdrant-client's local mode to Qdrant Edge (%s); counts verified",
+        root,
+        ", ".join(f"{k}: {v} points" for k, v in copied.items()) or "no collections",
+    )
+    return copied
+
+
+def _sparse_from_payload(payload: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """bm25 weights for a point written without them (the old script's points)."""
+    from ..text.lexical import document_sparse_vector
+
+    return document_sparse_vector(str(payload.get("page_content") or ""))
