@@ -1,0 +1,196 @@
+"""Both sides of the store seam (stores/base.py): Qdrant Edge and qdrant-client (local mode, the
+stand-in for a server, since none runs here) answer the same calls the same way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+import warnings
+from contextlib import contextmanager
+
+import pytest
+
+from legal_rag_pipeline.errors import StoreError
+from legal_rag_pipeline.resources.qdrant import PointRecord, QdrantStore
+from legal_rag_pipeline.stores.edge import EdgeCollection, migrate_local_folder
+from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER
+
+DIM = 4
+ENGINES = ["edge", "client"]
+
+
+def _points(n: int, dense: bool = True) -> list[PointRecord]:
+    points = []
+    for i in range(n):
+        law = "Luật Cư trú" if i % 2 == 0 else "Luật Giao thông"
+        points.append(
+            PointRecord(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"p{i}")),
+                vector=[1.0, float(i % 3), 0.5, 0.1 * i] if dense else None,
+                # term 7 in every point (IDF ~0), term 100 + i in this point only (IDF high)
+                sparse=([7, 100 + i], [1.0, 1.0]),
+                payload={"source": f"luat-{i % 3}.txt", "law": law, "article": str(i), "page_content": f"Điều {i}."},
+            )
+        )
+    return points
+
+
+@pytest.fixture(params=ENGINES)
+def store(request, tmp_path):
+    return QdrantStore(path=str(tmp_path / "q"), engine=request.param)
+
+
+@contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # local mode warns that payload indexes have no effect
+        yield
+
+
+def test_layout_writes_reads_and_counts(store):
+    with store.connect() as c:
+        assert not c.exists() and c.count() == 0 and c.physical_name() is None
+        physical = c.ensure(DIM, "m")
+        assert physical.startswith("legal_rag__") and c.alias_target() == physical
+        assert c.layout(physical).dense == DIM and c.layout(physical).sparse
+        assert c.upsert(_points(12)) == 12
+        assert c.count() == 12 and c.count("luat-0.txt") == 4
+        assert c.counts_by_source(["luat-1.txt", "gone.txt"]) == {"luat-1.txt": 4, "gone.txt": 0}
+        index = c.point_index(["luat-2.txt"])
+        assert set(index) == {"luat-2.txt"} and len(index["luat-2.txt"]) == 4
+        assert set(next(iter(index["luat-2.txt"].values()))) <= {"source", "embedding_model", "doc_sha256"}
+        assert sum(len(v) for v in c.point_index().values()) == 12
+
+        first = _points(12)[0]
+        (got,) = c.retrieve([first.id], fields=True, vectors=True)
+        assert got.id == first.id and got.payload == first.payload
+        assert got.sparse == ([7, 100], [1.0, 1.0])
+        norm = sum(v * v for v in first.vector) ** 0.5
+        assert got.dense == pytest.approx([v / norm for v in first.vector], abs=1e-6)  # cosine: normalised
+
+        pages, offset, seen = 0, None, []
+        while True:
+            batch, offset = c.scroll(fields=["source"], limit=5, offset=offset)
+            seen += [p.id for p in batch]
+            pages += 1
+            if offset is None:
+                break
+        assert sorted(seen) == sorted(p.id for p in _points(12)) and len(set(seen)) == 12
+        assert sorted(c.facet_values("law")) == ["Luật Cư trú", "Luật Giao thông"]
+
+        assert c.delete([p.id for p in _points(12)[:3]]) == 3 and c.count() == 9
+        assert c.upsert(_points(12)[3:6]) == 3 and c.count() == 9  # upsert by id: no duplicates
+    with store.connect() as c:  # reopened: everything persisted
+        assert c.count() == 9 and c.dense_size() == DIM
+
+
+def test_queries_sparse_dense_hybrid_and_filters(store):
+    with store.connect() as c:
+        c.ensure(DIM, "m")
+        points = _points(12)
+        c.upsert(points)
+        hits = c.query(sparse=([7, 105], [1.0, 1.0]), limit=3)
+        assert hits[0].id == points[5].id  # the rare term wins: IDF is applied by the engine
+        assert hits[0].score > 1.0 and all(h.score < 0.5 for h in hits[1:])
+        hits = c.query(dense=points[4].vector, limit=1, fields=["source"])
+        assert hits[0].id == points[4].id and hits[0].payload == {"source": "luat-1.txt"}
+        hits = c.query(sparse=([105], [1.0]), dense=points[4].vector, limit=4)
+        assert {points[5].id, points[4].id} <= {h.id for h in hits[:2]}  # fused by reciprocal rank
+        only = c.query(sparse=([7], [1.0]), where={"law": ["Luật Giao thông"], "source": "luat-0.txt"}, limit=20)
+        assert only and {h.payload["law"] for h in only} == {"Luật Giao thông"}
+        assert {h.payload["source"] for h in only} == {"luat-0.txt"}
+        assert c.query(sparse=([7], [1.0]), where={"law": ["no such law"]}, limit=5) == []
+
+
+def test_alias_switch_view_and_drop(store):
+    with store.connect() as c:
+        old = c.ensure(None, None)
+        c.upsert(_points(3, dense=False))
+        new = "legal_rag__00000001"
+        c.create_physical(new, DIM, metadata={"embedding_model": "m2"})
+        view = c.view(new)
+        view.upsert(_points(5))
+        assert view.count() == 5 and c.count() == 3  # the alias still answers from the old one
+        assert c.layout(new).metadata.get("embedding_model") in ("m2", None)  # servers < 1.16: no metadata
+        c.point_alias(new)
+        assert c.alias_target() == new and c.count() == 5 and c.dense_size() == DIM
+        c.drop_physical(old)
+        assert sorted(c.physical_names()) == [new]
+    with store.connect() as c:
+        assert c.alias_target() == new and c.count() == 5
+
+
+def test_bm25_only_collection_has_no_dense_vector(store):
+    with store.connect() as c:
+        physical = c.ensure(None, None)
+        c.upsert(_points(4, dense=False))
+        assert c.layout(physical).dense is None and c.dense_size() is None
+        (got,) = c.retrieve([_points(1)[0].id], vectors=True)
+        assert got.dense is None and got.sparse is not None
+        with pytest.raises(StoreError, match="rebuild"):
+            c.ensure(DIM, "m")  # another layout is refused with the fix
+
+
+def test_edge_folder_in_use_by_another_process_is_one_sentence(tmp_path):
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        c.ensure(None, None)
+        c.upsert(_points(2, dense=False))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(tmp_path / "q")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with store.connect() as c:
+            assert c.physical_name()  # reading the catalog needs no lock
+            with pytest.raises(StoreError, match="is in use by another process") as info:
+                c.count()
+        assert "Traceback" not in str(info.value) and "WouldBlock" not in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.connect() as c:
+        assert c.count() == 2  # free again once the other process is gone
+
+
+def test_edge_catalog_is_replaced_atomically_and_names_the_shards(tmp_path):
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        physical = c.ensure(DIM, "m")
+    catalog = json.loads((tmp_path / "q" / "edge.json").read_text())
+    assert catalog["aliases"] == {"legal_rag": physical}
+    assert catalog["collections"][physical]["dense"] == DIM
+    assert (tmp_path / "q" / "shards" / physical / "edge_config.json").exists()
+    assert not list((tmp_path / "q").glob("*.tmp"))
+
+
+def test_edge_payload_indexes_on_the_fields_the_pipeline_filters_by(tmp_path):
+    with QdrantStore(path=str(tmp_path / "q")).connect() as c:
+        c.ensure(None, None)
+        schema = c.shard().info().payload_schema
+        assert {"source", "law", "article", "embedding_model", "group_key"} <= set(schema)
+
+
+def test_local_mode_folder_moves_to_edge_with_counts_verified(tmp_path):
+    path = tmp_path / "q"
+    with _quiet(), QdrantStore(path=str(path), engine="client").connect() as c:
+        physical = c.ensure(DIM, "m")
+        c.upsert(_points(30))
+    assert (path / "meta.json").exists()
+    with QdrantStore(path=str(path)).connect() as c:  # edge, the default: moved on first use
+        assert isinstance(c, EdgeCollection)
+        assert c.alias_target() == physical and c.count() == 30 and c.dense_size() == DIM
+        (got,) = c.retrieve([_points(1)[0].id], fields=True, vectors=True)
+        assert got.payload["page_content"] == "Điều 0." and got.sparse == ([7, 100], [1.0, 1.0])
+    assert not (path / "meta.json").exists() and not (path / "collection").exists()
+    assert migrate_local_folder(path, QdrantStore(path=str(path))) == {}  # nothing left to move
+
+
+def test_killed_local_mode_move_leaves_the_old_folder_and_restarts(tmp_path):
+    path = tmp_path / "q"
+    with _quiet(), QdrantStore(path=str(path), engine="client").connect() as c:
+        c.ensure(None, None)
+        c.upsert(_points(10, dense=False))
+    (path / "shards" / "half-copied").mkdir(parents=True)  # what a kill during the copy leaves
+    with QdrantStore(path=str(path)).connect() as c:
+        assert c.count() == 10 and c.physical_names() == [c.alias_target()]
