@@ -48,7 +48,9 @@ class StageOutcome:
 
 
 def _slug(source: str) -> str:
-    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:12]
+    """One folder name per source: no separator survives and the hash ends it, so no key (``..``,
+    ``/etc/x``, ``a/../../b``) can name a folder outside ``<state>/files``."""
+    digest = hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", source)[-60:].strip("_")
     return f"{stem}-{digest}"
 
@@ -70,7 +72,8 @@ class FileArtifacts:
 
     def __init__(self, state_dir: str | Path, source: str) -> None:
         self.source = source
-        self.dir = Path(state_dir) / "files" / _slug(source)
+        self.state_dir = Path(state_dir)
+        self.dir = self.state_dir / "files" / _slug(source)
 
     # --- json documents -------------------------------------------------------
     def _read_json(self, name: str) -> dict[str, Any] | None:

@@ -16,14 +16,18 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .errors import MassDeletionRefused, PipelineError, SourceFileError
-from .readers import read_document, scan_data_dir
+from .settings import load_limits
+from .paths import open_source
+from .readers import scan_data_dir
+from .readers.limits import Limits, check_file_size
+from .readers.worker import read_isolated
 from .records import Chunk, Row, SkippedRow
 from .resources.qdrant import Collection, PointRecord
 from .text.chunking import chunk_rows, chunk_text
@@ -78,68 +82,58 @@ def _guard(source: str, stage: str, work: Callable[[], StageOutcome]) -> StageOu
 
 
 # ---------------------------------------------------------------------------- raw_documents
-def read_stage(data_dir: Path, source: str, state_dir: Path, run_id: str | None) -> StageOutcome:
-    """Fingerprint the file; decode it to UTF-8 records unless its bytes are unchanged."""
+def read_stage(
+    data_dir: Path, source: str, state_dir: Path, run_id: str | None, limits: Limits | None = None
+) -> StageOutcome:
+    """Fingerprint the file; decode it to UTF-8 records unless its bytes are unchanged.
+
+    ``source`` is untrusted (a partition key anyone with the UI can add): ``paths.open_source`` is the
+    only way from it to a file. The reader runs in a child process (readers/worker.py) under
+    ``limits`` (from the environment when not given).
+    """
     art = FileArtifacts(state_dir, source)
-    outcome = _guard(source, "raw_documents", lambda: _read(data_dir / source, source, art))
+    outcome = _guard(source, "raw_documents", lambda: _read(data_dir, source, art, limits or load_limits()))
     art.record_outcome("raw_documents", outcome, run_id)
     return outcome
 
 
-def _read(path: Path, source: str, art: FileArtifacts) -> StageOutcome:
-    try:
-        before = path.stat()
-    except FileNotFoundError:
-        raise SourceFileError(
-            source,
-            "the file was deleted before it could be read",
-            "nothing was changed in the collection for it; its points are removed by the next run if it stays gone",
-        ) from None
-    sha = file_sha256(path)
-    previous = art.document()
-    if (
-        previous
-        and previous.get("sha256") == sha
-        and previous.get("reader_version") == READER_VERSION
-        and (art.dir / "raw.jsonl").exists()
-    ):
-        return StageOutcome(source, "unchanged", counts={"bytes": before.st_size, "records": previous.get("records", 0)})
+def _read(data_dir: Path, source: str, art: FileArtifacts, limits: Limits) -> StageOutcome:
+    with open_source(data_dir, source) as handle:
+        before = handle.stat
+        check_file_size(source, before.st_size, limits)
+        sha = handle.sha256(limits.max_file_bytes or None)
+        previous = art.document()
+        if (
+            previous
+            and previous.get("sha256") == sha
+            and previous.get("reader_version") == READER_VERSION
+            and (art.dir / "raw.jsonl").exists()
+        ):
+            return StageOutcome(source, "unchanged", counts={"bytes": before.st_size, "records": previous.get("records", 0)})
 
-    document = read_document(path, source)
-    if document.kind == "text":
-        records = art.write_raw([{"text": document.text or ""}])
-    else:
-        records = art.write_raw(_row_items(document.rows()))
-    after = path.stat() if path.exists() else None
-    if after is None or (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
-        raise SourceFileError(
-            source,
-            "the file changed while it was being read (it is probably still being copied)",
-            "nothing was changed in the collection for it; it is ingested again once its size stops changing",
-        )
+        result = read_isolated(handle.fd, source, PurePosixPath(source).suffix.lower(), art.state_dir, limits)
+        if handle.changed():
+            raise SourceFileError(
+                source,
+                "the file changed while it was being read (it is probably still being copied)",
+                "nothing was changed in the collection for it; it is ingested again once its size stops changing",
+            )
+    records, encoding = int(result["records"]), result.get("encoding")
     art.write_document(
         {
             "source": source,
             "sha256": sha,
             "size": before.st_size,
             "mtime_ns": before.st_mtime_ns,
-            "encoding": document.encoding,
-            "kind": document.kind,
+            "encoding": encoding,
+            "kind": result["kind"],
             "records": records,
             "reader_version": READER_VERSION,
         }
     )
     counts = {"bytes": before.st_size, "records": records}
-    notes = [f"encoding {document.encoding}"] if document.encoding else []
+    notes = ([f"encoding {encoding}"] if encoding else []) + list(result.get("notes") or [])
     return StageOutcome(source, "ok", counts=counts, notes=notes)
-
-
-def _row_items(rows: Iterable[Row | SkippedRow]) -> Iterator[dict[str, Any]]:
-    for row in rows:
-        if isinstance(row, SkippedRow):
-            yield {"location": row.location, "skipped": row.reason}
-        else:
-            yield {"location": row.location, "question": row.question, "answer": row.answer, "metadata": row.metadata}
 
 
 # ---------------------------------------------------------------------------- normalized_records

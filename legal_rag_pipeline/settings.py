@@ -8,12 +8,13 @@ secret's value into a place where it could be printed: resources receive secrets
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
 
 from .errors import ConfigurationError
+from .readers.limits import Limits
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 DEFAULT_COLLECTION = "legal_rag"
@@ -102,6 +103,8 @@ class Settings:
     # Retries of embedding requests (429/503/timeouts): first backoff wait (doubles, with jitter) and attempts.
     backoff_seconds: float = 1.0
     max_attempts: int = 6
+    # What one source file may cost (readers/limits.py); from the environment only, never from the UI.
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def hf_token_var(self) -> str:
@@ -167,6 +170,7 @@ def load_settings() -> Settings:
         qdrant_on_disk=bool(_env_bool("QDRANT_ON_DISK", False)),
         backoff_seconds=_env_float("EMBEDDINGS_BACKOFF_SECONDS", 1.0),
         max_attempts=_env_int("EMBEDDINGS_MAX_ATTEMPTS", 6),
+        limits=load_limits(),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(
@@ -178,6 +182,23 @@ def load_settings() -> Settings:
             "EMBEDDINGS_BATCH_SIZE and EMBEDDINGS_CONCURRENCY must be at least 1", "set them to positive integers"
         )
     return settings
+
+
+def load_limits() -> Limits:
+    """The per-file limits: MAX_FILE_BYTES, MAX_UNCOMPRESSED_BYTES, MAX_COMPRESSION_RATIO, MAX_SHEET_ROWS,
+    MAX_SHEET_CELLS, MAX_PDF_PAGES, MAX_TEXT_CHARS, READ_TIMEOUT_SECONDS, READ_MEMORY_BYTES."""
+    d = Limits()
+    return Limits(
+        max_file_bytes=_env_int("MAX_FILE_BYTES", d.max_file_bytes),
+        max_uncompressed_bytes=_env_int("MAX_UNCOMPRESSED_BYTES", d.max_uncompressed_bytes),
+        max_compression_ratio=_env_float("MAX_COMPRESSION_RATIO", d.max_compression_ratio),
+        max_sheet_rows=_env_int("MAX_SHEET_ROWS", d.max_sheet_rows),
+        max_sheet_cells=_env_int("MAX_SHEET_CELLS", d.max_sheet_cells),
+        max_pdf_pages=_env_int("MAX_PDF_PAGES", d.max_pdf_pages),
+        max_text_chars=_env_int("MAX_TEXT_CHARS", d.max_text_chars),
+        read_timeout_seconds=_env_float("READ_TIMEOUT_SECONDS", d.read_timeout_seconds),
+        max_reader_memory_bytes=_env_int("READ_MEMORY_BYTES", d.max_reader_memory_bytes),
+    )
 
 
 def _inside(child: Path, parent: Path) -> bool:

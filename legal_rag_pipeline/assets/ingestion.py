@@ -21,6 +21,7 @@ from ..reporting import outcome_metadata, summary_markdown
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import READY_CHECK, Embedder, RunPreflight
 from ..resources.qdrant import QdrantStore
+from ..settings import load_limits
 from . import checks
 
 GROUP = "ingestion"
@@ -46,8 +47,9 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
     description="Each source file decoded to UTF-8 records (text, or question/answer rows), with its SHA-256.",
 )
 def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
+    limits = load_limits()  # from the code location's environment: the launchpad cannot raise them
     outcomes = [
-        ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id)
+        ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id, limits)
         for key in context.partition_keys
     ]
     return _report(context, outcomes)

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..errors import ConfigurationError, PipelineError
+from ..errors import ConfigurationError, PipelineError, SourceFileError
 from ..instance import set_pool_limit
 from ..partitions import source_files
+from ..paths import source_path
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
@@ -168,13 +169,17 @@ def stat_folder(data_dir: Path) -> tuple[dict[str, Stat], list]:
 
     scan = scan_data_dir(data_dir)
     current: dict[str, Stat] = {}
-    for key, path in scan.files.items():
+    skipped = list(scan.skipped)
+    for key in scan.files:
         try:
-            st = Path(path).stat()
+            st = source_path(data_dir, key).stat()  # the same gate as the read: no link leading out
         except FileNotFoundError:  # deleted between the scan and the stat: seen as gone next tick
             continue
+        except SourceFileError as exc:
+            skipped.append((key, exc.reason))
+            continue
         current[key] = (st.st_mtime_ns, st.st_size)
-    return current, list(scan.skipped)
+    return current, skipped
 
 
 def _batched(keys: Sequence[str]) -> list[Sequence[str]]:

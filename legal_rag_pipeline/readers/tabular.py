@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import SourceFileError
 from ..records import Row, SkippedRow
 from .decode import Encoding, decode_bytes, validate_stream
+from .limits import SheetBudget
 
 HEADER_SEARCH_ROWS = 20
 
@@ -197,8 +198,10 @@ def excel_rows(path: Path, source: str) -> Iterator[Row | SkippedRow]:
                 continue
             header, cols = plan[ws.title]
             ws.reset_dimensions()
+            budget = SheetBudget(source, f"sheet {ws.title!r}")
             try:
                 for number, values in enumerate(ws.iter_rows(values_only=True), 1):
+                    budget.add(len(values))
                     if number <= header:
                         continue
 
@@ -256,9 +259,11 @@ def csv_rows(path: Path, source: str) -> Iterator[Row | SkippedRow]:
     enc, header, cols = csv_plan(path, source)
     fh, dialect = _open_csv(path, enc)
     number = header
+    budget = SheetBudget(source, "the CSV file")
     with fh:
         try:
             for number, values in enumerate(csv.reader(fh, dialect), 1):
+                budget.add(len(values))
                 if number <= header:
                     continue
 

@@ -1,0 +1,303 @@
+"""Read one file in a separate process, so that a reader that hangs, or eats memory, fails that file alone.
+
+The pipeline opens and checks the file (legal_rag_pipeline/paths.py) and hands the descriptor to a
+long-lived child process over a Unix socket; the child runs the pre-checks, the reader and the
+post-checks (readers/limits.py) and writes the decoded records (``raw.jsonl``) itself. When the read
+takes longer than ``READ_TIMEOUT_SECONDS`` the child is killed, its half-written file removed, and
+that file fails with the reason; the next file starts a new child. One child serves every file of a
+run, so a small text file costs one round trip over the socket, not a process start.
+
+The child runs with a minimal environment (no tokens or keys: it never needs them), an address-space
+limit (``READ_MEMORY_BYTES``), and is started isolated (``python -I``) on the package the parent
+imported. Nothing in it opens a network connection: readers read the descriptor they are given.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import PipelineError, SourceFileError
+from .limits import Limits
+
+log = logging.getLogger(__name__)
+_HEADER = struct.Struct("!I")
+_MAX_MESSAGE = 1 << 20
+# Variables the child keeps: locale and paths only. Tokens, keys and everything else stay in the parent.
+_KEEP_ENV = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT"}
+
+
+# ---------------------------------------------------------------------------- framing
+def _send(sock: socket.socket, value: dict[str, Any], fd: int | None = None) -> None:
+    data = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    frame = _HEADER.pack(len(data)) + data
+    if fd is None:
+        sock.sendall(frame)
+    else:
+        sent = socket.send_fds(sock, [frame], [fd])
+        if sent < len(frame):
+            sock.sendall(frame[sent:])
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(sock: socket.socket, with_fd: bool = False) -> tuple[dict[str, Any], int | None]:
+    fd = None
+    if with_fd:
+        head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 1)
+        if not head:
+            raise EOFError
+        fd = fds[0] if fds else None
+        head += _recv_exact(sock, _HEADER.size - len(head)) if len(head) < _HEADER.size else b""
+    else:
+        head = _recv_exact(sock, _HEADER.size)
+    (size,) = _HEADER.unpack(head)
+    if size > _MAX_MESSAGE:
+        raise EOFError
+    return json.loads(_recv_exact(sock, size).decode("utf-8")), fd
+
+
+# ---------------------------------------------------------------------------- the parent side
+class ReadWorker:
+    """The child process and its socket; ``read`` is one file, with a timeout."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _start(self, limits: Limits) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        package_root = str(Path(__file__).resolve().parents[2])
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from legal_rag_pipeline.readers.worker import main; main(int(sys.argv[2]), int(sys.argv[3]))"
+        )
+        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("LC_")}
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", code, package_root, str(child.fileno()), str(limits.max_reader_memory_bytes)],
+                pass_fds=[child.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        finally:
+            child.close()
+        self._sock = parent
+
+    def stop(self) -> None:
+        proc, sock = self._proc, self._sock
+        self._proc = self._sock = None
+        if sock is not None:
+            sock.close()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def read(self, fd: int, source: str, suffix: str, state_dir: Path, limits: Limits) -> dict[str, Any]:
+        """Read the opened file ``fd`` into ``state_dir``'s raw.jsonl for ``source``: the child's answer
+        ({"kind", "encoding", "records"}), or SourceFileError (its own, a timeout, a crash)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self.stop()
+                self._start(limits)
+            assert self._sock is not None and self._proc is not None
+            job = {"source": source, "suffix": suffix, "state_dir": str(Path(state_dir).absolute()), "limits": asdict(limits)}
+            timeout = limits.read_timeout_seconds if limits.read_timeout_seconds > 0 else None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                _send(self._sock, job, fd)
+                while True:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    ready, _, _ = select.select([self._sock], [], [], left)
+                    if ready:
+                        answer, _ = _recv(self._sock)
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.stop()
+                        _remove_partial(state_dir, source)
+                        raise SourceFileError(
+                            source,
+                            f"reading it took longer than the {timeout:g}-second limit (READ_TIMEOUT_SECONDS), "
+                            "so its reader was stopped",
+                            "check that it opens normally (it may be damaged or crafted), or raise "
+                            "READ_TIMEOUT_SECONDS if it is a genuine large document",
+                        )
+            except (EOFError, OSError) as exc:
+                code = self._proc.wait() if self._proc is not None else None
+                self.stop()
+                _remove_partial(state_dir, source)
+                if code is not None and code < 0 and -code == signal.SIGKILL:
+                    what = "its reader was killed (probably out of memory)"
+                else:
+                    what = f"its reader crashed (exit code {code})" if code is not None else f"its reader failed ({exc})"
+                raise SourceFileError(
+                    source, what, "check that it opens normally (it may be damaged or crafted); the run log has details"
+                ) from None
+        if "error" in answer:
+            raise SourceFileError(source, answer["error"], answer.get("fix") or "")
+        if "bug" in answer:
+            log.error("Unexpected error in the reader of %s:\n%s", source, answer["bug"])
+            raise RuntimeError(answer["bug"].strip().splitlines()[-1][:500])
+        return answer
+
+
+def _remove_partial(state_dir: Path, source: str) -> None:
+    from ..artifacts import FileArtifacts
+
+    folder = FileArtifacts(state_dir, source).dir
+    for leftover in folder.glob(".raw.jsonl.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+_worker = ReadWorker()
+atexit.register(_worker.stop)
+
+
+def read_isolated(fd: int, source: str, suffix: str, state_dir: Path, limits: Limits) -> dict[str, Any]:
+    """``ReadWorker.read`` on the process's shared worker."""
+    return _worker.read(fd, source, suffix, state_dir, limits)
+
+
+# ---------------------------------------------------------------------------- the child side
+def read_into_state(fd: int, source: str, suffix: str, state_dir: Path, limits: Limits) -> dict[str, Any]:
+    """Pre-checks, reader, post-checks, raw.jsonl: what the child does for one file (also callable in
+    process, without the timeout)."""
+    from ..artifacts import FileArtifacts
+    from .document import read_document
+    from .limits import check_text, precheck, use_limits
+
+    with use_limits(limits), os.fdopen(os.dup(fd), "rb") as handle:
+        precheck(handle, source, limits)
+        with _path_for(fd, suffix) as path:
+            document = read_document(path, source)
+            art = FileArtifacts(state_dir, source)
+            if document.kind == "text":
+                text = document.text or ""
+                check_text(source, len(text), limits)
+                records = art.write_raw([{"text": text}])
+            else:
+                records = art.write_raw(_counted(document.rows(), source, limits))
+    notes = [str(n) for n in getattr(document, "notes", None) or []]
+    return {"kind": document.kind, "encoding": document.encoding, "records": records, "notes": notes}
+
+
+def _counted(rows, source: str, limits: Limits):
+    from ..records import SkippedRow
+    from .limits import check_text
+
+    chars = 0
+    for row in rows:
+        if isinstance(row, SkippedRow):
+            yield {"location": row.location, "skipped": row.reason}
+            continue
+        chars += len(row.question or "") + len(row.answer or "")
+        check_text(source, chars, limits)
+        yield {"location": row.location, "question": row.question, "answer": row.answer, "metadata": row.metadata}
+
+
+class _path_for:
+    """A path with the file's extension that opens exactly the descriptor's file: a link in a private
+    folder to /proc/self/fd/N (Linux), so readers that want a path never re-resolve the original name."""
+
+    def __init__(self, fd: int, suffix: str) -> None:
+        self.fd, self.suffix = fd, suffix
+        self.folder: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> Path:
+        proc = Path(f"/proc/self/fd/{self.fd}")
+        if not proc.exists():  # not Linux: the checked real path (the parent compares the stat after reading)
+            return Path(_fd_path_fallback(self.fd))
+        self.folder = tempfile.TemporaryDirectory(prefix="legal-rag-read-")
+        link = Path(self.folder.name) / f"document{self.suffix}"
+        os.symlink(proc, link)
+        return link
+
+    def __exit__(self, *exc: object) -> None:
+        if self.folder is not None:
+            self.folder.cleanup()
+
+
+def _fd_path_fallback(fd: int) -> str:
+    import fcntl
+
+    getpath = getattr(fcntl, "F_GETPATH", None)  # macOS
+    if getpath is None:
+        raise SourceFileError("?", "this platform cannot read an opened file by descriptor", "run the pipeline on Linux")
+    return fcntl.fcntl(fd, getpath, b"\0" * 1024).split(b"\0", 1)[0].decode()
+
+
+def _limit_memory(max_bytes: int) -> None:
+    if max_bytes <= 0:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def main(sock_fd: int, max_memory: int) -> None:
+    """The child's loop: one job (JSON + descriptor) in, one answer out, until the socket closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    _limit_memory(max_memory)
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        try:
+            job, fd = _recv(sock, with_fd=True)
+        except (EOFError, OSError):
+            return
+        try:
+            source = str(job["source"])
+            limits = Limits(**job["limits"])
+            if fd is None:
+                raise SourceFileError(source, "the file was not handed to the reader", "run it again")
+            answer = read_into_state(fd, source, str(job["suffix"]), Path(job["state_dir"]), limits)
+        except SourceFileError as exc:
+            answer = {"error": exc.reason, "fix": exc.fix}
+        except PipelineError as exc:
+            answer = {"error": exc.what, "fix": exc.fix}
+        except MemoryError:
+            answer = {
+                "error": f"reading it needed more than the {max_memory / (1 << 20):,.0f} MB memory limit (READ_MEMORY_BYTES)",
+                "fix": "split it into smaller files, or raise READ_MEMORY_BYTES if it is a genuine document",
+            }
+        except RecursionError:
+            answer = {"error": "it is nested too deeply to be read", "fix": "save it again in a flatter form"}
+        except Exception:  # a bug: the parent logs the trace and fails this file only
+            answer = {"bug": traceback.format_exc()[-20000:]}
+        finally:
+            if fd is not None:
+                os.close(fd)
+        try:
+            _send(sock, answer)
+        except OSError:
+            return
