@@ -26,6 +26,7 @@ from .errors import MassDeletionRefused, PipelineError, SourceFileError
 from .settings import load_limits
 from .paths import open_source
 from .readers import scan_data_dir
+from .readers.header import DOCUMENT_FIELDS, document_info
 from .readers.limits import Limits, check_file_size
 from .readers.worker import read_isolated
 from .records import Chunk, Row, SkippedRow
@@ -38,8 +39,8 @@ from .text.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 # Bump when a reader or the chunker changes output for the same bytes: files are re-read/re-chunked.
-READER_VERSION = "1"
-CHUNKER_VERSION = "1"
+READER_VERSION = "2"  # 2: .docx/.doc/.rtf/.pdf/.html readers (issue 12)
+CHUNKER_VERSION = "2"  # 2: the document's number, type, issuer and dates in every chunk (readers/header.py)
 # Texts embedded together (across files) before their vectors are saved: keeps batches full while
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024
@@ -156,13 +157,18 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
     skipped: list[str] = []
     chunk_count = 0
     over_budget = 0
+    info: dict[str, str | None] = {}  # the document's number, type, issuer, dates (texts only)
 
     def chunks() -> Iterator[Chunk]:
         nonlocal chunk_count, over_budget
         raw = art.read_raw()
         if document.get("kind") == "text":
             text = normalize_text(next(raw, {}).get("text", ""))
-            produced: Iterable[Chunk | SkippedRow] = chunk_text(source, text, token_budget, count_tokens)
+            info.update(document_info(text))
+            produced: Iterable[Chunk | SkippedRow] = (
+                Chunk(c.source, c.chunk_key, c.text, {**c.metadata, **info})
+                for c in chunk_text(source, text, token_budget, count_tokens)
+            )
         else:
             produced = chunk_rows(source, _rows_from_raw(raw), token_budget, count_tokens)
         for item in produced:
@@ -181,8 +187,12 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
             "check that it holds law text or question/answer rows, then drop it in again",
         )
     document.update({"chunked": version, "chunks": chunk_count})
+    if info:
+        document["document_info"] = info
     art.write_document(document)
     notes = [f"skipped row {s}" for s in skipped[:20]]
+    if any(info.values()):
+        notes.append("document: " + ", ".join(f"{k} {v}" for k, v in info.items() if v))
     if len(skipped) > 20:
         notes.append(f"... and {len(skipped) - 20} more skipped rows")
     if over_budget:
@@ -538,6 +548,7 @@ def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector:
         "law": md.get("law"),
         "article": article,
         "chapter": md.get("chapter"),
+        **{k: md.get(k) for k in DOCUMENT_FIELDS},  # number, doc_type, issuer, issued_on, ... (readers/header.py)
         "doc_sha256": doc_sha,
         "chunk_index": index,
         "embedding_model": model,

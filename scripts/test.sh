@@ -9,6 +9,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
+# LibreOffice (converts .doc/.rtf) and Tesseract with Vietnamese (reads scanned PDFs) for the document readers.
+if ! command -v soffice >/dev/null 2>&1 || ! command -v tesseract >/dev/null 2>&1 \
+    || ! tesseract --list-langs 2>/dev/null | grep -qx vie; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+    libreoffice-writer-nogui tesseract-ocr tesseract-ocr-vie >/dev/null
+fi
+
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -11,19 +11,22 @@ from ..errors import SourceFileError
 from ..records import Row, SkippedRow
 from . import tabular
 from .decode import decode_bytes
+from .formats import DOCUMENT_SUFFIXES, read_document_text
 from .scan import SUPPORTED_SUFFIXES
 
 
 @dataclass
 class Document:
     """``kind`` "text": ``text`` is decoded but not normalised; ``kind`` "rows": ``rows()`` streams
-    the records (call it again to re-read). ``encoding`` is the detected text encoding (None for .xlsx)."""
+    the records (call it again to re-read). ``encoding`` is the detected text encoding (None for .xlsx).
+    ``notes``: what reading took (a conversion by LibreOffice, a legacy encoding converted, OCR)."""
 
     source: str
     kind: Literal["text", "rows"]
     encoding: str | None
     text: str | None = None
     rows: Callable[[], Iterator[Row | SkippedRow]] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _wrap_os_error(source: str, exc: OSError) -> SourceFileError:
@@ -53,8 +56,9 @@ def _guarded(source: str, make: Callable[[], Iterator[Row | SkippedRow]]) -> Cal
 def read_document(path: Path, source: str) -> Document:
     """Read one file for ingestion, or raise ``SourceFileError`` with a one-sentence reason and fix.
 
-    Text (.txt/.md) is decoded whole. Tables (.xlsx/.csv/.json/.jsonl) are checked now (readable,
-    decodable, recognisable header within the first 20 rows) and streamed later by ``rows()``;
+    Text (.txt/.md) is decoded whole; documents (.docx/.doc/.rtf/.pdf/.html/.htm) are read to text by
+    readers/formats.py, their format told by their bytes. Tables (.xlsx/.csv/.json/.jsonl) are checked
+    now (readable, decodable, recognisable header within the first 20 rows) and streamed later by ``rows()``;
     a record that breaks later (bad JSON line) raises from ``rows()`` with its line number.
     """
     path = Path(path)
@@ -68,6 +72,9 @@ def read_document(path: Path, source: str) -> Document:
         if suffix in (".txt", ".md"):
             text, encoding = decode_bytes(path.read_bytes(), source)
             return Document(source, "text", encoding, text=text)
+        if suffix in DOCUMENT_SUFFIXES:  # Word, RTF, PDF, HTML: readers/formats.py
+            read = read_document_text(path, source)
+            return Document(source, "text", read.encoding, text=read.text, notes=[f"format {read.format}", *read.notes])
         if suffix == ".xlsx":
             tabular.excel_plan(path, source)
             return Document(source, "rows", None, rows=_guarded(source, lambda: tabular.excel_rows(path, source)))

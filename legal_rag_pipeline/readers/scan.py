@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-SUPPORTED_SUFFIXES = {".xlsx", ".csv", ".txt", ".md", ".json", ".jsonl"}
+SUPPORTED_SUFFIXES = {".xlsx", ".csv", ".txt", ".md", ".json", ".jsonl",
+                      ".docx", ".doc", ".rtf", ".pdf", ".html", ".htm"}  # documents: readers/formats.py
 
 
 @dataclass

@@ -1,0 +1,162 @@
+"""Saved web pages (vbpl.vn old and new layout, Word "Save as Web Page") → text, one line per block.
+
+Text is joined per block element: vbpl.vn writes ``Điều <a name=…></a>1.`` inside a heading, which a
+naive join of text nodes splits into ``Điều`` / ``1.``. The legal text is taken from where it is:
+
+* vbpl.vn, older layout: ``#toanvancontent`` and the header tables just before it (issuer, "Số: …",
+  date), i.e. their common parent;
+* vbpl.vn, current layout: the parent of the paragraphs classed ``prov-article`` (with ``prov-chapter``,
+  ``prov-section``, ``prov-clause``, ``prov-item`` beside them), which also holds the header table;
+* any other page: the smallest element holding (nearly) every article heading, else the whole body
+  without navigation, scripts and forms.
+
+selectolax's Lexbor parser never fetches anything a page refers to (no scripts, no images, no URLs).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Any
+
+from ..errors import SourceFileError
+
+_BLOCK = {
+    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+    "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot",
+    "th", "thead", "tr", "ul", "title",
+}
+_DROP = "script, style, noscript, template, iframe, object, embed, svg, canvas, button, select, input, textarea"
+_CHROME = "nav, header, footer, form, aside, menu"
+_ARTICLE_LINE = re.compile(r"^\s*(?:Điều|ĐIỀU)\s*\d+[a-zđ]?\s*[.:]", re.M)
+_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_:.-]+)""", re.I)
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+
+def decode_html(data: bytes) -> tuple[str, str]:
+    """(text, encoding label): a BOM, else the page's ``<meta charset>``, else UTF-8, else windows-1258."""
+    for bom, label in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(label, errors="replace"), label
+    head = data[: 1 << 21]
+    match = _CHARSET.search(head)
+    declared = match.group(1).decode("ascii", "replace").lower() if match else None
+    if declared:
+        try:
+            codecs.lookup(declared)
+        except LookupError:
+            declared = None
+    if declared and declared.replace("-", "").replace("_", "") not in ("utf8",):
+        return data.decode(declared, errors="replace"), declared
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        if declared:
+            return data.decode("utf-8", errors="replace"), "utf-8 (with invalid bytes replaced)"
+        return data.decode("cp1258", errors="replace"), "windows-1258"
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True when the first bytes are an HTML document (also a Word page saved with a .doc name)."""
+    sample = head[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if sample.startswith((b"<!doctype html", b"<html")):
+        return True
+    if sample.startswith((b"<!--", b"<?xml")) and b"<html" in sample:
+        return True
+    return bool(re.search(rb"<html[\s>]", sample)) and bool(re.search(rb"<(head|body|meta|title)[\s>]", sample))
+
+
+def _lines(node: Any) -> list[str]:
+    """One line per block element; inline text joined, whitespace collapsed as a browser does."""
+    lines: list[str] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        line = _SPACES.sub(" ", "".join(current)).strip()
+        current.clear()
+        if line:
+            lines.append(line)
+
+    def walk(el: Any) -> None:
+        tag = el.tag
+        if tag == "-text":
+            current.append(el.text_content or "")
+            return
+        if tag == "br":
+            flush()
+            return
+        if tag in ("-comment", "-doctype"):
+            return
+        block = tag in _BLOCK
+        if block:
+            flush()
+        child = el.child
+        while child is not None:
+            walk(child)
+            child = child.next
+        if block or tag in ("td", "th"):
+            flush()
+
+    walk(node)
+    flush()
+    return lines
+
+
+def _parent_holding(tree: Any, selector: str) -> Any | None:
+    first = tree.css_first(selector)
+    if first is None:
+        return None
+    total = len(tree.css(selector))
+    node = first.parent
+    while node is not None and node.tag not in ("body", "html"):
+        if len(node.css(selector)) >= 0.9 * total:
+            return node
+        node = node.parent
+    return node
+
+
+def _densest(tree: Any) -> Any | None:
+    """The smallest element holding at least 90% of the article headings of the page."""
+    body = tree.body
+    if body is None:
+        return None
+    total = len(_ARTICLE_LINE.findall("\n".join(_lines(body))))
+    if total == 0:
+        return None
+    best, best_len = body, len(body.text())
+    for node in body.css("div, article, section, main, td"):
+        text = node.text(separator="\n")
+        if len(text) >= best_len:
+            continue
+        if len(_ARTICLE_LINE.findall(text)) >= 0.9 * total:
+            best, best_len = node, len(text)
+    return best
+
+
+def html_text(data: bytes, source: str) -> tuple[str, str, str]:
+    """(text, encoding, layout) of a saved page; layout says where the text was found."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    text, encoding = decode_html(data)
+    try:
+        tree = LexborHTMLParser(text)
+    except Exception as exc:  # noqa: BLE001 - the parser's own errors
+        raise SourceFileError(source, f"not a readable HTML page ({exc})",
+                              "save the page again from the browser (File → Save as, web page) and drop it in again") from exc
+    for node in tree.css(_DROP):
+        node.decompose()
+    content = tree.css_first("#toanvancontent")
+    if content is not None:
+        root, layout = content.parent or content, "vbpl.vn (older layout)"
+    elif tree.css_first(".prov-article") is not None:
+        root, layout = _parent_holding(tree, ".prov-article"), "vbpl.vn (prov-* layout)"
+    else:
+        root, layout = _densest(tree), "main text"
+        if root is None:
+            for node in tree.css(_CHROME):
+                node.decompose()
+            root, layout = tree.body, "page body"
+    if root is None:
+        raise SourceFileError(source, "an HTML page with no body", "save the page again from the browser and drop it in again")
+    return "\n".join(_lines(root)), encoding, layout
