@@ -8,7 +8,6 @@ the tests that need them are skipped with the reason, except in CI, where they m
 from __future__ import annotations
 
 import difflib
-import io
 import os
 import re
 import shutil

@@ -24,11 +24,11 @@ _BOMS = [
 ]
 
 _MAGIC = [
-    (b"%PDF", "a PDF document, not text", "extract its text into a UTF-8 .txt file and drop that in instead"),
+    (b"%PDF", "a PDF document, not text", "give it its real extension (.pdf) and drop it in again"),
     (b"PK\x03\x04", "a ZIP archive or Office document (.docx/.xlsx) renamed, not text",
-     "give it its real extension (.xlsx is supported; .docx must be saved as UTF-8 .txt first)"),
+     "give it its real extension (.xlsx or .docx) and drop it in again"),
     (b"\xd0\xcf\x11\xe0", "an old Office document (.doc/.xls), not text",
-     "save it as .xlsx or as UTF-8 .txt and drop that in instead"),
+     "give it its real extension (.doc is read through LibreOffice; save a .xls as .xlsx)"),
     (b"\x89PNG", "a PNG image, not text", "drop only text, Markdown, CSV, JSON or .xlsx files here"),
     (b"\xff\xd8\xff", "a JPEG image, not text", "drop only text, Markdown, CSV, JSON or .xlsx files here"),
 ]
