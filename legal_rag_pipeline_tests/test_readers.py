@@ -328,7 +328,7 @@ def test_scan_data_dir(tmp_path):
     (data / "~$qa.xlsx").write_bytes(b"lock")
     (data / ".~lock.qa.xlsx#").write_bytes(b"lock")
     (data / ".hidden.txt").write_text("x")
-    (data / "scan.pdf").write_bytes(b"%PDF")
+    (data / "slides.pptx").write_bytes(b"PK")
     (data / "README").write_text("x")
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
@@ -340,11 +340,11 @@ def test_scan_data_dir(tmp_path):
     assert list(result.files) == ["Luật 2020/Luật Cư trú – bản mới.txt", "link-in.xlsx", "qa.XLSX"]
     assert result.files["qa.XLSX"] == data / "qa.XLSX"
     skipped = dict(result.skipped)
-    assert set(skipped) == {".git/", "~$qa.xlsx", ".~lock.qa.xlsx#", ".hidden.txt", "scan.pdf", "README",
+    assert set(skipped) == {".git/", "~$qa.xlsx", ".~lock.qa.xlsx#", ".hidden.txt", "slides.pptx", "README",
                             "link-out.txt", "broken.txt", "dir-link/"}
     assert "lock file" in skipped["~$qa.xlsx"] and "lock file" in skipped[".~lock.qa.xlsx#"]
     assert "outside the data folder" in skipped["link-out.txt"]
-    assert "unsupported file type '.pdf'" in skipped["scan.pdf"]
+    assert "unsupported file type '.pptx'" in skipped["slides.pptx"]
     with pytest.raises(FileNotFoundError):
         scan_data_dir(tmp_path / "nope")
 
@@ -353,4 +353,4 @@ def test_is_ignored():
     assert is_ignored("a/b/c.jsonl") is None
     assert is_ignored("a/.cache/c.txt") == "inside hidden folder '.cache'"
     assert "lock" in is_ignored("sub/~$Book.xlsx")
-    assert "unsupported" in is_ignored("x.docx")
+    assert "unsupported" in is_ignored("x.pptx")
