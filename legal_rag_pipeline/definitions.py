@@ -88,6 +88,20 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def _locked(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
+    """``resource`` exactly as the code location's environment configured it, with an empty config
+    schema: a launchpad run config that sets ``resources:`` (another DATA_DIR, another Qdrant URL or
+    embedding endpoint that would receive the keys) is refused. Dagster OSS has no login, so anyone
+    who reaches the UI can launch runs; they must not choose where a run reads, writes or sends
+    secrets. EnvVar fields are still resolved when a run starts."""
+    return dg.ResourceDefinition(
+        resource_fn=lambda _context: resource.process_config_and_initialize(),
+        config_schema={},
+        description=f"{(type(resource).__doc__ or type(resource).__name__).strip().splitlines()[0]} "
+        "Set from the code location's environment; not changeable from the launchpad.",
+    )
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     automation = build_automation(ingest_job)
     return dg.Definitions(
@@ -96,7 +110,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[ingest_job, *QUALITY_JOBS, *automation.jobs],
         sensors=automation.sensors,
         schedules=automation.schedules,
-        resources=build_resources(settings),
+        resources={key: _locked(resource) for key, resource in build_resources(settings).items()},
         # "Materialize" in the UI runs an implicit asset job: in process too (its steps are I/O
         # bound and sequential; a process per step costs 2-10 s each on two cores)
         executor=dg.in_process_executor,

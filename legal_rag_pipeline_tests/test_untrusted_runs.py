@@ -192,3 +192,27 @@ def test_hostile_files_fail_alone_within_their_limits(env, monkeypatch):
     assert {p["source"] for p in env.points().values()} == set(good)
     assert took < 90, took  # the busy reader was stopped after 3 s; the bombs were never unpacked
     assert_markers_nowhere(env)
+
+
+@pytest.mark.parametrize(
+    "resource, config",
+    [
+        ("data_folder", {"data_dir": "/"}),  # read anything the code location can read
+        ("data_folder", {"state_dir": "/tmp/elsewhere"}),  # write artifacts anywhere
+        ("qdrant", {"url": "http://attacker.example:6333"}),  # the points and QDRANT_API_KEY to another host
+        ("embedder", {"endpoint_url": "http://attacker.example", "endpoint_api_key": {"env": "LEGAL_RAG_PLANTED_SECRET"}}),
+    ],
+)
+def test_the_launchpad_cannot_repoint_a_run(env, resource, config):
+    """Run config is what a UI user types in the launchpad: resources are not part of it."""
+    defs = build_definitions(load_settings())
+    instance = get_instance()
+    instance.add_dynamic_partitions(source_files.name, sample_keys(env))
+    ordered = list(instance.get_dynamic_partitions(source_files.name))
+    with pytest.raises(dg.DagsterInvalidConfigError, match=f'unexpected config entr.*root:resources:{resource}:config'):
+        defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": ordered[0], "dagster/asset_partition_range_end": ordered[-1]},
+            run_config={"resources": {resource: {"config": config}}},
+        )
+    assert not env.state.exists() or not list(env.state.rglob("raw.jsonl"))  # nothing was read
