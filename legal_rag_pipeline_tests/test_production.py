@@ -234,9 +234,9 @@ def _compose() -> dict:
 def test_compose_has_the_services_pinned_images_volumes_and_env():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"postgres", "qdrant", "code_location", "webserver", "daemon"}
+    assert set(services) == {"postgres", "qdrant", "code_location", "webserver", "daemon", "proxy"}
 
-    for name in ("postgres", "qdrant"):
+    for name in ("postgres", "qdrant", "proxy"):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:[\w.-]*\d+\.\d+[\w.-]*", image), f"{name} image not pinned: {image}"
         assert ":latest" not in image
@@ -267,6 +267,39 @@ def test_compose_has_the_services_pinned_images_volumes_and_env():
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
     (entry,) = workspace["load_from"]
     assert entry["grpc_server"] == {"host": "code_location", "port": 4000, "location_name": "legal_rag_pipeline"}
+
+
+def test_the_ui_is_reachable_only_through_the_authenticating_proxy():
+    """Dagster OSS has no login: the webserver publishes no port, the proxy asks for a password."""
+    services = _compose()["services"]
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"qdrant", "proxy"}  # Qdrant on the host's loopback only, with its API key
+    assert all(p.startswith("127.0.0.1:") for p in services["qdrant"]["ports"])
+    assert "ports" not in services["webserver"] and services["webserver"]["expose"] == ["3000"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:2.")
+    assert proxy["ports"] == ["${DAGSTER_WEBSERVER_PORT:-3000}:8080"]
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    for var in ("DAGSTER_UI_USERNAME", "DAGSTER_UI_PASSWORD_HASH"):
+        assert proxy["environment"][var].startswith("${" + var + ":?"), var  # no default: refuses to start
+    caddyfile = (DEPLOY / "Caddyfile").read_text()
+    site = caddyfile[caddyfile.index(":8080 {"):]
+    assert "basic_auth {\n\t\t{$DAGSTER_UI_USERNAME} {$DAGSTER_UI_PASSWORD_HASH}\n\t}" in site
+    assert "reverse_proxy webserver:3000" in site and site.index("basic_auth") < site.index("reverse_proxy")
+    assert "admin off" in caddyfile
+    # The code location's gRPC port and PostgreSQL stay on the compose network.
+    assert "ports" not in services["code_location"] and "ports" not in services["postgres"]
+
+
+def test_legal_rag_dev_binds_the_loopback_address_by_default():
+    from legal_rag_pipeline.cli import build_parser
+    from legal_rag_pipeline.commands.dev import dev_command
+
+    args = build_parser().parse_args(["dev"])
+    assert args.host == "127.0.0.1"
+    command = dev_command(args.host, args.port, REPO)
+    assert command[command.index("-h") + 1] == "127.0.0.1"
+    assert "0.0.0.0" not in command
 
 
 def test_deploy_dagster_yaml_reads_the_connection_from_env():
@@ -340,9 +373,21 @@ def test_docker_compose_config_validates(tmp_path):
     assert config["services"]["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"] == "change-me-long-random"
     assert config["services"]["code_location"]["volumes"][0]["read_only"] is True
 
+    assert "ports" not in config["services"]["webserver"]
+    assert [p["published"] for p in config["services"]["proxy"]["ports"]] == ["3000"]
+    assert config["services"]["proxy"]["environment"]["DAGSTER_UI_PASSWORD_HASH"] == (
+        "replace-with-the-output-of-caddy-hash-password"
+    )
+
     # Without the secrets the file refuses to start, naming the variable.
     empty = tmp_path / "empty.env"
     empty.write_text("")
     missing = subprocess.run([*base, "--env-file", str(empty), "config", "-q"], capture_output=True, text=True, env=env)
     assert missing.returncode != 0
     assert "DAGSTER_PG_PASSWORD" in missing.stderr or "QDRANT_API_KEY" in missing.stderr
+    # Nor without the UI's password: there is no way to start the UI unprotected.
+    lines = (DEPLOY / ".env.example").read_text().splitlines()
+    no_ui_password = tmp_path / "no-ui-password.env"
+    no_ui_password.write_text("\n".join(l for l in lines if not l.startswith("DAGSTER_UI_PASSWORD_HASH=")))
+    refused = subprocess.run([*base, "--env-file", str(no_ui_password), "config", "-q"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "DAGSTER_UI_PASSWORD_HASH" in refused.stderr
