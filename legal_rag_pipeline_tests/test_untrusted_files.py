@@ -234,6 +234,16 @@ def test_rows_cells_text_and_size_limits(folder):
     assert error.endswith("KB, over the 1,000 bytes limit for one file (MAX_FILE_BYTES)"), error
 
 
+def test_a_reader_that_needs_too_much_memory_fails_alone(folder):
+    data, state, _ = folder
+    (data / "lon.json").write_text("[" + ",".join(['{"page_content": "x"}'] * 1_000_000) + "]", encoding="utf-8")
+    outcome = read(data, state, "lon.json", max_reader_memory_bytes=256 * 1024 * 1024)
+    assert outcome.status == "failed"
+    assert outcome.error == "reading it needed more than the 256 MB memory limit (READ_MEMORY_BYTES)"
+    assert read(data, state, "luat.txt", max_reader_memory_bytes=256 * 1024 * 1024).status == "ok"
+    assert read(data, state / "2", "lon.json").status == "ok"  # the default limit (4 GiB) lets it through
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     from legal_rag_pipeline.errors import ConfigurationError
     from legal_rag_pipeline.settings import load_limits

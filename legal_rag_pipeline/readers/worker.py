@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 1 << 20
 # Variables the child keeps: locale and paths only. Tokens, keys and everything else stay in the parent.
-_KEEP_ENV = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT"}
+_KEEP_ENV = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT", "TESSDATA_PREFIX"}
 
 
 # ---------------------------------------------------------------------------- framing
@@ -88,6 +88,7 @@ class ReadWorker:
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
+        self._memory: int | None = None  # the child's address-space limit
         self._lock = threading.Lock()
 
     def _start(self, limits: Limits) -> None:
@@ -109,7 +110,7 @@ class ReadWorker:
             )
         finally:
             child.close()
-        self._sock = parent
+        self._sock, self._memory = parent, limits.max_reader_memory_bytes
 
     def stop(self) -> None:
         proc, sock = self._proc, self._sock
@@ -125,7 +126,7 @@ class ReadWorker:
         """Read the opened file ``fd`` into ``state_dir``'s raw.jsonl for ``source``: the child's answer
         ({"kind", "encoding", "records"}), or SourceFileError (its own, a timeout, a crash)."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
+            if self._proc is None or self._proc.poll() is not None or self._memory != limits.max_reader_memory_bytes:
                 self.stop()
                 self._start(limits)
             assert self._sock is not None and self._proc is not None
