@@ -13,6 +13,7 @@ from pathlib import Path
 from legal_rag_pipeline.errors import SourceFileError
 from legal_rag_pipeline.readers.formats import DOCUMENT_SUFFIXES, read_document_text
 from legal_rag_pipeline.readers.header import document_info
+from legal_rag_pipeline.readers.limits import Limits, use_limits
 from legal_rag_pipeline.text.chunking import chunk_text
 from legal_rag_pipeline.text.normalize import normalize_text
 
@@ -33,7 +34,8 @@ def main(argv: list[str]) -> int:
                 continue
         start = time.perf_counter()
         try:
-            read = read_document_text(path, source)
+            with use_limits(Limits(read_timeout_seconds=0)):  # no time limit here: OCR of a long scan runs to its end
+                read = read_document_text(path, source)
         except SourceFileError as exc:
             print(f"{source}\tFAILED {time.perf_counter() - start:.2f}s\t{exc}")
             continue

@@ -49,6 +49,9 @@ _NUMBER = re.compile(
     r"([A-ZĐ]{1,8}(?:\s?\d{1,2}(?![\d/]))?(?:\s?-\s?[A-ZĐ]{1,10}\d{0,2})*)(?![\wÀ-ỹ/])"
 )
 # "Số:", "Luật số:", and OCR's "sô:" / "so:"
+# Before 2000: "21-LCT/HĐNN8", "18-L/CTN", "102-SL/L-004"
+_OLD_NUMBER = re.compile(r"(?<![\w/])\d{1,5}\s*-\s*[A-ZĐ]{1,8}\s*/\s*[A-ZĐ]{1,10}\d{0,2}(?:-[A-ZĐ0-9]{1,6})*(?![\wÀ-ỹ/])")
+_PREAMBLE = re.compile(r"^(?:Căn cứ|Theo đề nghị|Xét đề nghị|Để |Thực hiện )", re.I)
 _NUMBER_LABEL = re.compile(r"(?:^|[\s(])(?:s[ốôoó]|S[ỐÔO])\s*(?:hiệu\s*)?:?\s*", re.I)
 _DATE_WORDS = re.compile(r"ngày\s+(\d{1,2})\s*(?:tháng|/|-)\s*(\d{1,2})\s*(?:năm|/|-)\s*((?:19|20)\d{2})", re.I)
 _DATE_NUMERIC = re.compile(r"ngày\s+(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*((?:19|20)\d{2})", re.I)
@@ -110,10 +113,12 @@ def _header_lines(lines: list[str]) -> list[str]:
 
 
 def parse_number(text: str) -> str | None:
-    """"Số: 99/ 1998/TT-BTC" → "99/1998/TT-BTC", "Luật số: 62/2006/QH 11" → "62/2006/QH11"."""
+    """"Số: 99/ 1998/TT-BTC" → "99/1998/TT-BTC", "Luật số: 62/2006/QH 11" → "62/2006/QH11", and the
+    older form "Số: 18-L/CTN" → "18-L/CTN"."""
     match = _NUMBER.search(text)
     if not match:
-        return None
+        old = _OLD_NUMBER.search(text)
+        return re.sub(r"\s+", "", old.group(0)) if old else None
     number, year, code = match.groups()
     code = re.sub(r"\s+", "", code)
     if re.fullmatch(r"AL\d+", code):  # "Án lệ số 43/2021/AL¹": a footnote mark glued to the code
@@ -122,18 +127,19 @@ def parse_number(text: str) -> str | None:
 
 
 def _find_number(header: list[str]) -> str | None:
-    for line in header:
+    """The first "Số: …" of the header ("Luật số:", "Nghị định của Chính phủ số …", "ÁN LỆ SỐ …"),
+    never one cited by the preamble ("Căn cứ Nghị quyết số 51/2001/QH10 …")."""
+    for i, line in enumerate(header):
+        if _PREAMBLE.match(line):
+            break
+        if len(line) > 300:
+            continue
         label = _NUMBER_LABEL.search(line)
         if label:
-            found = parse_number(line[label.end():])
+            rest = line[label.end():].strip()
+            found = parse_number(rest or (header[i + 1] if i + 1 < len(header) else ""))  # "Số:" / "64/2006/QH11"
             if found:
                 return found
-    for line in header[:15]:  # "Nghị định của Chính phủ số 114/2003/NĐ-CP" already covered; bare codes next
-        if _NATIONAL.search(line):
-            continue
-        found = parse_number(line)
-        if found and "/" in found and not found.split("/")[-1].isdigit():
-            return found
     return None
 
 

@@ -14,7 +14,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,16 +109,25 @@ def _write_pgm(bitmap: Any, path: Path) -> None:
     path.write_bytes(f"P5\n{width} {height}\n255\n".encode("ascii") + rows)
 
 
-def _ocr_page(pdf: Any, index: int, folder: Path, source: str) -> str:
+def _render(pdf: Any, index: int, folder: Path) -> Path:
+    """Page ``index`` as a grey 300-dpi image file (pdfium is not thread-safe: the caller's thread only)."""
     page = pdf[index]
-    bitmap = page.render(scale=OCR_DPI / 72, grayscale=True)
-    image = folder / f"page-{index + 1}.pgm"
-    _write_pgm(bitmap, image)
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    try:
+        bitmap = page.render(scale=OCR_DPI / 72, grayscale=True)
+        image = folder / f"page-{index + 1}.pgm"
+        _write_pgm(bitmap, image)
+        bitmap.close()
+    finally:
+        page.close()
+    return image
+
+
+def _tesseract(image: Path, index: int, source: str) -> str:
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # one page per core, run side by side
     try:
         result = subprocess.run(
             ["tesseract", str(image), "stdout", "-l", OCR_LANGUAGE, "--psm", "3"],
-            capture_output=True, text=True, timeout=OCR_PAGE_TIMEOUT_SECONDS, env=env,
+            capture_output=True, text=True, timeout=OCR_PAGE_TIMEOUT_SECONDS, env=env, check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise SourceFileError(source, f"OCR of page {index + 1} took over {OCR_PAGE_TIMEOUT_SECONDS} s",
@@ -131,14 +141,51 @@ def _ocr_page(pdf: Any, index: int, folder: Path, source: str) -> str:
 
 
 def _ocr(pdf: Any, pages: list[int], source: str) -> dict[int, str]:
+    """OCR of ``pages``: rendered one by one here, read by Tesseract on every core.
+
+    A read has a time limit (READ_TIMEOUT_SECONDS, readers/limits.py): once the first pages show how
+    fast OCR goes on this machine, a scan that cannot finish in time fails at once, with the limit
+    it needs, instead of being stopped at the end of it.
+    """
+    from .limits import current
+
     why = tesseract_ready()
     if why:
         raise SourceFileError(source, f"a scanned PDF without a text layer ({len(pages)} pages) and {why}",
                               _INSTALL_OCR)
-    workers = max(1, min(len(pages), (os.cpu_count() or 1)))
+    budget = current().read_timeout_seconds
+    workers = max(1, min(len(pages), os.cpu_count() or 1))
+    texts: dict[int, str] = {}
+    started = time.monotonic()
+
+    def collect(index: int, future: Future[str], pending: list[tuple[int, Future[str]]]) -> None:
+        texts[index] = future.result()
+        elapsed = time.monotonic() - started
+        if budget <= 0 or len(texts) < workers:
+            return  # the first pages ran side by side: their time says nothing yet
+        needed = elapsed / len(texts) * len(pages)
+        if needed > 0.9 * budget:
+            for _, other in pending:
+                other.cancel()
+            raise SourceFileError(
+                source,
+                f"a scanned PDF of {len(pages)} pages: OCR needs about {needed:.0f} s here "
+                f"({elapsed / len(texts):.1f} s a page), over the {budget:g}-second limit for reading one "
+                "file (READ_TIMEOUT_SECONDS)",
+                f"set READ_TIMEOUT_SECONDS to {int(needed * 1.5 / 60 + 1) * 60} or more and run again (the "
+                "result is cached: a scan is read once), or drop a PDF with a text layer",
+            )
+
     with tempfile.TemporaryDirectory(prefix="legal_rag_ocr_") as tmp, ThreadPoolExecutor(workers) as pool:
-        texts = list(pool.map(lambda i: _ocr_page(pdf, i, Path(tmp), source), pages))
-    return dict(zip(pages, texts))
+        pending: list[tuple[int, Future[str]]] = []
+        for index in pages:
+            image = _render(pdf, index, Path(tmp))
+            pending.append((index, pool.submit(_tesseract, image, index, source)))
+            if len(pending) >= 2 * workers:  # a few images on disk at a time (9 MB each)
+                collect(*pending.pop(0), pending)
+        while pending:
+            collect(*pending.pop(0), pending)
+    return texts
 
 
 _VIETNAMESE = re.compile("[ăâđêôơưĂÂĐÊÔƠƯạ-ỹẠ-Ỹàáãèéìíòóõùúýỳ]")
