@@ -130,6 +130,20 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(folder):
         os.open(data / "luat.txt", _OPEN_FLAGS)
 
 
+def test_readers_get_a_path_to_the_checked_descriptor_even_for_programs_they_start(folder):
+    """Readers that want a path (openpyxl, LibreOffice) get a link to the opened descriptor: swapping
+    the file afterwards changes nothing for them."""
+    import subprocess
+
+    data, _, outside = folder
+    with open_source(data, "luat.txt") as handle, worker._path_for(handle.fd, ".txt") as path:
+        (data / "luat.txt").unlink()
+        (data / "luat.txt").symlink_to(outside / "bi-mat.txt")
+        assert path.suffix == ".txt"
+        assert path.read_text(encoding="utf-8") == LAW
+        assert subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout.decode() == LAW
+
+
 def test_the_sensor_stats_through_the_same_gate(folder):
     data, _, outside = folder
     (data / "link.txt").symlink_to(outside / "bi-mat.txt")

@@ -226,14 +226,15 @@ def _counted(rows, source: str, limits: Limits):
 
 class _path_for:
     """A path with the file's extension that opens exactly the descriptor's file: a link in a private
-    folder to /proc/self/fd/N (Linux), so readers that want a path never re-resolve the original name."""
+    folder to /proc/<pid>/fd/N (Linux), so readers that want a path never re-resolve the original name."""
 
     def __init__(self, fd: int, suffix: str) -> None:
         self.fd, self.suffix = fd, suffix
         self.folder: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> Path:
-        proc = Path(f"/proc/self/fd/{self.fd}")
+        # /proc/<pid>, not /proc/self: a program a reader starts on this path (LibreOffice) opens our descriptor too
+        proc = Path(f"/proc/{os.getpid()}/fd/{self.fd}")
         if not proc.exists():  # not Linux: the checked real path (the parent compares the stat after reading)
             return Path(_fd_path_fallback(self.fd))
         self.folder = tempfile.TemporaryDirectory(prefix="legal-rag-read-")
