@@ -300,6 +300,10 @@ def test_legal_rag_dev_binds_the_loopback_address_by_default():
     command = dev_command(args.host, args.port, REPO)
     assert command[command.index("-h") + 1] == "127.0.0.1"
     assert "0.0.0.0" not in command
+    from legal_rag_pipeline.commands.dev import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None
+    assert "Dagster OSS has no login" in exposure_warning("0.0.0.0")
 
 
 def test_deploy_dagster_yaml_reads_the_connection_from_env():

@@ -41,6 +41,19 @@ def dev_command(host: str, port: int, cwd: Path | None = None) -> list[str]:
     return [sys.executable, "-m", "dagster", "dev", *target, "-h", host, "-p", str(port)]
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def exposure_warning(host: str) -> str | None:
+    """The warning printed when the UI is bound beyond this machine (Dagster OSS has no login)."""
+    if host in LOOPBACK:
+        return None
+    return (
+        f"Warning: --host {host} makes the UI reachable from other machines, and Dagster OSS has no login: "
+        "anyone who reaches it can launch runs. Keep 127.0.0.1 and use an SSH tunnel, or deploy/ (password proxy)."
+    )
+
+
 def run_dev(args: argparse.Namespace, settings) -> int:
     import dagster as dg
 
@@ -53,6 +66,9 @@ def run_dev(args: argparse.Namespace, settings) -> int:
     finally:
         instance.dispose()
     command = dev_command(args.host, args.port)
+    warning = exposure_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"DAGSTER_HOME={home}\n{' '.join(command[1:])}  ->  http://{args.host}:{args.port}", flush=True)
     os.execv(command[0], command)  # replaces this process: Ctrl-C reaches dagster dev directly
     return 0  # not reached
