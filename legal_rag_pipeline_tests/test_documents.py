@@ -156,6 +156,7 @@ def test_vbpl_pages_join_headings_split_by_anchors(docs):
     _, chunks = _read(docs / "html/vbpl-new-layout-doc_000002.html")
     first = next(c for c in chunks if c.metadata.get("article") == "1")
     assert first.metadata["chapter"] == "Chương I — NHỮNG QUY ĐỊNH CHUNG"
+    assert first.metadata["law"] == "Luật Hoạt động giám sát của Quốc hội và Hội đồng nhân dân"
     assert not any("font-family" in c.text or "{" in c.text for c in chunks)  # none of the 1 MB of CSS
 
 

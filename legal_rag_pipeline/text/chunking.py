@@ -93,8 +93,13 @@ _DOC_KINDS = {
     "QUYẾT ĐỊNH": "Quyết định",
 }
 _KIND_LINE = re.compile(r"(BỘ LUẬT|LUẬT|HIẾN PHÁP|PHÁP LỆNH|NGHỊ ĐỊNH|NGHỊ QUYẾT|THÔNG TƯ|QUYẾT ĐỊNH)\b\s*(.*)$")
-_NAME_CUT = re.compile(r"\s+(?:SỐ\s*:?\s*\d|CỦA QUỐC HỘI|NGÀY\s+\d|\(|,?\s*KHO[AÁ]\s+[IVXLC]+).*$")
-_PROPER = [("việt nam", "Việt Nam"), ("hồ chí minh", "Hồ Chí Minh"), ("quốc hội", "Quốc hội")]
+# "CỦA QUỐC HỘI" is cut where it starts the old header's tail ("… CỦA QUỐC HỘI NƯỚC …", "… SỐ …"), not
+# inside a name ("HOẠT ĐỘNG GIÁM SÁT CỦA QUỐC HỘI VÀ HỘI ĐỒNG NHÂN DÂN", from the vbpl.vn page too).
+_NAME_CUT = re.compile(
+    r"\s+(?:SỐ\s*:?\s*\d|CỦA QUỐC HỘI(?=\s+(?:NƯỚC|KH[OÓ][AÁ]|SỐ|NGÀY)|\s*$)|NGÀY\s+\d|\(|,?\s*KHO[AÁ]\s+[IVXLC]+).*$"
+)
+_PROPER = [("việt nam", "Việt Nam"), ("hồ chí minh", "Hồ Chí Minh"), ("quốc hội", "Quốc hội"),
+           ("hội đồng nhân dân", "Hội đồng nhân dân")]
 
 
 def _clean_name(name: str) -> str:
