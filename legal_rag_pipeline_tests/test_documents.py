@@ -19,7 +19,7 @@ import pytest
 from legal_rag_pipeline.errors import SourceFileError
 from legal_rag_pipeline.readers import read_document
 from legal_rag_pipeline.readers.formats import read_document_text, sniff
-from legal_rag_pipeline.readers.header import document_info, parse_number
+from legal_rag_pipeline.readers.header import document_info, number_key, parse_number
 from legal_rag_pipeline.readers.legacy import TCVN3, VNI, convert, convert_run, guess_encoding
 from legal_rag_pipeline.readers.scan import is_ignored
 from legal_rag_pipeline.text.chunking import chunk_text
@@ -290,6 +290,9 @@ def test_header_metadata_of_the_real_laws():
     assert complete >= 0.97 * len(laws), complete
     assert mismatched == [("Luat-thue-tieu-thu-dac-biet-2008-26-2008-QH12-82198.txt", "27/2008/QH12")]
     assert parse_number("Số: 18-L/CTN") == "18-L/CTN"
+    assert number_key("91 / 2015 / qh13") == "91/2015/QH13"
+    assert number_key("19/2019/ND-CP") == number_key("19/2019/NĐ-CP") == "19/2019/NĐ-CP"
+    assert number_key("01/2019/NQ-HDTP") == "01/2019/NQ-HĐTP"
 
 
 # ------------------------------------------------------------------------------------- docx details

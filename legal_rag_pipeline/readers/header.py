@@ -17,6 +17,7 @@ Luật …"). ``document_info`` works on normalised text (NFC, stripped lines), 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 # The fields ``document_info`` returns: chunk metadata and flat payload fields next to ``law``, ``article``.
@@ -124,6 +125,23 @@ def parse_number(text: str) -> str | None:
     if re.fullmatch(r"AL\d+", code):  # "Án lệ số 43/2021/AL¹": a footnote mark glued to the code
         code = "AL"
     return "/".join(p for p in (number, year, code) if p)
+
+
+def number_key(number: str) -> str:
+    """A document number as a comparable key: "91/2015/qh13", "91 / 2015 / QH13" → "91/2015/QH13";
+    "19/2019/ND-CP" (typed without Đ, as datasets often are) → "19/2019/NĐ-CP". For matching an
+    ALQAC ``law_id`` or a ``--number`` filter against the ``number`` payload field."""
+    key = re.sub(r"\s+", "", unicodedata.normalize("NFC", number or "")).upper()
+    parts = key.split("/")
+    if len(parts) > 1:
+        code = parts[-1]
+        for plain, proper in (("ND-", "NĐ-"), ("QD-", "QĐ-"), ("-HDTP", "-HĐTP"), ("-HDND", "-HĐND"),
+                              ("-HDNN", "-HĐNN")):
+            code = code.replace(plain, proper)
+        if code in ("ND", "QD"):
+            code = code[0] + "Đ"
+        parts[-1] = code
+    return "/".join(parts)
 
 
 def _find_number(header: list[str]) -> str | None:
