@@ -15,7 +15,8 @@ Scenarios:
   d  the old approach: one ``InferenceClient.feature_extraction`` call per text, sequential, against
      the same server; timed on a fixed random sample of the corpus texts (--old-sample, seed 0) and
      extrapolated to all texts (--old-sample 0 runs every text: about an hour)
-Also: raw qdrant-client write throughput vs the pipeline's write path for the same points, and a
+Also: raw ``EdgeShard.update`` throughput vs the pipeline's write path for the same points, search
+latency over the ingested collection (in process, and a cold ``legal-rag search``), and a
 generated 100,000-row Excel sheet (streamed reading: peak memory of read+chunk at 10k vs 100k rows,
 and of a full bm25-only ingest of the 100k rows).
 
@@ -227,9 +228,8 @@ def old_approach(server, env, work, state, sample: int, seed: int = 0) -> Result
 QDRANT_WRITE = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-import numpy as np
 sys.path.append(sys.argv[4])
-from qdrant_client import QdrantClient, models
+import qdrant_edge as qe
 from legal_rag_pipeline import ingest
 from legal_rag_pipeline.artifacts import FileArtifacts
 from legal_rag_pipeline.resources.qdrant import QdrantStore, SPARSE_NAME
@@ -247,27 +247,28 @@ for status in sorted((state / "files").glob("*/status.json")):
     if len(records) >= n:
         break
 where = tempfile.mkdtemp(dir=sys.argv[5])
-if mode.startswith("raw"):
-    client = QdrantClient(path=where)
-    client.create_collection("c", vectors_config=models.VectorParams(size=768, distance=models.Distance.COSINE),
-        sparse_vectors_config={SPARSE_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)})
-    if mode == "raw_wal":
-        db = client._client.collections["c"].storage.storage
-        db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=NORMAL")
-    structs = [models.PointStruct(id=r.id, vector={"": list(r.vector),
-               SPARSE_NAME: models.SparseVector(indices=r.sparse[0], values=r.sparse[1])}, payload=r.payload)
-               for r in records]
+if mode == "raw_edge":
+    # the same points as Edge's own Point objects, written with EdgeShard.update in batches of 1024
+    shard = qe.EdgeShard.create(where + "/shard", qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=768, distance=qe.Distance.Cosine),
+        sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}))
+    points = [qe.Point(id=r.id, vector={"": r.vector.tolist(), SPARSE_NAME: qe.SparseVector(indices=r.sparse[0],
+              values=r.sparse[1])}, payload=r.payload) for r in records]
     started = time.perf_counter()
-    for s in range(0, len(structs), 512):
-        client.upsert("c", points=structs[s:s + 512], wait=True)
+    for s in range(0, len(points), 1024):
+        shard.update(qe.UpdateOperation.upsert_points(points[s:s + 1024]))
+    shard.flush()
     seconds = time.perf_counter() - started
-    client.close()
+    shard.close()
 else:
-    store = QdrantStore(path=where)
+    # the pipeline's write path: PointRecords through the store (conversion included)
+    store = QdrantStore(path=where, engine="client" if mode == "pipeline_client" else "edge")
     with store.connect() as collection:
         collection.ensure(768, model)
         started = time.perf_counter()
         collection.upsert(records)
+        if mode == "pipeline":
+            collection.shard().flush()
         seconds = time.perf_counter() - started
 print(json.dumps({"mode": mode, "points": len(records), "seconds": seconds}))
 """
@@ -275,7 +276,7 @@ print(json.dumps({"mode": mode, "points": len(records), "seconds": seconds}))
 
 def qdrant_write(env, work, state, points: int) -> dict:
     out = {}
-    for mode in ("raw", "raw_wal", "pipeline"):
+    for mode in ("raw_edge", "pipeline"):
         log = work / f"qdrant_{mode}.log"
         wall, rss, code = run_measured(
             [sys.executable, "-c", QDRANT_WRITE, str(state), str(points), mode, str(REPO), str(work)], env, work, log
@@ -285,10 +286,69 @@ def qdrant_write(env, work, state, points: int) -> dict:
             continue
         measured = json.loads(summary_line(log))
         rate = measured["points"] / measured["seconds"]
-        out[mode] = {"points": measured["points"], "seconds": round(measured["seconds"], 2), "points_per_s": round(rate, 1)}
+        out[mode] = {"points": measured["points"], "seconds": round(measured["seconds"], 2), "points_per_s": round(rate, 1),
+                     "peak_rss_mb": round(rss, 1)}
         print(f"  qdrant {mode}: {measured['points']} points in {measured['seconds']:.1f}s = {rate:.0f} points/s", flush=True)
-    if "raw" in out and "pipeline" in out:
-        out["pipeline_vs_raw"] = round(out["raw"]["seconds"] / out["pipeline"]["seconds"], 2)
+    if "raw_edge" in out and "pipeline" in out:
+        out["pipeline_over_raw"] = round(out["pipeline"]["seconds"] / out["raw_edge"]["seconds"], 2)
+    return out
+
+
+SEARCH = r"""
+import json, random, sys, time
+from pathlib import Path
+sys.path.append(sys.argv[3])
+from legal_rag_pipeline.artifacts import FileArtifacts
+from legal_rag_pipeline.resources.qdrant import QdrantStore
+from legal_rag_pipeline.search import search
+
+qdrant, questions, n = sys.argv[1], json.loads(Path(sys.argv[2]).read_text(encoding="utf-8")), int(sys.argv[4])
+texts = [q["text"] for q in questions]
+texts = (texts * (n // len(texts) + 1))[:n]
+out = {}
+with QdrantStore(path=qdrant).connect() as collection:
+    started = time.perf_counter()
+    collection.count()
+    out["open_s"] = time.perf_counter() - started
+    dense = collection.dense_size()
+    # dense query vectors: the collection's own vectors (what the embedder returns is not what is timed)
+    vectors = [p.dense for p in collection.iter_points(fields=False, vectors=True, batch=1024)][:n] if dense else []
+    for mode in (["bm25", "hybrid"] if dense else ["bm25"]):
+        started = time.perf_counter()
+        for i, text in enumerate(texts):
+            search(collection, text, 5, dense_vector=vectors[i % len(vectors)] if mode == "hybrid" else None)
+        seconds = time.perf_counter() - started
+        out[mode] = {"queries": len(texts), "seconds": round(seconds, 2), "ms_per_query": round(1000 * seconds / len(texts), 2)}
+print(json.dumps(out))
+"""
+
+
+def search_scenarios(env, work, state, questions: Path, n: int) -> dict:
+    """In-process latency of ``search`` over the collection, and a cold ``legal-rag search`` as a user runs it."""
+    out: dict = {}
+    log = work / "search.log"
+    wall, rss, code = run_measured(
+        [sys.executable, "-c", SEARCH, str(state / "qdrant"), str(questions), str(REPO), str(n)], env, work, log
+    )
+    if code != 0:
+        print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+        return out
+    out.update(json.loads(summary_line(log)))
+    out["peak_rss_mb"] = round(rss, 1)
+    first = json.loads(questions.read_text(encoding="utf-8"))[0]["text"]
+    wall, rss, code = run_measured([sys.executable, "-m", "legal_rag_pipeline.cli", "search", first], env, work,
+                                   work / "search_cold.log")
+    out["cold_cli_s"] = round(wall, 2)
+    out["cold_cli_peak_rss_mb"] = round(rss, 1)
+    out["cold_cli_exit"] = code
+    qfile = work / "queries.txt"
+    texts = [q["text"].replace("\n", " ") for q in json.loads(questions.read_text(encoding="utf-8"))]
+    qfile.write_text("\n".join((texts * (n // len(texts) + 1))[:n]), encoding="utf-8")
+    wall, rss, code = run_measured([sys.executable, "-m", "legal_rag_pipeline.cli", "search", "--queries-file", str(qfile),
+                                    "--json"], env, work, work / "search_file.log")
+    out["cli_queries_file"] = {"queries": n, "wall_s": round(wall, 2), "exit": code,
+                               "ms_per_query_incl_startup": round(1000 * wall / n, 2)}
+    print(f"  search: {json.dumps(out)}", flush=True)
     return out
 
 
@@ -362,7 +422,8 @@ def machine() -> dict:
         mem = f"{kb / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         pass
-    packages = {p: version(p) for p in ("dagster", "qdrant-client", "huggingface_hub", "numpy", "openpyxl")}
+    packages = {p: version(p) for p in ("dagster", "qdrant-edge-py", "qdrant-client", "huggingface_hub", "numpy",
+                                        "openpyxl")}
     return {"cpu": cpu, "cores": os.cpu_count(), "ram": mem, "python": platform.python_version(),
             "os": platform.platform(), "packages": packages, "load_before": os.getloadavg()}
 
@@ -376,6 +437,68 @@ def table(results: list[Result]) -> str:
             f"{r.texts_per_request:>9.1f} {r.peak_rss_mb:>8.0f}"
         )
     return "\n".join(lines)
+
+
+def markdown(report: dict, command: str) -> str:
+    """The run as a Markdown section of RESULTS.md: command, machine and load, every figure."""
+    m = report["machine"]
+    lines = [
+        f"### {report['mode']} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']}, Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + "  ",
+        f"Load average before {tuple(round(x, 2) for x in m['load_before'])}, after "
+        f"{tuple(round(x, 2) for x in report['load_after'])} (shared machine: compare figures of one run only).",
+        "",
+        "| scenario | wall s | texts | embedded | requests | texts/req | peak RSS MB | exit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["scenarios"]:
+        lines.append(
+            f"| {r['name']} | {r['wall_s']:,} | {r['texts']:,} | {r['embedded']:,} | {r['requests']:,} | "
+            f"{r['texts_per_request']} | {r['peak_rss_mb']:,} | {r['exit_code']} |"
+        )
+    lines.append("")
+    ratios = [f"(b)/(a) = {report['b_over_a']:.1%}", f"(c)/(a) = {report['c_over_a']:.1%}"]
+    if "ratio_d_over_a" in report:
+        ratios.insert(0, f"**(d)/(a) = {report['ratio_d_over_a']}×** ((d): {report['scenarios'][3]['note']})")
+    lines += ["- " + "; ".join(ratios)]
+    if report.get("qdrant_write"):
+        w = report["qdrant_write"]
+        lines.append(
+            "- write path, the same corpus points: "
+            + ", ".join(f"{k} {v['points']:,} points in {v['seconds']} s ({v['points_per_s']:,.0f}/s, peak "
+                        f"{v['peak_rss_mb']:,} MB)" for k, v in w.items() if isinstance(v, dict))
+            + (f"; pipeline / raw `EdgeShard.update` = **{w['pipeline_over_raw']}×**" if "pipeline_over_raw" in w else "")
+        )
+    if report.get("search"):
+        q = report["search"]
+        parts = [f"{k}: {v['ms_per_query']} ms/query over {v['queries']} queries" for k, v in q.items()
+                 if isinstance(v, dict) and "ms_per_query" in v]
+        lines.append(
+            f"- search (in process, top 5, one hit per article): {'; '.join(parts)}; opening the collection "
+            f"{q.get('open_s', 0):.2f} s; cold `legal-rag search` {q.get('cold_cli_s')} s (peak "
+            f"{q.get('cold_cli_peak_rss_mb')} MB); `legal-rag search --queries-file` with "
+            f"{q.get('cli_queries_file', {}).get('queries')} queries {q.get('cli_queries_file', {}).get('wall_s')} s "
+            "including start-up"
+        )
+    if report.get("excel"):
+        lines.append("- Excel: " + "; ".join(f"{k}: {v}" for k, v in report["excel"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def write_results(path: Path, key: str, section: str) -> None:
+    """Replace this mode's section of RESULTS.md (between markers), keeping the rest of the page."""
+    start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
+    block = f"{start}\n{section}{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def reuse(args) -> int:
@@ -404,7 +527,12 @@ def main(argv=None) -> int:
     parser.add_argument("--old-sample", type=int, default=1000, help="texts timed for scenario d (0: all)")
     parser.add_argument("--qdrant-points", type=int, default=5000, help="points for the write-path comparison (0: skip)")
     parser.add_argument("--excel-rows", type=int, default=100_000, help="rows of the generated sheet (0: skip)")
+    parser.add_argument("--questions", type=Path, default=REPO.parent / "shared" / "data" / "eval" / "alqac2023_train.json",
+                        help="questions for the search timing (repeated to --queries)")
+    parser.add_argument("--queries", type=int, default=520, help="queries timed (0: skip the search timing)")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md",
+                        help="the Markdown page whose section for this mode is rewritten (default benchmarks/RESULTS.md)")
     parser.add_argument("--profile", action="store_true", help="cProfile each ingest (.prof files in the work folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--reuse", type=Path, help="a work folder kept by an earlier run: time b and c again only")
@@ -438,6 +566,8 @@ def main(argv=None) -> int:
         results.append(ingest_scenario("b: re-ingest, nothing changed", server, env, work, state, profile_dir=profile_dir))
         what = change_one_article(data / CHANGED_LAW)
         results.append(ingest_scenario("c: re-ingest, one article changed", server, env, work, state, what, profile_dir))
+        if args.queries and args.questions.is_file():
+            report["search"] = search_scenarios(env, work, state, args.questions, args.queries)
         if server is not None:
             d = old_approach(server, env, work, state, args.old_sample)
             results.append(d)
@@ -462,6 +592,9 @@ def main(argv=None) -> int:
     print("\n" + json.dumps(report, ensure_ascii=False, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_results(args.results, "bm25-only" if args.bm25_only else "dense", markdown(report, command.strip()))
+    print(f"wrote {args.results}")
     if args.keep:
         print(f"kept {work}")
     else:

@@ -26,6 +26,8 @@ SPARSE_NAME = "bm25"
 INDEX_FIELDS = ["source", "embedding_model", "doc_sha256"]
 # Keyword payload indexes: the fields the pipeline filters, groups and facets by.
 KEYWORD_INDEXES = ("source", "law", "article", "embedding_model", "group_key")
+# Points per page when a whole collection is read (Edge: 16,384 reads 69,000 payloads in 1.7 s, 2,048 in 5 s).
+FULL_SCAN_BATCH = 16384
 # ``where``: every key must match; a list value matches any of its values.
 Where = dict[str, "str | Sequence[str]"]
 
@@ -223,7 +225,7 @@ class Collection(ABC):
         if sources is None or self.scores_in_python:
             # One pass over the collection where filters are evaluated in Python anyway.
             wanted = None if sources is None else set(sources)
-            for point in self.iter_points(fields=INDEX_FIELDS):
+            for point in self.iter_points(fields=INDEX_FIELDS, batch=FULL_SCAN_BATCH):
                 source = point.payload.get("source")
                 if wanted is None or source in wanted:
                     result[source][point.id] = point.payload
@@ -241,7 +243,7 @@ class Collection(ABC):
         if not self.scores_in_python:
             return {source: self.count(source) for source in sources}
         counts = dict.fromkeys(sources, 0)
-        for point in self.iter_points(fields=["source"]):
+        for point in self.iter_points(fields=["source"], batch=FULL_SCAN_BATCH):
             source = point.payload.get("source")
             if source in counts:
                 counts[source] += 1
