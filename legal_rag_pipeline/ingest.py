@@ -23,7 +23,6 @@ import numpy as np
 
 from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .errors import MassDeletionRefused, PipelineError, SourceFileError
-from .settings import load_limits
 from .paths import open_source
 from .readers import scan_data_dir
 from .readers.header import DOCUMENT_FIELDS, document_info
@@ -31,6 +30,7 @@ from .readers.limits import Limits, check_file_size
 from .readers.worker import read_isolated
 from .records import Chunk, Row, SkippedRow
 from .resources.qdrant import Collection, PointRecord
+from .settings import load_limits
 from .text.chunking import chunk_rows, chunk_text
 from .text.lexical import document_sparse_vector
 from .text.normalize import normalize_text

@@ -23,6 +23,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Self
 
 from .errors import SourceFileError
 
@@ -134,7 +135,7 @@ class SourceFile:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> SourceFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -59,7 +59,7 @@ def docx_zip_bomb(path: Path, expanded: int = 300 * MiB) -> Path:
 def docx_billion_laughs(path: Path) -> Path:
     """document.xml declares ten levels of entities, ten times each: 10^9 "lol"s if expanded."""
     entities = '<!ENTITY lol0 "lol">' + "".join(
-        f'<!ENTITY lol{i} "{("&lol%d;" % (i - 1)) * 10}">' for i in range(1, 10)
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
     )
     xml = (
         f'<?xml version="1.0"?><!DOCTYPE w:document [{entities}]>'

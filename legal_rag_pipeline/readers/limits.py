@@ -51,7 +51,7 @@ class Limits:
     max_reader_memory_bytes: int = 4096 * MiB  # READ_MEMORY_BYTES: address space of the reading process
 
 
-_current: contextvars.ContextVar[Limits] = contextvars.ContextVar("legal_rag_limits", default=Limits())
+_current: contextvars.ContextVar[Limits] = contextvars.ContextVar("legal_rag_limits", default=Limits())  # noqa: B039 - frozen
 
 
 def current() -> Limits:
@@ -229,7 +229,7 @@ def pdf_page_count(handle: IO[bytes]) -> int:
             count = max(count, len(document))
         finally:
             document.close()
-    except Exception:  # noqa: BLE001 - not installed, or a damaged PDF: the byte count stands
+    except Exception:  # noqa: BLE001, S110 - not installed, or a damaged PDF: the byte count stands
         pass
     handle.seek(0)
     return count

@@ -294,7 +294,7 @@ def main(sock_fd: int, max_memory: int) -> None:
             }
         except RecursionError:
             answer = {"error": "it is nested too deeply to be read", "fix": "save it again in a flatter form"}
-        except Exception:  # a bug: the parent logs the trace and fails this file only
+        except Exception:  # noqa: BLE001 - a bug: the parent logs the trace and fails this file only
             answer = {"bug": traceback.format_exc()[-20000:]}
         finally:
             if fd is not None:
