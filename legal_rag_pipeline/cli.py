@@ -53,8 +53,13 @@ def _cheap_sqlite_commits() -> None:
     _SQLITE_TUNED = True
 
 
-def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
-    """Materialise the four assets for every file of the data folder in one recorded run."""
+def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = False, out=None) -> int:
+    """Plan, then materialise the four assets for the files that changed in one recorded run.
+
+    The plan (planning.py) compares the folder with what was last synced: a run covers the new,
+    changed and previously failed files (the contiguous partition range holding them), and none is
+    launched when nothing changed. ``everything`` (``--all``) runs every file on purpose.
+    """
     out = out or sys.stdout
     _cheap_sqlite_commits()
 
@@ -63,6 +68,7 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
     from .definitions import build_definitions
     from .instance import get_instance
     from .partitions import source_files
+    from .planning import partition_span
     from .readers import scan_data_dir
     from .reporting import summary_text
 
@@ -96,12 +102,29 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
             file=out,
         )
     ordered = instance.get_dynamic_partitions(source_files.name)
+    span = (ordered[0], ordered[-1])
+    plan = None if everything else _plan(settings, scan.files, state_dir)
+    if plan is not None:
+        targets = plan.to_run
+        if not targets:
+            if plan.vanished:
+                return _prune_only(settings, confirm_delete, out)
+            print(
+                f"Nothing changed since the last run: {len(plan.unchanged)} files in sync with "
+                f"{settings.collection_name}; no run launched (`legal-rag ingest --all` runs every file).",
+                file=out,
+            )
+            return EXIT_OK
+        span = partition_span(ordered, targets) or span
+        print(f"Plan: {plan.summary()}.", file=out)
+    first, last = ordered.index(span[0]), ordered.index(span[1])
+    run_keys = set(ordered[first : last + 1])
     job = defs.resolve_job_def("ingest_job")
     result = job.execute_in_process(
         instance=instance,
         tags={
-            "dagster/asset_partition_range_start": ordered[0],
-            "dagster/asset_partition_range_end": ordered[-1],
+            "dagster/asset_partition_range_start": span[0],
+            "dagster/asset_partition_range_end": span[1],
             "legal_rag/trigger": "cli",
         },
         run_config={
@@ -111,7 +134,7 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
         },
         raise_on_error=False,
     )
-    summaries = ingest.file_summaries(keys, state_dir, result.run_id)
+    summaries = ingest.file_summaries([k for k in keys if k in run_keys], state_dir, result.run_id)
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]
@@ -127,10 +150,29 @@ def run_ingest(settings, *, confirm_delete: bool = False, out=None) -> int:
     print(
         f"{total - len(failed_files)} of {total} files ingested into {settings.collection_name}"
         + (f"; {len(failed_files)} failed (see above)" if failed_files else "")
+        + (f"; {len(keys) - total} other files unchanged since their last sync" if len(keys) > total else "")
         + f". Run {result.run_id[:8]} is recorded in {os.environ['DAGSTER_HOME']}.",
         file=out,
     )
     return EXIT_FAILED if failed_files else EXIT_OK
+
+
+def _plan(settings, files, state_dir: Path):
+    """The ingest plan, or None (run every file) when the collection cannot be looked at cheaply."""
+    from . import ingest
+    from .definitions import build_embedder, build_store
+    from .planning import plan_ingest
+
+    store = build_store(settings, resolve=True)
+    model = ingest.BM25_ONLY_MODEL if settings.dense_backend == "none" else build_embedder(settings).model_id()
+    try:
+        with store.connect(lazy=True) as collection:
+            physical = collection.physical_name()
+    except Exception:  # noqa: BLE001 - the run itself reports what is wrong with the store
+        return None
+    plan = plan_ingest(Path(settings.data_dir), files, state_dir, model=model, location=store.location(),
+                       physical=physical, token_budget=settings.token_budget)
+    return None if plan.full else plan
 
 
 def _run_failure(result) -> str:
@@ -212,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legal-rag", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", help="ingest every file of the data folder (recorded as a Dagster run)")
+    p = sub.add_parser("ingest", help="ingest the new and changed files of the data folder (recorded as a Dagster run)")
     p.add_argument("--data", help="data folder (default: DATA_DIR or ./data)")
+    p.add_argument("--all", action="store_true", help="run every file, not only the new, changed and failed ones")
     p.add_argument("--confirm-delete", action="store_true", help="allow a run that deletes over half the collection")
 
     p = sub.add_parser("search", help="search the collection")
@@ -247,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args) if getattr(args, "needs_settings", True) else None
         if args.command == "ingest":
-            return run_ingest(settings, confirm_delete=args.confirm_delete)
+            return run_ingest(settings, confirm_delete=args.confirm_delete, everything=args.all)
         if args.command == "search":
             queries = [args.query] if args.query else []
             if args.queries_file:

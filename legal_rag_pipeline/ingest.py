@@ -473,6 +473,11 @@ def sync_stage(
     for source in known_vanished or []:  # no points left (removed by an earlier run): drop the artifacts
         if source not in plan.vanished:
             FileArtifacts(state_dir, source).remove()
+    if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
+        keep = set(sources) | set(plan.vanished)
+        for source in known_sources(state_dir):
+            if source not in present and source not in keep:
+                FileArtifacts(state_dir, source).remove()
 
     for source, outcome in outcomes.items():
         art = FileArtifacts(state_dir, source)

@@ -37,7 +37,9 @@ class PipelineEnv:
         out = io.StringIO()
         from legal_rag_pipeline.settings import load_settings
 
-        code = cli.run_ingest(load_settings(), confirm_delete="--confirm-delete" in args, out=out)
+        code = cli.run_ingest(
+            load_settings(), confirm_delete="--confirm-delete" in args, everything="--all" in args, out=out
+        )
         return code, out.getvalue()
 
     def main(self, *argv: str, capsys: pytest.CaptureFixture | None = None) -> int:

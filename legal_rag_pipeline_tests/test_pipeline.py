@@ -64,7 +64,34 @@ def test_full_ingest_then_unchanged_rerun_embeds_nothing(env, embeddings_server)
     assert code == 0, out
     assert embeddings_server.count() == 0
     assert env.points() == points
-    assert "unchanged" in out
+    assert "Nothing changed since the last run: 3 files in sync" in out and "no run launched" in out
+
+    # --all runs every file on purpose: each is read (hashed) again and found unchanged
+    code, out = env.ingest("--all")
+    assert code == 0, out
+    assert out.count("unchanged") == 3 and embeddings_server.count() == 0
+    assert env.points() == points
+
+
+def test_plan_runs_only_the_changed_file_and_the_ones_that_failed(env):
+    (env.data / "luat-hong.txt").write_bytes(b"\x00\x01\x02 not text")
+    code, out = env.ingest()
+    assert code == 1 and "luat-hong.txt" in out
+    law = env.data / "luat-mau-cu-tru.txt"
+    law.write_text(law.read_text(encoding="utf-8").replace("02 năm", "03 năm"), encoding="utf-8")
+    code, out = env.ingest()
+    assert "Plan: 2 unchanged, 1 changed, 0 new, 1 failed last time, 0 removed." in out, out
+    assert "luat-mau-giao-thong.txt" not in out and "hoi-dap-mau.xlsx" not in out.split("Plan:")[1].split("\n", 1)[1]
+    assert "luat-mau-cu-tru.txt" in out and "luat-hong.txt" in out
+    os_touch = law.stat()
+    import os
+
+    os.utime(law, ns=(os_touch.st_atime_ns, os_touch.st_mtime_ns + 10**9))  # touched, not changed
+    (env.data / "luat-hong.txt").unlink()
+    code, out = env.ingest()
+    assert code == 0 and "Removed the points of" in out, out
+    code, out = env.ingest()
+    assert code == 0 and "Nothing changed since the last run: 3 files in sync" in out, out
 
 
 def test_changed_file_reembeds_only_changed_chunks(env, embeddings_server):

@@ -1,0 +1,132 @@
+"""Plan an ingest before running it: which files changed since their last sync, which are new,
+which failed last time, which vanished. Plain functions over the data folder and the state folder.
+
+A file is *in sync* when everything its points depend on is as it was at its last successful sync:
+
+* its bytes: the stat (size, modification time) equals the one recorded when it was read; when the
+  stat moved, its content is hashed and compared (a file touched but not changed stays in sync, and
+  its new stat is recorded so the next plan does not hash it again);
+* the reader and chunker versions and the token budget its chunks were made with;
+* its last run: no stage failed or was skipped;
+* its sync marker (``ingest._sync_mark``): same chunks file, model, store and physical collection.
+
+The whole plan is void (every file runs) when the collection was not compared in full with the
+folder recently (``ingest.VERIFY_AFTER_SECONDS``), like the sync stage itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ingest
+from .artifacts import FileArtifacts, known_sources
+from .errors import PipelineError
+
+
+@dataclass
+class IngestPlan:
+    unchanged: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # failed or not finished in their last run
+    vanished: list[str] = field(default_factory=list)  # in the state folder, no longer in the data folder
+    full: bool = False  # every file runs: the collection is due for a full comparison
+    reason: str = ""
+
+    @property
+    def to_run(self) -> list[str]:
+        return sorted({*self.changed, *self.new, *self.failed})
+
+    def summary(self) -> str:
+        parts = [f"{len(self.unchanged)} unchanged", f"{len(self.changed)} changed", f"{len(self.new)} new",
+                 f"{len(self.failed)} failed last time", f"{len(self.vanished)} removed"]
+        return ", ".join(parts)
+
+
+def partition_span(order: Sequence[str], keys: Sequence[str]) -> tuple[str, str] | None:
+    """The smallest contiguous range of ``order`` (the partitions' order) holding every key."""
+    wanted = set(keys)
+    positions = [i for i, key in enumerate(order) if key in wanted]
+    if not positions:
+        return None
+    return order[min(positions)], order[max(positions)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_in_sync(
+    art: FileArtifacts, path: Path, *, model: str, location: str, physical: str | None, token_budget: int
+) -> bool | None:
+    """True: in sync; False: changed; None: never ingested (new)."""
+    document = art.document()
+    if not document or not document.get("sha256"):
+        return None
+    if document.get("reader_version") != ingest.READER_VERSION:
+        return False
+    if document.get("chunked") != f"{ingest.CHUNKER_VERSION}:{token_budget}:{document['sha256']}":
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False  # it runs, and its read says what is wrong
+    if (st.st_size, st.st_mtime_ns) != (document.get("size"), document.get("mtime_ns")):
+        if st.st_size != document.get("size") or _sha256(path) != document["sha256"]:
+            return False
+        art.write_document({**document, "mtime_ns": st.st_mtime_ns})  # touched, not changed
+    mark = ingest._sync_mark(art, model, location, physical)
+    return mark is not None and art.synced() == mark
+
+
+def last_run_failed(art: FileArtifacts) -> bool:
+    status = art.status()
+    if not status:
+        return True
+    return any((status.get(stage) or {}).get("status") in {None, "failed", "skipped"} for stage in ingest.STAGES)
+
+
+def plan_ingest(
+    data_dir: Path,
+    files: dict[str, Path],
+    state_dir: Path,
+    *,
+    model: str,
+    location: str,
+    physical: str | None,
+    token_budget: int,
+) -> IngestPlan:
+    """Compare the folder's ``files`` (key → path, from the scan) with what was last synced."""
+    plan = IngestPlan()
+    state = ingest._read_sync_state(state_dir)
+    if physical is None:
+        plan.full, plan.reason = True, "there is no collection yet"
+    elif state.get("location") != location or state.get("collection") != physical:
+        plan.full, plan.reason = True, "the collection was not compared with the folder yet"
+    elif time.time() - float(state.get("verified_at", 0)) >= ingest.VERIFY_AFTER_SECONDS:
+        plan.full, plan.reason = True, "the last full comparison with the collection is older than a day"
+    plan.vanished = sorted(set(known_sources(state_dir)) - set(files))
+    for key, path in files.items():
+        art = FileArtifacts(state_dir, key)
+        try:
+            verdict = file_in_sync(art, path, model=model, location=location, physical=physical,
+                                   token_budget=token_budget)
+        except (OSError, PipelineError):
+            verdict = False
+        if verdict is None and not art.status():
+            plan.new.append(key)
+        elif last_run_failed(art) or verdict is None:
+            plan.failed.append(key)
+        elif verdict:
+            plan.unchanged.append(key)
+        else:
+            plan.changed.append(key)
+    return plan
