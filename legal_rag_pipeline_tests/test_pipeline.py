@@ -208,6 +208,11 @@ def test_bad_inputs_fail_alone_and_lose_nothing(env, embeddings_server):
 
 def test_lock_held_by_another_process_is_one_sentence(env):
     assert env.ingest()[0] == 0
+    questions = env.root / "questions.json"
+    questions.write_text(
+        json.dumps([{"text": "Thời hạn tạm trú tối đa?", "relevant_articles": [{"law_id": "Luật Cư trú mẫu", "article_id": "6"}]}]),
+        encoding="utf-8",
+    )
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_FOLDER, str(env.qdrant)],
         stdout=subprocess.PIPE,
@@ -215,15 +220,20 @@ def test_lock_held_by_another_process_is_one_sentence(env):
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        proc = subprocess.run(
-            [sys.executable, "-m", "legal_rag_pipeline.cli", "search", "tạm trú"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 1
-        assert "in use by another process" in proc.stderr
-        assert "Traceback" not in proc.stderr + proc.stdout
+        law = env.data / "luat-mau-cu-tru.txt"  # an ingest that has something to write
+        law.write_text(law.read_text(encoding="utf-8").replace("02 năm", "03 năm"), encoding="utf-8")
+        for command in (["search", "tạm trú"], ["eval", "--questions", str(questions)], ["rebuild"],
+                        ["doctor"], ["ingest"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "legal_rag_pipeline.cli", *command],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            output = proc.stdout + proc.stderr
+            assert proc.returncode == 1, (command, output)
+            assert "is in use by another process" in output, (command, output)
+            assert "Traceback" not in output and "WouldBlock" not in output, (command, output)
     finally:
         holder.kill()
         holder.wait()
