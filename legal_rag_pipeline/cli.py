@@ -210,7 +210,9 @@ def _prune_only(settings, confirm_delete: bool, out) -> int:
 
 
 # ---------------------------------------------------------------------------- search
-def run_search(settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=None) -> int:
+def run_search(
+    settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=None, document=None
+) -> int:
     out = out or sys.stdout
     from .definitions import build_embedder, build_store
     from .search import search
@@ -231,6 +233,7 @@ def run_search(settings, queries: Sequence[str], top_k: int, as_json: bool, law=
                 dense_vector=None if vectors is None else vectors[i].tolist(),
                 law=law,
                 source=source,
+                document=document,
             )
             if as_json:
                 print(json.dumps({"query": query, "hits": [h.as_json() for h in hits]}, ensure_ascii=False), file=out)
@@ -266,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON line per query")
     p.add_argument("--law", help="only this law (its title, e.g. 'Luật Cư trú')")
     p.add_argument("--source", help="only this source file (path relative to the data folder)")
+    p.add_argument("--number", help="only this document number (số hiệu), e.g. 91/2015/QH13")
+    p.add_argument("--type", dest="doc_type", help="only this type of document, e.g. 'Nghị định'")
+    p.add_argument("--issuer", help="only documents of this issuer, e.g. 'Chính phủ'")
+    p.add_argument("--issued-after", help="only documents issued on or after this date (YYYY-MM-DD)")
+    p.add_argument("--issued-before", help="only documents issued on or before this date (YYYY-MM-DD)")
 
     for module in _command_modules():
         module.register(sub)
@@ -298,7 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not queries:
                 print("Give a query, or --queries-file with one query per line.", file=sys.stderr)
                 return EXIT_CONFIG
-            return run_search(settings, queries, args.top_k, args.json, law=args.law, source=args.source)
+            from .search import DocumentFilter
+
+            document = DocumentFilter(args.number, args.doc_type, args.issuer, args.issued_after, args.issued_before)
+            return run_search(
+                settings, queries, args.top_k, args.json, law=args.law, source=args.source, document=document
+            )
         return args.handler(args, settings)
     except ConfigurationError as exc:
         print(str(exc), file=sys.stderr)

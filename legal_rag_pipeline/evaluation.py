@@ -185,29 +185,47 @@ def load_law_map(path: str | Path | None) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- mapping
 def ingested_laws(collection: Collection) -> dict[str, set[str]]:
-    """``{law title: {source files}}`` of the collection."""
+    """``{law title: {source files}}`` of the collection, plus ``{"#<number key>": {source files}}`` for
+    each document number (số hiệu) read from the documents' headers."""
+    from .readers.header import number_key
+
     laws: dict[str, set[str]] = defaultdict(set)
-    for point in collection.iter_points(fields=["law", "source"], batch=4096):
+    for point in collection.iter_points(fields=["law", "source", "number"], batch=16384):
         payload = point.payload
-        if payload.get("law") and payload.get("source"):
+        if not payload.get("source"):
+            continue
+        if payload.get("law"):
             laws[str(payload["law"])].add(str(payload["source"]))
+        if payload.get("number"):
+            laws[NUMBER_PREFIX + number_key(str(payload["number"]))].add(str(payload["source"]))
     return laws
+
+
+NUMBER_PREFIX = "#"
 
 
 def map_laws(law_ids: Sequence[str], laws: dict[str, set[str]], law_map: dict[str, str]) -> dict[str, set[str]]:
     """Each law id → the source files of the ingested law it names (empty set: not ingested).
 
     The law map is consulted first (by exact id, then by normalised id); its value is a title
-    (compared like ids) or a source file. Without an entry, the id itself is compared with the titles.
+    (compared like ids) or a source file. Without an entry, an id that is a document number
+    (``91/2015/QH13``, as in ALQAC 2022) is compared with the documents' numbers, else the id is
+    compared with the titles.
     """
+    from .readers.header import number_key
+
     sources_by_file = {s for files in laws.values() for s in files}
     normalised_map = {normalise_title(k): v for k, v in law_map.items()}
-    titles = list(laws)
+    titles = [t for t in laws if not t.startswith(NUMBER_PREFIX)]
     result: dict[str, set[str]] = {}
     for law_id in law_ids:
         target = law_map.get(law_id) or normalised_map.get(normalise_title(law_id)) or law_id
         if target in sources_by_file:
             result[law_id] = {target}
+            continue
+        by_number = laws.get(NUMBER_PREFIX + number_key(target))
+        if "/" in target and by_number:  # an ALQAC 2022 law_id such as 91/2015/QH13: the document's number
+            result[law_id] = set(by_number)
             continue
         key = normalise_title(target)
         matched = [t for t in titles if normalise_title(t) == key]

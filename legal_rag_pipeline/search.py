@@ -82,7 +82,49 @@ def match_law_titles(wanted: str, titles: list[str]) -> list[str]:
     return []
 
 
-def _filter(collection: Collection | None, law: str | None, source: str | None) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class DocumentFilter:
+    """What a lawyer filters by besides the law's title: the document's own header (readers/header.py).
+
+    ``number`` (số hiệu) is compared as ``number_key`` ("19/2019/ND-CP" finds "19/2019/NĐ-CP");
+    ``doc_type`` and ``issuer`` like law titles (case, tone marks, accents; else "contains");
+    ``issued_after`` / ``issued_before`` (YYYY-MM-DD, inclusive) against ``issued_on``.
+    """
+
+    number: str | None = None
+    doc_type: str | None = None
+    issuer: str | None = None
+    issued_after: str | None = None
+    issued_before: str | None = None
+
+    def __bool__(self) -> bool:
+        return any((self.number, self.doc_type, self.issuer, self.issued_after, self.issued_before))
+
+
+def _document_conditions(collection: Collection | None, wanted: DocumentFilter) -> dict[str, Any]:
+    from .readers.header import number_key
+
+    where: dict[str, Any] = {}
+    if not wanted:
+        return where
+    values = (lambda key: collection.facet_values(key)) if collection is not None else (lambda key: [])
+    if wanted.number:
+        key = number_key(wanted.number)
+        where["number"] = [n for n in values("number") if number_key(n) == key] or [wanted.number]
+    if wanted.doc_type:
+        where["doc_type"] = match_law_titles(wanted.doc_type, values("doc_type")) or [wanted.doc_type]
+    if wanted.issuer:
+        where["issuer"] = match_law_titles(wanted.issuer, values("issuer")) or [wanted.issuer]
+    if wanted.issued_after or wanted.issued_before:
+        low, high = wanted.issued_after or "", wanted.issued_before or "9999-99-99"
+        # no date in range: a value no point has, so the search answers "no results"
+        where["issued_on"] = [d for d in values("issued_on") if low <= d[:10] <= high] or ["(none in range)"]
+    return where
+
+
+def _filter(
+    collection: Collection | None, law: str | None, source: str | None, document: DocumentFilter | None = None
+) -> dict[str, Any] | None:
     where: dict[str, Any] = {}
     if law:
         titles = match_law_titles(law, law_titles(collection)) if collection is not None else [law]
@@ -90,6 +132,7 @@ def _filter(collection: Collection | None, law: str | None, source: str | None) 
         where["law"] = titles or [law]
     if source:
         where["source"] = source
+    where.update(_document_conditions(collection, document or DocumentFilter()))
     return where or None
 
 
@@ -102,6 +145,7 @@ def search(
     law: str | None = None,
     source: str | None = None,
     variant: str | None = None,
+    document: DocumentFilter | None = None,
 ) -> list[Hit]:
     """Top ``top_k`` hits, each a different article (or Q&A row): hybrid when a dense vector is given."""
     if top_k < 1:
@@ -110,7 +154,7 @@ def search(
     if not indices and dense_vector is None:
         return []
     sparse = (indices, values)
-    flt = _filter(collection, law, source)
+    flt = _filter(collection, law, source, document)
     limit = top_k * CANDIDATES_PER_HIT
     while True:
         points = _candidates(collection, sparse if indices else None, dense_vector, flt, limit)

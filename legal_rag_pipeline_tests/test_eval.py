@@ -143,3 +143,21 @@ def test_in_memory_bm25_ranks_like_qdrant(fixture_env):
         questions = evaluation.load_questions(fixture_env.root / "questions.json")
         memory = evaluation.evaluate(collection, questions, engine="memory").as_json()["metrics"]
         assert evaluation.evaluate(collection, questions, engine="qdrant").as_json()["metrics"] == memory
+
+
+def test_a_law_id_that_is_a_document_number_maps_without_a_law_map(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    questions = [
+        evaluation.Question("1", "unspecified", "Thời hạn tạm trú tối đa là bao lâu?", (("01/2026/mau", "6"),)),
+        evaluation.Question("2", "unspecified", "Người điều khiển xe phải mang theo giấy tờ gì?", (("02 / 2026 / MAU", "7"),)),
+    ]
+    with QdrantStore(path=str(env.qdrant)).connect() as collection:
+        laws = evaluation.ingested_laws(collection)
+        mapped = evaluation.map_laws(["01/2026/mau", "02 / 2026 / MAU", "99/2099/QH99"], laws, {})
+        report = evaluation.evaluate(collection, questions, ks=(1, 5))
+    assert mapped["01/2026/mau"] == {"luat-mau-cu-tru.txt"}
+    assert mapped["02 / 2026 / MAU"] == {"luat-mau-giao-thong.txt"}
+    assert mapped["99/2099/QH99"] == set()
+    assert not report.unmapped and report.metrics().recall[5] == 1.0

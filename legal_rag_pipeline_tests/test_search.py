@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
 
 from legal_rag_pipeline import cli
 from legal_rag_pipeline.definitions import build_embedder, build_store
-from legal_rag_pipeline.search import group_hits, match_law_titles, normalise_title, search
+from legal_rag_pipeline.search import DocumentFilter, group_hits, match_law_titles, normalise_title, search
 from legal_rag_pipeline.settings import load_settings
-from legal_rag_pipeline_tests.pipeline_env import make_env
+from legal_rag_pipeline_tests.pipeline_env import make_env, shared_data
 
 
 def _point(pid, score, group=None, **payload):
@@ -98,3 +99,37 @@ def test_hybrid_search_fuses_dense_and_bm25(tmp_path, monkeypatch, embeddings_se
     assert filtered and {h.source for h in filtered} == {"luat-mau-cu-tru.txt"}
     keys = [(h.source, h.article or h.id) for h in hybrid]
     assert len(keys) == len(set(keys)) == 5
+
+
+def test_filters_by_the_documents_own_number_type_issuer_and_dates(tmp_path, monkeypatch):
+    laws = shared_data() / "laws"
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    for name in ("Luat-thue-bao-ve-moi-truong-2010-115247.txt", "Luat-thue-tai-nguyen-nam-2009-98731.txt"):
+        shutil.copy2(laws / name, env.data / name)
+    assert env.ingest()[0] == 0
+    docs = {p["source"]: p for p in env.points().values() if p.get("number")}
+    env_law, res_law = docs["Luat-thue-bao-ve-moi-truong-2010-115247.txt"], docs["Luat-thue-tai-nguyen-nam-2009-98731.txt"]
+    assert env_law["number"] != res_law["number"] and env_law["issued_on"] and res_law["issued_on"]
+
+    # the number as typed in datasets (lower case, no Đ, spaces) finds the document
+    typed = env_law["number"].lower().replace("đ", "d").replace("/", " / ")
+    hits = _run("thuế", top_k=10, document=DocumentFilter(number=typed))
+    assert hits and {h["source"] for h in hits} == {env_law["source"]}
+    assert {h["source"] for h in _run("luật", top_k=20, document=DocumentFilter(doc_type="LUẬT", issuer="quốc hội"))} >= {
+        env_law["source"], res_law["source"], "luat-mau-cu-tru.txt"}
+    assert _run("thuế", document=DocumentFilter(issuer="Chính phủ")) == []
+    first, last = sorted([env_law["issued_on"], res_law["issued_on"]])
+    later = _run("thuế", top_k=10, document=DocumentFilter(issued_after=last))
+    assert later and {h["source"] for h in later} == {docs_by_date(docs, last)}
+    both = _run("thuế", top_k=20, document=DocumentFilter(issued_after=first, issued_before=last))
+    assert {h["source"] for h in both} == {env_law["source"], res_law["source"]}
+    assert _run("thuế", document=DocumentFilter(issued_before="1990-01-01")) == []
+    assert _run("thuế", document=DocumentFilter(number="999/2099/QH99")) == []
+
+    # the same through the command line
+    assert cli.main(["search", "thuế", "--number", env_law["number"], "--json"]) == 0
+
+
+def docs_by_date(docs: dict, date: str) -> str:
+    return next(source for source, p in docs.items() if p["issued_on"] == date)
