@@ -248,10 +248,13 @@ for status in sorted((state / "files").glob("*/status.json")):
         break
 where = tempfile.mkdtemp(dir=sys.argv[5])
 if mode == "raw_edge":
-    # the same points as Edge's own Point objects, written with EdgeShard.update in batches of 1024
-    shard = qe.EdgeShard.create(where + "/shard", qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(size=768, distance=qe.Distance.Cosine),
-        sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}))
+    # the same points as Edge's own Point objects, written with EdgeShard.update in batches of 1024,
+    # into a shard of the same layout (config and payload indexes) as the pipeline's
+    from legal_rag_pipeline.stores.base import KEYWORD_INDEXES
+    from legal_rag_pipeline.stores.edge import _config
+    shard = qe.EdgeShard.create(where + "/shard", _config(768))
+    for name in KEYWORD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
     points = [qe.Point(id=r.id, vector={"": r.vector.tolist(), SPARSE_NAME: qe.SparseVector(indices=r.sparse[0],
               values=r.sparse[1])}, payload=r.payload) for r in records]
     started = time.perf_counter()
@@ -295,7 +298,7 @@ def qdrant_write(env, work, state, points: int) -> dict:
 
 
 SEARCH = r"""
-import json, random, sys, time
+import itertools, json, random, sys, time
 from pathlib import Path
 sys.path.append(sys.argv[3])
 from legal_rag_pipeline.artifacts import FileArtifacts
@@ -312,7 +315,7 @@ with QdrantStore(path=qdrant).connect() as collection:
     out["open_s"] = time.perf_counter() - started
     dense = collection.dense_size()
     # dense query vectors: the collection's own vectors (what the embedder returns is not what is timed)
-    vectors = [p.dense for p in collection.iter_points(fields=False, vectors=True, batch=1024)][:n] if dense else []
+    vectors = [p.dense for p in itertools.islice(collection.iter_points(fields=False, vectors=True, batch=256), n)] if dense else []
     for mode in (["bm25", "hybrid"] if dense else ["bm25"]):
         started = time.perf_counter()
         for i, text in enumerate(texts):
