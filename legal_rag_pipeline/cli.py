@@ -62,6 +62,9 @@ def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = Fal
     """
     out = out or sys.stdout
     _cheap_sqlite_commits()
+    # Dagster writes a run's materialisation events in batches when this is set (its own switch, off
+    # by default): 208 files x 4 assets took 36 s of events one by one, 29 s in batches, measured.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
     from . import ingest
     from .artifacts import StageOutcome, known_sources
@@ -205,7 +208,9 @@ def _prune_only(settings, confirm_delete: bool, out) -> int:
         except PipelineError as exc:
             print(str(exc), file=out)
             return EXIT_FAILED
-    print(f"Removed the points of {len(vanished)} files no longer in the data folder.", file=out)
+    removed = ", ".join(f"{o.source} ({o.counts.get('points_deleted', 0)} points)" for o in vanished)
+    print(f"Removed the points of {len(vanished)} files no longer in the data folder" + (f": {removed}." if removed else "."),
+          file=out)
     return EXIT_OK
 
 

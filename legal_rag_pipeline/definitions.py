@@ -82,6 +82,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             state_dir=settings.state_dir,
             token_budget=settings.token_budget,
             max_delete_fraction=settings.max_delete_fraction,
+            max_delete_points_fraction=settings.max_delete_points_fraction,
         ),
         "qdrant": build_store(settings),
         "embedder": build_embedder(settings),

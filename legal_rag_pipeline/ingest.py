@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from .artifacts import FileArtifacts, StageOutcome, known_sources
-from .errors import MassDeletionRefused, PipelineError, SourceFileError
+from .deletion import Deletion, DeletionLimits, check_deletion
+from .errors import PipelineError, SourceFileError
 from .paths import open_source
 from .readers import scan_data_dir
 from .readers.header import DOCUMENT_FIELDS, document_info
@@ -313,7 +314,7 @@ def sync_stage(
     collection: Collection,
     embedder: Any,
     *,
-    max_delete_fraction: float = 0.5,
+    limits: DeletionLimits | None = None,
     confirm_mass_deletion: bool = False,
     prune_vanished: bool = True,
     verify: bool | None = None,
@@ -322,7 +323,7 @@ def sync_stage(
 
     Upserts come first and deletions after, so a crash in between leaves extra points (fixed by
     the next run), never missing ones. Raises MassDeletionRefused before any write when the run
-    would remove too much.
+    would remove what a vanished folder would (deletion.py: too many files at once, ``limits``).
 
     Each file that reached the collection gets a sync marker (its chunk set, the model, the store
     and the physical collection). When the collection was compared in full with the folder recently
@@ -420,21 +421,22 @@ def sync_stage(
         plan.net_removed += sum(len(index[s]) for s in plan.vanished)
 
     if total_points and not confirm_mass_deletion:
-        if not present:
-            raise MassDeletionRefused(
-                f"Refusing to empty collection {collection.name}: the data folder {data_dir} is missing or has "
-                f"no files to ingest, which would delete all {total_points} points",
-                "if that is intended, run again with `legal-rag ingest --confirm-delete` "
-                "(or set confirm_mass_deletion: true in the qdrant_collection config in the launchpad)",
-            )
-        if plan.net_removed > max_delete_fraction * total_points:
-            raise MassDeletionRefused(
-                f"Refusing to delete {plan.net_removed} of the {total_points} points of collection "
-                f"{collection.name} ({plan.net_removed / total_points:.0%}, over the "
-                f"{max_delete_fraction:.0%} limit)",
-                "if that is intended, run again with `legal-rag ingest --confirm-delete` "
-                "(or set confirm_mass_deletion: true in the qdrant_collection config in the launchpad)",
-            )
+        held = {s for s, ids in index.items() if s is not None and ids}
+        if not full:  # only the changed and vanished files were looked up: the others by their sync marker
+            held |= {s for s in known_sources(state_dir) if FileArtifacts(state_dir, s).synced()}
+        check_deletion(
+            Deletion(
+                files_held=len(held),
+                points_held=total_points,
+                vanished=list(plan.vanished),
+                shrunk=[s for s in pending if len(index.get(s, {})) > chunk_counts[s]],
+                points_removed=plan.net_removed,
+                folder_empty=not present,
+            ),
+            limits or DeletionLimits(),
+            collection=collection.name,
+            data_dir=data_dir,
+        )
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for source in pending:

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from . import ingest
 from .artifacts import FileArtifacts, StageOutcome, known_sources
-from .errors import MassDeletionRefused, PipelineError, StoreError
+from .deletion import REBUILD_CONFIRM, Deletion, DeletionLimits, check_deletion
+from .errors import PipelineError, StoreError
 from .readers import scan_data_dir
 from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
 from .text.lexical import active_variant, document_sparse_vector
@@ -253,7 +254,7 @@ def rebuild(
     data_dir: str | Path | None = None,
     *,
     confirm_delete: bool = False,
-    max_delete_fraction: float = 0.5,
+    limits: DeletionLimits | None = None,
     only_if_needed: bool = False,
     migrate_only: bool = False,
     batch_size: int = UPSERT_BATCH,
@@ -311,11 +312,22 @@ def rebuild(
         old = collection.alias_target()
         leftovers = drop_leftovers(collection, keep=old)
         old_points = collection.count(physical=old) if old else 0
-        if old_points and not confirm_delete and total < (1 - max_delete_fraction) * old_points:
-            raise MassDeletionRefused(
-                f"Refusing to rebuild {alias} with {total} points where it holds {old_points} "
-                f"(over the {max_delete_fraction:.0%} limit of removed points)",
-                "if that is intended, run again with `legal-rag rebuild --confirm-delete`",
+        if old_points and not confirm_delete:
+            # The files the live collection holds that the rebuild leaves out (gone from the data folder).
+            held = {s: n for s, n in collection.counts_by_source(known_sources(state_dir)).items() if n}
+            left_out = sorted(set(held) - set(sources))
+            check_deletion(
+                Deletion(
+                    files_held=len(set(held) | set(sources)),
+                    points_held=old_points,
+                    vanished=left_out,
+                    shrunk=[s for s in sources if held.get(s, 0) > chunk_counts[s]],
+                    points_removed=max(0, old_points - total),
+                ),
+                limits or DeletionLimits(),
+                collection=alias,
+                data_dir=data_dir,
+                confirm=REBUILD_CONFIRM,
             )
         new = versioned_name(alias)
         collection.create_physical(new, dense_size, metadata=layout_stamp(model))

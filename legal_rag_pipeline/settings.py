@@ -103,6 +103,9 @@ class Settings:
     # Retries of embedding requests (429/503/timeouts): first backoff wait (doubles, with jitter) and attempts.
     backoff_seconds: float = 1.0
     max_attempts: int = 6
+    # The mass-deletion guard (deletion.py): max_delete_fraction is the share of the files that may vanish
+    # at once; a run must also stay under this share of the points when many files lose points.
+    max_delete_points_fraction: float = 0.5
     # What one source file may cost (readers/limits.py); from the environment only, never from the UI.
     limits: Limits = field(default_factory=Limits)
 
@@ -157,6 +160,7 @@ def load_settings() -> Settings:
         max_retry_seconds=_env_float("EMBEDDINGS_MAX_RETRY_SECONDS", 300.0),
         token_budget=_env_int("CHUNK_TOKEN_BUDGET", 128),
         max_delete_fraction=_env_float("MAX_DELETE_FRACTION", 0.5),
+        max_delete_points_fraction=_env_float("MAX_DELETE_POINTS_FRACTION", 0.5),
         has_hf_token=bool(_env("HF_TOKEN") or _env("HUGGINGFACE_API_KEY")),
         has_endpoint_key=bool(_env("EMBEDDINGS_ENDPOINT_API_KEY")),
         has_qdrant_api_key=bool(_env("QDRANT_API_KEY")),

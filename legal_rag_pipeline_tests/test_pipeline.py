@@ -125,21 +125,19 @@ def test_removed_file_loses_its_points_and_mass_deletion_is_guarded(env, embeddi
     assert "hoi-dap-mau.xlsx" not in by_source(points)
     assert len(points) == total - 6
 
-    # Removing one of the two laws would delete about half of the collection: refused, nothing lost.
+    # Removing one of the two laws deletes about half of the points: one file, an ordinary removal.
     (env.data / "luat-mau-cu-tru.txt").unlink()
     code, out = env.ingest()
-    assert code == 1
-    assert "Refusing to delete" in out and "--confirm-delete" in out
-    assert len(env.points()) == len(points)
-    code, out = env.ingest("--confirm-delete")
     assert code == 0, out
     assert set(by_source(env.points())) == {"luat-mau-giao-thong.txt"}
 
-    # An empty data folder would empty the collection: refused.
+    # An empty data folder would empty the collection: refused until confirmed (test_deletion_guard.py).
     (env.data / "luat-mau-giao-thong.txt").unlink()
     code, out = env.ingest()
-    assert code == 1 and "missing or has no files" in out
+    assert code == 1 and "missing or has no files" in out and "luat-mau-giao-thong.txt" in out
     assert len(env.points()) > 0
+    code, out = env.ingest("--confirm-delete")
+    assert code == 0 and not env.points(), out
 
 
 def test_bm25_only_mode(tmp_path, monkeypatch):

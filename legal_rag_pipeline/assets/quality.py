@@ -129,7 +129,7 @@ def rebuild_collection(
             data_folder.state_path,
             data_folder.data_path,
             confirm_delete=config.confirm_delete,
-            max_delete_fraction=data_folder.max_delete_fraction,
+            limits=data_folder.deletion_limits,
             only_if_needed=config.only_if_needed,
             on_batch=progress,
         )

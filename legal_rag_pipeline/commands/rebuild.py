@@ -27,13 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--migrate-only", action="store_true",
                    help="only move a pre-alias collection behind an alias (every point kept), no rebuild")
     p.add_argument("--confirm-delete", action="store_true",
-                   help="allow a rebuild that holds less than half the points of the current collection")
+                   help="allow a rebuild that leaves out over MAX_DELETE_FRACTION of the files (gone from the data folder)")
     p.set_defaults(handler=run_rebuild)
 
 
 def run_rebuild(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout
     from .. import rebuild
+    from ..deletion import DeletionLimits
     from ..definitions import build_embedder, build_store
 
     store = build_store(settings, resolve=True)
@@ -50,7 +51,7 @@ def run_rebuild(args: argparse.Namespace, settings, out=None) -> int:
         Path(settings.state_dir),
         Path(settings.data_dir),
         confirm_delete=args.confirm_delete,
-        max_delete_fraction=settings.max_delete_fraction,
+        limits=DeletionLimits(settings.max_delete_fraction, settings.max_delete_points_fraction),
         only_if_needed=args.if_needed,
         migrate_only=args.migrate_only,
         on_batch=progress,

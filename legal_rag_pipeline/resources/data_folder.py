@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
+
+if TYPE_CHECKING:
+    from ..deletion import DeletionLimits
 
 
 class DataFolder(dg.ConfigurableResource):
@@ -15,7 +19,13 @@ class DataFolder(dg.ConfigurableResource):
     state_dir: str = Field(default=".legal_rag", description="Per-file artifacts: decoded text, chunks, embeddings.")
     token_budget: int = Field(default=128, description="Model input budget in tokens for one chunk.")
     max_delete_fraction: float = Field(
-        default=0.5, description="A run deleting more than this share of the collection is refused."
+        default=0.5,
+        description="A run in which more than this share of the files vanish at once is refused (MAX_DELETE_FRACTION).",
+    )
+    max_delete_points_fraction: float = Field(
+        default=0.5,
+        description="A run removing more than this share of the points, from over MAX_DELETE_FRACTION of the "
+        "files, is refused (MAX_DELETE_POINTS_FRACTION).",
     )
 
     @property
@@ -26,9 +36,15 @@ class DataFolder(dg.ConfigurableResource):
     def state_path(self) -> Path:
         return Path(self.state_dir)
 
+    @property
+    def deletion_limits(self) -> "DeletionLimits":
+        from ..deletion import DeletionLimits
+
+        return DeletionLimits(self.max_delete_fraction, self.max_delete_points_fraction)
+
     def sync(self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False):
-        """``ingest.sync_stage`` over this folder, with its deletion limit; the mass-deletion guard is
-        lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
+        """``ingest.sync_stage`` over this folder, with its deletion limits; the mass-deletion guard
+        (deletion.py) is lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
         from .. import ingest
 
         return ingest.sync_stage(
@@ -38,6 +54,6 @@ class DataFolder(dg.ConfigurableResource):
             run_id,
             collection,
             embedder,
-            max_delete_fraction=self.max_delete_fraction,
+            limits=self.deletion_limits,
             confirm_mass_deletion=confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
         )
