@@ -53,12 +53,16 @@ def _cheap_sqlite_commits() -> None:
     _SQLITE_TUNED = True
 
 
-def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = False, out=None) -> int:
+def run_ingest(
+    settings, *, confirm_delete: bool = False, everything: bool = False, out=None, quiet: bool = False
+) -> int:
     """Plan, then materialise the four assets for the files that changed in one recorded run.
 
     The plan (planning.py) compares the folder with what was last synced: a run covers the new,
     changed and previously failed files (the contiguous partition range holding them), and none is
-    launched when nothing changed. ``everything`` (``--all``) runs every file on purpose.
+    launched when nothing changed. ``everything`` (``--all``) runs every file on purpose. While the
+    run works, its stages show progress on ``out`` (bars on a terminal, plain lines otherwise or
+    with ``quiet``; progress.py); the per-file table follows.
     """
     out = out or sys.stdout
     _cheap_sqlite_commits()
@@ -72,6 +76,7 @@ def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = Fal
     from .instance import get_instance
     from .partitions import source_files
     from .planning import partition_span
+    from .progress import for_terminal, showing
     from .readers import scan_data_dir
     from .reporting import summary_text
 
@@ -123,21 +128,12 @@ def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = Fal
     first, last = ordered.index(span[0]), ordered.index(span[1])
     run_keys = set(ordered[first : last + 1])
     job = defs.resolve_job_def("ingest_job")
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": span[0],
-            "dagster/asset_partition_range_end": span[1],
-            "legal_rag/trigger": "cli",
-        },
-        run_config={
-            "ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}},
-            # the run's events are recorded in the instance; the console gets the summary table
-            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-        },
-        raise_on_error=False,
-    )
+    print(f"Ingesting {len(run_keys)} files into {settings.collection_name} ...", file=out, flush=True)
+    with showing(for_terminal(out, quiet)):
+        result = _execute(job, instance, span, confirm_delete)
     summaries = ingest.file_summaries([k for k in keys if k in run_keys], state_dir, result.run_id)
+        instance=instance,
+
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]
@@ -158,6 +154,23 @@ def run_ingest(settings, *, confirm_delete: bool = False, everything: bool = Fal
         file=out,
     )
     return EXIT_FAILED if failed_files else EXIT_OK
+
+
+def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
+    return job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": span[0],
+            "dagster/asset_partition_range_end": span[1],
+            "legal_rag/trigger": "cli",
+        },
+        run_config={
+            "ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}},
+            # the run's events are recorded in the instance; the console gets progress and the table
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
+        raise_on_error=False,
+    )
 
 
 def _plan(settings, files, state_dir: Path):
@@ -265,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="ingest the new and changed files of the data folder (recorded as a Dagster run)")
     p.add_argument("--data", help="data folder (default: DATA_DIR or ./data)")
     p.add_argument("--all", action="store_true", help="run every file, not only the new, changed and failed ones")
-    p.add_argument("--confirm-delete", action="store_true", help="allow a run that deletes over half the collection")
+    p.add_argument(
+        "--confirm-delete",
+        action="store_true",
+        help="allow a run that removes what a vanished folder would: the folder missing or empty, half the files or more",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars: plain progress lines, as when not on a terminal")
 
     p = sub.add_parser("search", help="search the collection")
     p.add_argument("query", nargs="?", help="the question")
@@ -303,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args) if getattr(args, "needs_settings", True) else None
         if args.command == "ingest":
-            return run_ingest(settings, confirm_delete=args.confirm_delete, everything=args.all)
+            return run_ingest(settings, confirm_delete=args.confirm_delete, everything=args.all, quiet=args.quiet)
         if args.command == "search":
             queries = [args.query] if args.query else []
             if args.queries_file:
