@@ -132,8 +132,6 @@ def run_ingest(
     with showing(for_terminal(out, quiet)):
         result = _execute(job, instance, span, confirm_delete)
     summaries = ingest.file_summaries([k for k in keys if k in run_keys], state_dir, result.run_id)
-        instance=instance,
-
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]

@@ -244,8 +244,11 @@ def evaluate(
     law: str | None = None,
     source: str | None = None,
     engine: str = "auto",
+    progress: Any = None,
 ) -> EvalReport:
     """Search every question and score the hits against its relevant articles.
+
+    ``progress`` (progress.py), when given, counts the questions searched ("search").
 
     ``engine``: "qdrant" (every query through Qdrant), "memory" (bm25 in memory, ``SparseIndex``)
     or "auto" (memory for bm25 alone where the store scores sparse queries in Python, i.e.
@@ -267,7 +270,11 @@ def evaluate(
     memory = engine == "memory" or (engine == "auto" and not dense and collection.scores_in_python)
     index = SparseIndex.from_collection(collection) if memory and not dense else None
     results = []
+    if progress is not None:
+        progress.start("search", len(questions), "questions")
     for i, q in enumerate(questions):
+        if progress is not None and i:
+            progress.advance("search")
         if index is not None:
             results.append(score(q, index.search(q.text, depth, law=law, source=source), mapped))
             continue
@@ -280,6 +287,9 @@ def evaluate(
             source=source,
         )
         results.append(score(q, hits, mapped))
+    if progress is not None:
+        progress.update("search", len(questions))
+        progress.finish("search")
     return EvalReport(
         ks=ks,
         depth=depth,

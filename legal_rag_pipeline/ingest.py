@@ -25,6 +25,7 @@ from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .deletion import Deletion, DeletionLimits, check_deletion
 from .errors import PipelineError, SourceFileError
 from .paths import open_source
+from .progress import NO_PROGRESS, Progress
 from .readers import scan_data_dir
 from .readers.header import DOCUMENT_FIELDS, document_info
 from .readers.limits import Limits, check_file_size
@@ -226,11 +227,14 @@ class _Pending:
     total: int
 
 
-def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any) -> list[StageOutcome]:
+def embed_stage(
+    sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress = NO_PROGRESS
+) -> list[StageOutcome]:
     """Embed every chunk that has no cached vector for this model; save vectors per file.
 
     Texts from many files are sent together so batches stay full; vectors are saved after each
-    group, so a failure later in the run never loses what was already paid for.
+    group, so a failure later in the run never loses what was already paid for. ``progress`` gets
+    the texts to embed and each group embedded ("embed", in texts).
     """
     outcomes: dict[str, StageOutcome] = {}
     pending: list[_Pending] = []
@@ -260,6 +264,8 @@ def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, emb
 
         outcomes[source] = _guard(source, "embedding_batches", plan)
 
+    progress.start("embed", sum(len(item.missing) for item in pending), "texts")
+    failed_texts = 0
     for group in _groups(pending, EMBED_GROUP_TEXTS):
         texts = [text for item in group for _, text in item.missing]
         try:
@@ -267,7 +273,9 @@ def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, emb
         except PipelineError as exc:
             for item in group:
                 outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+            failed_texts += len(texts)
             continue
+        progress.advance("embed", len(texts))
         offset = 0
         for item in group:
             n = len(item.missing)
@@ -278,6 +286,10 @@ def embed_stage(sources: Sequence[str], state_dir: Path, run_id: str | None, emb
                 item.source, "ok", counts={"embedded": n, "cached": len(item.keep)}
             )
 
+    progress.finish(
+        "embed",
+        "bm25 only: no dense vectors" if not enabled else (f"{failed_texts:,} texts failed" if failed_texts else ""),
+    )
     for source, outcome in outcomes.items():
         FileArtifacts(state_dir, source).record_outcome("embedding_batches", outcome, run_id)
     return [outcomes[s] for s in sources]
@@ -318,6 +330,7 @@ def sync_stage(
     confirm_mass_deletion: bool = False,
     prune_vanished: bool = True,
     verify: bool | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> tuple[list[StageOutcome], list[StageOutcome]]:
     """Bring the collection in line with the files: returns (per-file outcomes, vanished-file outcomes).
 
@@ -330,7 +343,8 @@ def sync_stage(
     (``VERIFY_AFTER_SECONDS``), files whose marker still matches are taken as in sync without reading
     the collection: only changed files and files removed from the folder are looked up, and a run
     where nothing changed does not open Qdrant at all. ``verify=True`` (or LEGAL_RAG_VERIFY_SYNC)
-    always compares the whole collection.
+    always compares the whole collection. ``progress`` gets the points to write and each batch
+    written ("write", in points).
     """
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
@@ -383,6 +397,8 @@ def sync_stage(
             if not pending and not known_vanished:
                 for source in trusted:
                     FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcomes[source], run_id)
+                progress.start("write", 0, "points")
+                progress.finish("write", "every file in sync: nothing to write")
                 return [outcomes[s] for s in sources], []
 
     dense_size = _dense_size(pending, state_dir, model, collection, embedder) if enabled else None
@@ -438,6 +454,7 @@ def sync_stage(
             data_dir=data_dir,
         )
 
+    progress.start("write", sum(len(ids) for ids in plan.upserts.values()), "points")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for source in pending:
         def write(source: str = source) -> StageOutcome:
@@ -451,7 +468,7 @@ def sync_stage(
                     for i, chunk in enumerate(art.read_chunks())
                     if chunk.point_id in ids
                 )
-                written = collection.upsert(points)
+                written = collection.upsert(progress.counted("write", points))
             deleted = collection.delete(plan.deletes[source])
             status = "ok" if (written or deleted) else "unchanged"
             mark = _sync_mark(art, model, location, physical)
@@ -481,6 +498,8 @@ def sync_stage(
             if source not in present and source not in keep:
                 FileArtifacts(state_dir, source).remove()
 
+    deleted = sum(o.counts.get("points_deleted", 0) for o in [*outcomes.values(), *vanished_outcomes])
+    progress.finish("write", f"{deleted:,} stale points deleted" if deleted else "")
     for source, outcome in outcomes.items():
         art = FileArtifacts(state_dir, source)
         if not outcome.ok:

@@ -34,6 +34,8 @@ from . import ingest
 from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .deletion import REBUILD_CONFIRM, Deletion, DeletionLimits, check_deletion
 from .errors import PipelineError, StoreError
+from .progress import NO_PROGRESS
+from .progress import Progress as ProgressSink
 from .readers import scan_data_dir
 from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
 from .text.lexical import active_variant, document_sparse_vector
@@ -108,7 +110,10 @@ def rebuild_sources(state_dir: Path, data_dir: Path | None) -> list[str]:
     return sources
 
 
-def embed_missing(sources: Sequence[str], state_dir: Path, embedder: Any, group_texts: int = 1024) -> int:
+def embed_missing(
+    sources: Sequence[str], state_dir: Path, embedder: Any, group_texts: int = 1024,
+    progress: ProgressSink = NO_PROGRESS,
+) -> int:
     """Embed the chunks that have no cached vector for the embedder's model; save them per file."""
     model = embedder.model_id()
     pending: list[tuple[FileArtifacts, dict[str, np.ndarray], list[tuple[str, str]]]] = []
@@ -122,6 +127,7 @@ def embed_missing(sources: Sequence[str], state_dir: Path, embedder: Any, group_
     embedded = 0
     group: list[Any] = []
     count = 0
+    progress.start("embed", sum(len(missing) for _, _, missing in pending), "texts")
     for item in [*pending, None]:
         if item is not None:
             group.append(item)
@@ -134,7 +140,9 @@ def embed_missing(sources: Sequence[str], state_dir: Path, embedder: Any, group_
                 offset += len(missing)
                 art.write_embeddings(model, {**keep, **new})
             embedded += count
+            progress.advance("embed", count)
             group, count = [], 0
+    progress.finish("embed")
     return embedded
 
 
@@ -260,6 +268,7 @@ def rebuild(
     batch_size: int = UPSERT_BATCH,
     on_batch: Callable[[Progress], None] | None = None,
     before_swap: Callable[[Collection], None] | None = None,
+    progress: ProgressSink = NO_PROGRESS,
 ) -> RebuildReport | None:
     """Build a new versioned collection from the artifacts, check it, swap the alias, drop the old one.
 
@@ -267,6 +276,7 @@ def rebuild(
     with ``migrate_only``, after migrating a pre-alias collection). ``on_batch`` runs after each
     batch written (searches through ``progress.collection`` answer from the old collection);
     ``before_swap`` runs after the checks, just before the alias moves (tests inject failures there).
+    ``progress`` gets the texts embedded and the points written (progress.py).
     Raises ``RebuildFailed`` (or another ``PipelineError``) with the alias unchanged.
     """
     started = time.perf_counter()
@@ -295,7 +305,7 @@ def rebuild(
             "run `legal-rag ingest` first (the rebuild uses the chunks and embeddings it saves)",
         )
     try:
-        embedded = embed_missing(sources, state_dir, embedder) if enabled else 0
+        embedded = embed_missing(sources, state_dir, embedder, progress=progress) if enabled else 0
     except PipelineError as exc:
         raise RebuildFailed(f"Embedding for the rebuild failed ({exc.what}); the alias did not move", exc.fix) from None
     dense_size = None
@@ -332,6 +342,7 @@ def rebuild(
         new = versioned_name(alias)
         collection.create_physical(new, dense_size, metadata=layout_stamp(model))
         view = collection.view(new)
+        progress.start("write", total, "points")
         try:
             written = 0
             batch: list[PointRecord] = []
@@ -341,6 +352,7 @@ def rebuild(
                 nonlocal written, batch
                 view.upsert(batch, collection=new)
                 written += len(batch)
+                progress.advance("write", len(batch))
                 batch = []
                 if on_batch is not None:
                     on_batch(Progress(alias, new, old, written, total, collection))
@@ -352,6 +364,7 @@ def rebuild(
                     flush()
             if batch:
                 flush()
+            progress.finish("write", f"into {new}")
 
             outcomes = [
                 StageOutcome(s, "ok", counts={"chunks": chunk_counts[s], "points_written": counts[s]}) for s in sources

@@ -17,6 +17,7 @@ from .. import ingest
 from ..artifacts import StageOutcome
 from ..errors import PipelineError
 from ..partitions import source_files
+from ..progress import for_run
 from ..reporting import outcome_metadata, summary_markdown
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import READY_CHECK, Embedder, RunPreflight
@@ -39,6 +40,20 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
     return dg.MaterializeResult()
 
 
+def _each_file(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
+    """``work(key)`` for every file of the run, counted as progress (files done of files)."""
+    progress = for_run(context.log)
+    keys = list(context.partition_keys)
+    progress.start(stage, len(keys), "files")
+    outcomes = []
+    for key in keys:
+        outcomes.append(work(key))
+        progress.advance(stage)
+    failed = sum(o.status == "failed" for o in outcomes)
+    progress.finish(stage, f"{failed} failed" if failed else "")
+    return outcomes
+
+
 @dg.asset(
     partitions_def=source_files,
     backfill_policy=SINGLE_RUN,
@@ -48,11 +63,14 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
 )
 def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
     limits = load_limits()  # from the code location's environment: the launchpad cannot raise them
-    outcomes = [
-        ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id, limits)
-        for key in context.partition_keys
-    ]
-    return _report(context, outcomes)
+    return _report(
+        context,
+        _each_file(
+            context,
+            "read",
+            lambda key: ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id, limits),
+        ),
+    )
 
 
 @dg.asset(
@@ -65,11 +83,14 @@ def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) ->
     "split at clauses (khoản) and points (điểm) to fit the model's token budget.",
 )
 def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
-    outcomes = [
-        ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget)
-        for key in context.partition_keys
-    ]
-    return _report(context, outcomes)
+    return _report(
+        context,
+        _each_file(
+            context,
+            "chunk",
+            lambda key: ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget),
+        ),
+    )
 
 
 @dg.asset(
@@ -100,7 +121,7 @@ def embedding_batches(
         )
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
     outcomes = ingest.embed_stage(
-        list(context.partition_keys), data_folder.state_path, context.run_id, preflight
+        list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log)
     )
     _report(context, outcomes)
     return dg.MaterializeResult(check_results=[preflight.check_result()])
@@ -139,7 +160,12 @@ def qdrant_collection(
 def _sync(context, config, data_folder, qdrant, embedder, keys):
     with qdrant.connect(lazy=True) as collection:
         outcomes, vanished = data_folder.sync(
-            collection, embedder, keys, context.run_id, confirm_mass_deletion=config.confirm_mass_deletion
+            collection,
+            embedder,
+            keys,
+            context.run_id,
+            confirm_mass_deletion=config.confirm_mass_deletion,
+            progress=for_run(context.log),
         )
         per_file = ingest.file_summaries(keys, data_folder.state_path)
         for outcome in outcomes:

@@ -118,9 +118,7 @@ def rebuild_collection(
     from .. import rebuild
     from ..errors import PipelineError
 
-    def progress(p: rebuild.Progress) -> None:
-        if p.written == p.total or p.written % (rebuild.UPSERT_BATCH * 8) == 0:
-            context.log.info(f"{p.written}/{p.total} points written to {p.new}")
+    from ..progress import for_run
 
     try:
         report = rebuild.rebuild(
@@ -131,7 +129,7 @@ def rebuild_collection(
             confirm_delete=config.confirm_delete,
             limits=data_folder.deletion_limits,
             only_if_needed=config.only_if_needed,
-            on_batch=progress,
+            progress=for_run(context.log),
         )
     except PipelineError as exc:  # one sentence in the UI, no stack trace
         raise dg.Failure(description=str(exc), allow_retries=False) from None

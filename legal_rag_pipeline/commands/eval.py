@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="search only this source file")
     p.add_argument("--qdrant-search", action="store_true",
                    help="send every bm25 query to Qdrant (default on embedded Qdrant: the same scoring in memory)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar: plain progress lines")
     p.set_defaults(handler=run_eval)
 
 
@@ -37,6 +38,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout
     from .. import evaluation
     from ..definitions import build_embedder, build_store
+    from ..progress import for_terminal, showing
     from ..text.lexical import active_variant
 
     ks = evaluation.parse_ks(args.k)
@@ -48,10 +50,12 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
         if not collection.exists():
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
             return EXIT_FAILED
-        report = evaluation.evaluate(
-            collection, questions, ks=ks, law_map=law_map, embedder=embedder, law=args.law, source=args.source,
-            engine="qdrant" if args.qdrant_search else "auto",
-        )
+        # with --json, stdout is the JSON alone: progress goes to stderr
+        with showing(for_terminal(sys.stderr if args.json else out, getattr(args, "quiet", False))) as progress:
+            report = evaluation.evaluate(
+                collection, questions, ks=ks, law_map=law_map, embedder=embedder, law=args.law, source=args.source,
+                engine="qdrant" if args.qdrant_search else "auto", progress=progress,
+            )
     if args.json:
         print(json.dumps(report.as_json(), ensure_ascii=False), file=out)
     else:

@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-env", default="QDRANT_API_KEY", help="variable holding the target's API key")
     p.add_argument("--batch-size", type=int, default=256, help="points per batch (default 256)")
     p.add_argument("--collection", help="alias/collection to copy (default COLLECTION_NAME)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar: plain progress lines")
     p.set_defaults(handler=run_migrate)
 
 
@@ -37,6 +38,7 @@ def run_migrate(args: argparse.Namespace, settings, out=None) -> int:
     from .. import migration
     from ..definitions import build_store
     from ..errors import ConfigurationError
+    from ..progress import for_terminal, showing
 
     # Outside a run, EnvVar fields hold the variable's name: resolve them (the API key) first.
     configured = build_store(settings).process_config_and_initialize()
@@ -58,18 +60,20 @@ def run_migrate(args: argparse.Namespace, settings, out=None) -> int:
     checkpoint = migration.Checkpoint(Path(settings.state_dir) / "migrate-checkpoint.json")
     print(f"Copying {source_store.describe()} to {target.describe()} ...", file=out)
 
-    def progress(report: migration.MigrationReport) -> None:
-        print(
-            f"  batch {report.batches}: {report.copied} copied, {report.skipped} already there "
-            f"(of {report.source_points})",
-            file=out,
-            flush=True,
-        )
+    with showing(for_terminal(out, getattr(args, "quiet", False))) as progress:
 
-    with source_store.connect() as source, target.connect() as dest:
-        report = migration.migrate(
-            source, dest, batch_size=args.batch_size, checkpoint=checkpoint, on_batch=progress
-        )
+        def on_batch(report: migration.MigrationReport) -> None:
+            if report.batches == 1:
+                progress.start("copy", report.source_points, "points")
+            progress.update("copy", report.copied + report.skipped)
+
+        with source_store.connect() as source, target.connect() as dest:
+            report = migration.migrate(
+                source, dest, batch_size=args.batch_size, checkpoint=checkpoint, on_batch=on_batch
+            )
+        if report.batches > 1:
+            progress.update("copy", report.copied + report.skipped)
+            progress.finish("copy", f"{report.skipped:,} already there" if report.skipped else "")
     resumed = f", resumed after point {report.resumed_from}" if report.resumed_from is not None else ""
     print(
         f"Done: {report.target_points} of {report.source_points} points in {report.physical} "

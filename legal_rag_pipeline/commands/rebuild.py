@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only move a pre-alias collection behind an alias (every point kept), no rebuild")
     p.add_argument("--confirm-delete", action="store_true",
                    help="allow a rebuild that leaves out over MAX_DELETE_FRACTION of the files (gone from the data folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: plain progress lines")
     p.set_defaults(handler=run_rebuild)
 
 
@@ -35,27 +36,24 @@ def run_rebuild(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout
     from .. import rebuild
     from ..deletion import DeletionLimits
+    from ..progress import for_terminal, showing
     from ..definitions import build_embedder, build_store
 
     store = build_store(settings, resolve=True)
     embedder = build_embedder(settings, resolve=True)
     print(f"Rebuilding {store.describe()} from {settings.state_dir} ...", file=out, flush=True)
-
-    def progress(p: rebuild.Progress) -> None:
-        if p.written == p.total or p.written % (rebuild.UPSERT_BATCH * 8) == 0:
-            print(f"  {p.written}/{p.total} points written to {p.new}", file=out, flush=True)
-
-    report = rebuild.rebuild(
-        store,
-        embedder,
-        Path(settings.state_dir),
-        Path(settings.data_dir),
-        confirm_delete=args.confirm_delete,
-        limits=DeletionLimits(settings.max_delete_fraction, settings.max_delete_points_fraction),
-        only_if_needed=args.if_needed,
-        migrate_only=args.migrate_only,
-        on_batch=progress,
-    )
+    with showing(for_terminal(out, getattr(args, "quiet", False))) as progress:
+        report = rebuild.rebuild(
+            store,
+            embedder,
+            Path(settings.state_dir),
+            Path(settings.data_dir),
+            confirm_delete=args.confirm_delete,
+            limits=DeletionLimits(settings.max_delete_fraction, settings.max_delete_points_fraction),
+            only_if_needed=args.if_needed,
+            migrate_only=args.migrate_only,
+            progress=progress,
+        )
     if report is None:
         print(
             "Nothing to rebuild: the collection fits the configuration"

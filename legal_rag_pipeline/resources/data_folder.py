@@ -42,7 +42,9 @@ class DataFolder(dg.ConfigurableResource):
 
         return DeletionLimits(self.max_delete_fraction, self.max_delete_points_fraction)
 
-    def sync(self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False):
+    def sync(
+        self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False, progress=None
+    ):
         """``ingest.sync_stage`` over this folder, with its deletion limits; the mass-deletion guard
         (deletion.py) is lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
         from .. import ingest
@@ -56,4 +58,5 @@ class DataFolder(dg.ConfigurableResource):
             embedder,
             limits=self.deletion_limits,
             confirm_mass_deletion=confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+            **({"progress": progress} if progress is not None else {}),
         )
