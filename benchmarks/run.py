@@ -596,8 +596,11 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_results(args.results, "bm25-only" if args.bm25_only else "dense", markdown(report, command.strip()))
-    print(f"wrote {args.results}")
+    if all(r.exit_code == 0 for r in results):
+        write_results(args.results, "bm25-only" if args.bm25_only else "dense", markdown(report, command.strip()))
+        print(f"wrote {args.results}")
+    else:
+        print(f"a scenario failed: {args.results} left as it was", file=sys.stderr)
     if args.keep:
         print(f"kept {work}")
     else:
