@@ -7,7 +7,7 @@ must survive a failed run (they cost quota), so each stage writes its result per
                                raw.jsonl        decoded text or rows, UTF-8 (raw_documents)
                                chunks.jsonl     normalised chunks with point ids (normalized_records)
                                embeddings.npz   vectors by point id, with the model id (embedding_batches)
-                               status.json      the last outcome of each stage, shown by the CLI
+                               status.json      the last outcome of each stage, its run and time (CLI, `status`)
                                synced.json      what the collection held for it after its last sync
 
 Writes go to a temporary file first and are renamed into place, so a crash never leaves half a file.
@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,13 @@ class FileArtifacts:
         return self._read_json("status.json") or {}
 
     def record_outcome(self, stage: str, outcome: StageOutcome, run_id: str | None = None) -> None:
+        """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
+        last changed something for this file (status "ok"), shown by `legal-rag status`."""
         status = self.status()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        changed_at = now if outcome.status == "ok" else (status.get(stage) or {}).get("changed_at")
         status["source"] = self.source
-        status[stage] = {**asdict(outcome), "run_id": run_id}
+        status[stage] = {**asdict(outcome), "run_id": run_id, "at": now, "changed_at": changed_at}
         self._write_json("status.json", status)
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
