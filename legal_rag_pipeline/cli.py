@@ -129,7 +129,7 @@ def run_ingest(
     run_keys = set(ordered[first : last + 1])
     job = defs.resolve_job_def("ingest_job")
     print(f"Ingesting {len(run_keys)} files into {settings.collection_name} ...", file=out, flush=True)
-    with showing(for_terminal(out, quiet)):
+    with showing(for_terminal(out, quiet, title="ingest")):
         result = _execute(job, instance, span, confirm_delete)
     summaries = ingest.file_summaries([k for k in keys if k in run_keys], state_dir, result.run_id)
     vanished = [

@@ -130,22 +130,33 @@ class LineProgress(Progress):
 
 
 class BarProgress(Progress):
-    """rich progress bars on a terminal, one per stage, with counts and the rate; ``close`` stops them."""
+    """rich progress bars on a terminal, one per stage, with counts and the rate; ``close`` stops them.
 
-    def __init__(self, out: IO[str] | None = None, console: Any = None) -> None:
+    With a ``title``, a first line (the command) pulses and counts the time from the start to the
+    end, also between stages (Dagster starting a step, recording a step's per-file metadata)."""
+
+    def __init__(self, out: IO[str] | None = None, console: Any = None, title: str | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, ProgressColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
+        from rich.table import Column
+        from rich.text import Text
+
+        class Counts(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                if task.fields.get("title"):
+                    return Text("")
+                total = "?" if task.total is None else f"{int(task.total):,}"
+                return Text(f"{int(task.completed):,}/{total} {task.fields['unit']}", style="progress.download")
 
         self.console = console or Console(file=out, highlight=False)
         self.bars = RichProgress(
-            TextColumn("{task.description:<6}"),
-            BarColumn(bar_width=30),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
+            TextColumn("{task.description:<7}", table_column=Column(no_wrap=True, min_width=7)),
+            BarColumn(bar_width=24, table_column=Column(no_wrap=True, min_width=24)),
+            Counts(table_column=Column(no_wrap=True, min_width=14)),
+            TextColumn("{task.fields[rate]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+            TextColumn("{task.fields[note]}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=24)),
             console=self.console,
             transient=False,
             redirect_stdout=False,
@@ -154,6 +165,11 @@ class BarProgress(Progress):
         self.tasks: dict[str, Any] = {}
         self.units: dict[str, str] = {}
         self.started = False
+        self.title = None
+        if title:
+            self.bars.start()
+            self.started = True
+            self.title = self.bars.add_task(title, total=None, unit="", rate="", note="", title=True)
 
     def start(self, stage: str, total: int, unit: str, note: str = "") -> None:
         if not self.started:
@@ -173,7 +189,7 @@ class BarProgress(Progress):
     def _rate(self, stage: str) -> str:
         task = self._task(stage)  # rich measures the speed over its recent samples
         speed = task.finished_speed or task.speed
-        return f"{speed:,.0f} {self.units[stage]}/s" if speed else ""
+        return f"{speed:,.0f}/s" if speed else ""
 
     def advance(self, stage: str, amount: int = 1) -> None:
         if stage in self.tasks:
@@ -195,6 +211,8 @@ class BarProgress(Progress):
 
     def close(self) -> None:
         if self.started:
+            if self.title is not None:
+                self.bars.update(self.title, total=1, completed=1)
             self.bars.stop()
             self.started = False
 
@@ -222,12 +240,54 @@ class Fanout(Progress):
             sink.finish(stage, note)
 
 
-def for_terminal(out: IO[str], quiet: bool = False) -> Progress:
-    """Bars when ``out`` is a terminal (and not ``quiet``), plain lines at a bounded rate otherwise."""
-    isatty = getattr(out, "isatty", None)
+def _own_stream(out: IO[str]) -> tuple[IO[str], IO[str] | None]:
+    """``out`` on a descriptor of its own when it has one: while a Dagster step runs, its compute-log
+    capture points descriptors 1 and 2 at a file, and progress must still reach the terminal or pipe.
+    Returns (stream to write, stream to close afterwards)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # a StringIO, a captured stream
+        return out, None
+    out.flush()
+    own = os.fdopen(os.dup(fd), "w", encoding=getattr(out, "encoding", None) or "utf-8", errors="replace",
+                    buffering=1)
+    return own, own
+
+
+class _Closing(Progress):
+    def __init__(self, inner: Progress, stream: IO[str]) -> None:
+        self.inner, self.stream = inner, stream
+
+    def start(self, stage: str, total: int, unit: str, note: str = "") -> None:
+        self.inner.start(stage, total, unit, note)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.inner.advance(stage, amount)
+
+    def update(self, stage: str, done: int) -> None:
+        self.inner.update(stage, done)
+
+    def finish(self, stage: str, note: str = "") -> None:
+        self.inner.finish(stage, note)
+
+    def close(self) -> None:
+        self.inner.close()
+        try:
+            self.stream.close()
+        except BrokenPipeError:  # `legal-rag ingest | head`: the reader went away
+            pass
+
+
+def for_terminal(out: IO[str], quiet: bool = False, title: str | None = None) -> Progress:
+    """Bars when ``out`` is a terminal (and not ``quiet``), plain lines at a bounded rate otherwise;
+    ``title`` (e.g. "ingest") heads the bars with the time since the start."""
+    stream, owned = _own_stream(out)
+    isatty = getattr(stream, "isatty", None)
     if not quiet and isatty is not None and isatty() and os.environ.get("TERM") != "dumb":
-        return BarProgress(out)
-    return LineProgress(lambda text: print(text, file=out, flush=True))
+        sink: Progress = BarProgress(stream, title=title)
+    else:
+        sink = LineProgress(lambda text: print(text, file=stream, flush=True))
+    return _Closing(sink, owned) if owned is not None else sink
 
 
 _command_sink: ContextVar[Progress] = ContextVar("legal_rag_progress", default=NO_PROGRESS)

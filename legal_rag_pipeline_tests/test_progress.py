@@ -83,9 +83,9 @@ def test_the_run_log_gets_the_same_counts_at_a_bounded_rate(env, monkeypatch):
     instance = get_instance()
     run = instance.get_runs(limit=1)[0]
     messages = [e.user_message for e in instance.all_logs(run.run_id) if e.user_message]
-    progress = [m for m in messages if m.split(":")[0] in {"read", "chunk", "embed", "write"}]
+    progress = [m for m in messages if m.split(":")[0] in {"read", "chunk", "embed", "write", "check"}]
     # a short run: one line per stage, when it ends (the 10-second interval never elapsed)
-    assert [m.split(":")[0] for m in progress] == ["read", "chunk", "embed", "write"], messages
+    assert [m.split(":")[0] for m in progress] == ["read", "chunk", "embed", "write", "check"], messages
     assert progress[0].startswith("read: 3 of 3 files (100%) in ")
     assert progress[3].startswith("write: 25 of 25 points (100%)")
 

@@ -158,6 +158,7 @@ def qdrant_collection(
 
 
 def _sync(context, config, data_folder, qdrant, embedder, keys):
+    progress = for_run(context.log)
     with qdrant.connect(lazy=True) as collection:
         outcomes, vanished = data_folder.sync(
             collection,
@@ -165,7 +166,7 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             keys,
             context.run_id,
             confirm_mass_deletion=config.confirm_mass_deletion,
-            progress=for_run(context.log),
+            progress=progress,
         )
         per_file = ingest.file_summaries(keys, data_folder.state_path)
         for outcome in outcomes:
@@ -180,7 +181,11 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             asset_key=context.asset_key,
             metadata={"run_summary": dg.MetadataValue.md(summary), "files": len(keys), "removed_files": len(vanished)},
         )
-        yield from checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes)
+        progress.start("check", len(checks.COLLECTION_CHECKS), "checks")
+        yield from progress.counted(
+            "check", checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes), every=1
+        )
+        progress.finish("check")
 
     failed = [f for f in per_file.values() if f.failed_stage]
     if failed:

@@ -60,7 +60,7 @@ def run_migrate(args: argparse.Namespace, settings, out=None) -> int:
     checkpoint = migration.Checkpoint(Path(settings.state_dir) / "migrate-checkpoint.json")
     print(f"Copying {source_store.describe()} to {target.describe()} ...", file=out)
 
-    with showing(for_terminal(out, getattr(args, "quiet", False))) as progress:
+    with showing(for_terminal(out, getattr(args, "quiet", False), title="migrate")) as progress:
 
         def on_batch(report: migration.MigrationReport) -> None:
             if report.batches == 1:

@@ -42,7 +42,7 @@ def run_rebuild(args: argparse.Namespace, settings, out=None) -> int:
     store = build_store(settings, resolve=True)
     embedder = build_embedder(settings, resolve=True)
     print(f"Rebuilding {store.describe()} from {settings.state_dir} ...", file=out, flush=True)
-    with showing(for_terminal(out, getattr(args, "quiet", False))) as progress:
+    with showing(for_terminal(out, getattr(args, "quiet", False), title="rebuild")) as progress:
         report = rebuild.rebuild(
             store,
             embedder,
