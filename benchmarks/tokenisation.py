@@ -2,8 +2,8 @@
 
 For every lexical variant × lexical text, through the full pipeline (bm25 only): copy the 17 laws of
 ALQAC 2023 from ../shared/data into a temporary data folder, `legal-rag ingest` them into a fresh
-embedded Qdrant, then `legal-rag eval` on eval/alqac2023_train.json. Prints the table that is in the
-README ("Retrieval quality").
+embedded Qdrant, then `legal-rag eval` on eval/alqac2023_train.json. Prints the table that is in
+docs/retrieval.md.
 
     python benchmarks/tokenisation.py                       # every variant, the default lexical text
     python benchmarks/tokenisation.py --variants syllables+bigrams --texts chunk,title+chunk,headings+chunk

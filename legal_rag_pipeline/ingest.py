@@ -590,7 +590,7 @@ def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector:
     )
 
 
-# What feeds a chunk's bm25 vector, chosen by measurement (README "Retrieval quality"):
+# What feeds a chunk's bm25 vector, chosen by measurement (docs/retrieval.md):
 # "headings+chunk" (default) = law title, chapter and section titles, then the chunk (which starts
 # with its article heading); "title+chunk" = law title and chunk; "chunk" = the chunk alone.
 # LEXICAL_TEXT selects another one (then `legal-rag rebuild`).

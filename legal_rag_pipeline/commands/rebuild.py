@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--migrate-only", action="store_true",
                    help="only move a pre-alias collection behind an alias (every point kept), no rebuild")
     p.add_argument("--confirm-delete", action="store_true",
-                   help="allow a rebuild that leaves out over MAX_DELETE_FRACTION of the files (gone from the data folder)")
+                   help="allow a rebuild that leaves out half the files or more (MAX_DELETE_FRACTION; gone from the data folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars: plain progress lines")
     p.set_defaults(handler=run_rebuild)
 

@@ -3,8 +3,8 @@
 Text is NFC-normalised, lower-cased and tone-folded, so "Nội thuỷ" in a law and "nội thủy" in a
 question give the same token. Documents and queries go through the same ``lexical_tokens``.
 
-The variant is chosen by measurement (``benchmarks/tokenisation.py``, table in the README's
-"Retrieval quality"): syllables + bigrams wins on ALQAC 2023. ``LEXICAL_VARIANT`` selects another
+The variant is chosen by measurement (``benchmarks/tokenisation.py``, table in
+docs/retrieval.md): syllables + bigrams wins on ALQAC 2023. ``LEXICAL_VARIANT`` selects another
 one; the collection's points must then be rebuilt (``legal-rag rebuild``), since queries and
 documents must be tokenised alike.
 """
@@ -23,7 +23,7 @@ from itertools import pairwise
 from .normalize import normalize_text
 
 VARIANTS = ("syllables", "syllables+bigrams", "pyvi", "underthesea")
-# The measured winner (recall@5 0.97 on ALQAC 2023 train, bm25 only; see the README).
+# The measured winner (recall@5 0.97 on ALQAC 2023 train, bm25 only; see docs/retrieval.md).
 DEFAULT_VARIANT = "syllables+bigrams"
 VARIANT_ENV = "LEXICAL_VARIANT"
 
