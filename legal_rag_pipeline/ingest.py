@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -455,7 +455,7 @@ def sync_stage(
         )
 
     progress.start("write", sum(len(ids) for ids in plan.upserts.values()), "points")
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     for source in pending:
         def write(source: str = source) -> StageOutcome:
             art = FileArtifacts(state_dir, source)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from . import ingest
 from .artifacts import FileArtifacts, StageOutcome, known_sources
 from .deletion import REBUILD_CONFIRM, Deletion, DeletionLimits, check_deletion

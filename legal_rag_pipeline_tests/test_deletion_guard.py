@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from legal_rag_pipeline import cli, rebuild
-from legal_rag_pipeline.deletion import Deletion, DeletionLimits, check_deletion
 from legal_rag_pipeline.definitions import build_embedder, build_store
+from legal_rag_pipeline.deletion import Deletion, DeletionLimits, check_deletion
 from legal_rag_pipeline.errors import MassDeletionRefused
 from legal_rag_pipeline.settings import load_settings
 from legal_rag_pipeline_tests.pipeline_env import make_env
@@ -197,3 +197,26 @@ def test_rules_as_plain_functions():
     assert refused(files_held=4, points_held=100, shrunk=["a", "b"], points_removed=60)
     assert not refused(files_held=4, points_held=100, shrunk=["a", "b"], points_removed=40)
     assert not refused(files_held=4, points_held=100, shrunk=["a"], points_removed=90)
+
+
+def test_the_prune_job_the_sensor_starts_removes_one_large_file_and_refuses_half_the_folder(env):
+    """The sensor starts `prune_vanished_job` when files were only deleted: a real Dagster run of it."""
+    from legal_rag_pipeline.definitions import build_definitions
+    from legal_rag_pipeline.instance import get_instance
+
+    (env.data / "bo-luat-dan-su.txt").write_text(law("Bộ luật dân sự", 120), encoding="utf-8")
+    assert env.ingest()[0] == 0
+    job = build_definitions(load_settings()).resolve_job_def("prune_vanished_job")
+
+    (env.data / "bo-luat-dan-su.txt").unlink()
+    result = job.execute_in_process(instance=get_instance(), raise_on_error=False)
+    assert result.success
+    assert "bo-luat-dan-su.txt" not in by_source(env)
+
+    for name in SMALL[:3]:
+        (env.data / f"luat-{name}.txt").unlink()
+    result = job.execute_in_process(instance=get_instance(), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "Refusing to remove 3 of the 6 files" in failure.event_specific_data.user_failure_data.description
+    assert len(by_source(env)) == 6

@@ -20,8 +20,10 @@ DOCS = REPO / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 
 TWO_COMMANDS = [
-    'python3 -m venv .venv && . .venv/bin/activate && pip install -e . && legal-rag ingest && '
-    'legal-rag search "Thời hạn tạm trú tối đa là bao lâu?"',
+    (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && legal-rag ingest && "
+        'legal-rag search "Thời hạn tạm trú tối đa là bao lâu?"'
+    ),
     "bash scripts/test.sh",
 ]
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])(?![\w-])")
@@ -83,7 +85,7 @@ def test_every_legal_rag_command_written_in_the_docs_is_real():
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         spans += [(page.name, s) for s in re.findall(r"`(legal-rag [^`\n]+)`", text)]
-        for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S):
+        for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.DOTALL):
             spans += [(page.name, line) for line in re.findall(r"(legal-rag [^\n#&|`]+)", block)]
     assert len(spans) > 40
     for page, span in spans:

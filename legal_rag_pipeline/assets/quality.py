@@ -117,7 +117,6 @@ def rebuild_collection(
 ) -> None:
     from .. import rebuild
     from ..errors import PipelineError
-
     from ..progress import for_run
 
     try:

@@ -35,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_rebuild(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout
     from .. import rebuild
+    from ..definitions import build_embedder, build_store
     from ..deletion import DeletionLimits
     from ..progress import for_terminal, showing
-    from ..definitions import build_embedder, build_store
 
     store = build_store(settings, resolve=True)
     embedder = build_embedder(settings, resolve=True)

@@ -37,7 +37,7 @@ class DataFolder(dg.ConfigurableResource):
         return Path(self.state_dir)
 
     @property
-    def deletion_limits(self) -> "DeletionLimits":
+    def deletion_limits(self) -> DeletionLimits:
         from ..deletion import DeletionLimits
 
         return DeletionLimits(self.max_delete_fraction, self.max_delete_points_fraction)
