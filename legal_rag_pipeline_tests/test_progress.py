@@ -122,3 +122,15 @@ def test_rebuild_and_eval_show_progress(env, capsys, tmp_path):
 
     assert json.loads(captured.out)  # stdout is the JSON alone
     assert "search: 1 of 1 questions (100%)" in captured.err
+
+
+def test_texts_embedded_are_counted_with_dense_vectors(tmp_path, monkeypatch, embeddings_server):
+    env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
+    env.copy_sample()
+    monkeypatch.setattr("legal_rag_pipeline.ingest.EMBED_GROUP_TEXTS", 10)  # several groups, as on a large folder
+    monkeypatch.setenv("PROGRESS_LOG_SECONDS", "0")  # a line at every group
+    code, out = env.ingest()
+    assert code == 0, out
+    embed = [line for line in out.splitlines() if line.startswith("embed: ")]
+    assert embed[-1].startswith("embed: 25 of 25 texts (100%)"), out
+    assert embed[0] == "embed: 17 of 25 texts (68%)", embed  # the first group: the sheet's 6 and a law's 11
