@@ -499,7 +499,7 @@ def sync_stage(
                 FileArtifacts(state_dir, source).remove()
 
     deleted = sum(o.counts.get("points_deleted", 0) for o in [*outcomes.values(), *vanished_outcomes])
-    progress.finish("write", f"{deleted:,} stale points deleted" if deleted else "")
+    progress.finish("write", f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "")
     for source, outcome in outcomes.items():
         art = FileArtifacts(state_dir, source)
         if not outcome.ok:

@@ -149,7 +149,12 @@ class BarProgress(Progress):
                 total = "?" if task.total is None else f"{int(task.total):,}"
                 return Text(f"{int(task.completed):,}/{total} {task.fields['unit']}", style="progress.download")
 
-        self.console = console or Console(file=out, highlight=False)
+        width = None
+        try:  # measured now: while a step runs, descriptors 1 and 2 point at Dagster's capture files
+            width = os.get_terminal_size(out.fileno()).columns if out is not None else None
+        except (AttributeError, OSError, ValueError):
+            pass
+        self.console = console or Console(file=out, highlight=False, width=width)
         self.bars = RichProgress(
             TextColumn("{task.description:<7}", table_column=Column(no_wrap=True, min_width=7)),
             BarColumn(bar_width=24, table_column=Column(no_wrap=True, min_width=24)),

@@ -103,8 +103,8 @@ class Settings:
     # Retries of embedding requests (429/503/timeouts): first backoff wait (doubles, with jitter) and attempts.
     backoff_seconds: float = 1.0
     max_attempts: int = 6
-    # The mass-deletion guard (deletion.py): max_delete_fraction is the share of the files that may vanish
-    # at once; a run must also stay under this share of the points when many files lose points.
+    # The mass-deletion guard (deletion.py): a run in which max_delete_fraction of the files or more vanish
+    # at once is refused, and so is one removing more than this share of the points from that many files.
     max_delete_points_fraction: float = 0.5
     # What one source file may cost (readers/limits.py); from the environment only, never from the UI.
     limits: Limits = field(default_factory=Limits)

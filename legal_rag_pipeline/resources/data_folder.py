@@ -20,12 +20,12 @@ class DataFolder(dg.ConfigurableResource):
     token_budget: int = Field(default=128, description="Model input budget in tokens for one chunk.")
     max_delete_fraction: float = Field(
         default=0.5,
-        description="A run in which more than this share of the files vanish at once is refused (MAX_DELETE_FRACTION).",
+        description="A run in which this share of the files or more vanish at once is refused (MAX_DELETE_FRACTION).",
     )
     max_delete_points_fraction: float = Field(
         default=0.5,
-        description="A run removing more than this share of the points, from over MAX_DELETE_FRACTION of the "
-        "files, is refused (MAX_DELETE_POINTS_FRACTION).",
+        description="A run removing more than this share of the points, from MAX_DELETE_FRACTION of the files "
+        "or more, is refused (MAX_DELETE_POINTS_FRACTION).",
     )
 
     @property
