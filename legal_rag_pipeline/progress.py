@@ -154,6 +154,7 @@ class BarProgress(Progress):
             width = os.get_terminal_size(out.fileno()).columns if out is not None else None
         except (AttributeError, OSError, ValueError):
             pass
+        width = width or None  # a terminal that reports no size (0): rich uses COLUMNS, else 80
         self.console = console or Console(file=out, highlight=False, width=width)
         self.bars = RichProgress(
             TextColumn("{task.description:<7}", table_column=Column(no_wrap=True, min_width=7)),
