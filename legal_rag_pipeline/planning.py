@@ -16,7 +16,6 @@ folder recently (``ingest.VERIFY_AFTER_SECONDS``), like the sync stage itself.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,14 +55,6 @@ def partition_span(order: Sequence[str], keys: Sequence[str]) -> tuple[str, str]
     return order[min(positions)], order[max(positions)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_in_sync(
     art: FileArtifacts, path: Path, *, model: str, location: str, physical: str | None, token_budget: int
 ) -> bool | None:
@@ -80,7 +71,7 @@ def file_in_sync(
     except OSError:
         return False  # it runs, and its read says what is wrong
     if (st.st_size, st.st_mtime_ns) != (document.get("size"), document.get("mtime_ns")):
-        if st.st_size != document.get("size") or _sha256(path) != document["sha256"]:
+        if st.st_size != document.get("size") or ingest.file_sha256(path) != document["sha256"]:
             return False
         art.write_document({**document, "mtime_ns": st.st_mtime_ns})  # touched, not changed
     mark = ingest._sync_mark(art, model, location, physical)
