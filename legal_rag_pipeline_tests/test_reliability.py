@@ -60,7 +60,9 @@ class Project:
         return [sys.executable, "-m", "legal_rag_pipeline.cli", *args]
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*args), env=self.env, cwd=self.root, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            self.command(*args), env=self.env, cwd=self.root, capture_output=True, text=True, timeout=600, check=False
+        )
 
     def kill_when(self, condition: Callable[[], bool], *args: str, limit: float = 300) -> str:
         """Start the command, SIGKILL it as soon as ``condition()`` holds; returns what happened."""

@@ -110,10 +110,10 @@ class Collection(ABC):
     def view(self, physical: str) -> Collection:
         """The same connection, with ``name`` = ``physical`` (a rebuild writes and checks through it)."""
 
-    def lock(self) -> None:  # noqa: B027 - optional hook
+    def lock(self) -> None:
         """Take the store for this process now (an embedded folder held elsewhere fails at once)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release the engine (and its lock on an embedded folder)."""
 
     def location(self) -> str:

@@ -9,6 +9,7 @@ Python, so ``scores_in_python`` is set there.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -28,6 +29,8 @@ from .base import (
     Where,
     point_id,
 )
+
+log = logging.getLogger(__name__)
 
 
 def open_client(kwargs: dict[str, Any], path: str | None) -> QdrantClient:
@@ -213,7 +216,7 @@ class ClientCollection(Collection):
             try:
                 self.client.update_collection(physical, metadata=metadata)
             except Exception:  # noqa: BLE001 - a server before 1.16 has no collection metadata
-                pass
+                log.info("collection metadata not supported by this Qdrant; layout stamp of %s skipped", physical)
 
     def drop_physical(self, physical: str) -> None:
         self.client.delete_collection(physical)
