@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from .schedules import SCHEDULE_NAME, build_nightly_schedule
+from .schedules import (
+    PRUNE_SCHEDULE_NAME,
+    SCHEDULE_NAME,
+    build_nightly_prune_schedule,
+    build_nightly_schedule,
+)
 from .sensors import SENSOR_NAME, build_data_folder_sensor, prune_vanished_job
 
 
@@ -25,8 +30,8 @@ def build_automation(ingest_job) -> Automation:
     return Automation(
         jobs=[prune_vanished_job],
         sensors=[build_data_folder_sensor(ingest_job)],
-        schedules=[build_nightly_schedule(ingest_job)],
+        schedules=[build_nightly_schedule(ingest_job), build_nightly_prune_schedule()],
     )
 
 
-__all__ = ["SCHEDULE_NAME", "SENSOR_NAME", "Automation", "build_automation"]
+__all__ = ["PRUNE_SCHEDULE_NAME", "SCHEDULE_NAME", "SENSOR_NAME", "Automation", "build_automation"]

@@ -1,8 +1,21 @@
-"""The nightly re-ingestion: one run over every file, reconciling the collection with the folder.
+"""The nightly re-ingestion: plan first, then one run over what changed, reconciling the collection
+with the folder.
 
-Unchanged files cost a hash and no embedding call; files that failed before are retried; the
-points of files no longer in the folder are removed (``ingest.sync_stage`` prunes vanished files
-in every run of ``qdrant_collection``, behind the mass-deletion guard).
+Each tick compares the data folder with what was last synced (``planning.plan_ingest``: a stat per
+file, a hash only where the stat moved) and then:
+
+* nothing changed: no run; the tick's skip message gives the plan (``N unchanged, 0 changed, ...``);
+* files new, changed or failed last time: ONE run of ``ingest_job`` over the partition range that
+  holds them (tags ``dagster/asset_partition_range_start``/``_end``, as the sensor does); that run's
+  sync stage also removes the points of vanished files, behind the mass-deletion guard;
+* only vanished files: no ingest run; the companion schedule ``nightly_prune_vanished`` (same time)
+  starts ``prune_vanished_job``, which removes their points behind the same guard;
+* the collection is due for its daily full comparison (``ingest.VERIFY_AFTER_SECONDS``), or cannot be
+  looked at: every file runs, as before the plan existed.
+
+The tick registers the partitions of files the sensor has not registered yet and deletes those of
+files no longer in the folder (as ``legal-rag ingest`` does), so it works with the sensor stopped.
+It reads the store's catalog only (no lock is taken on the embedded folder: runs alone open it).
 
 NIGHTLY_CRON (default ``0 2 * * *``) and NIGHTLY_TIMEZONE (default ``Asia/Ho_Chi_Minh``, no DST)
 are read when the definitions load (``.env`` included).
@@ -11,17 +24,25 @@ are read when the definitions load (``.env`` included).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
+from .. import ingest
 from ..errors import ConfigurationError
 from ..instance import set_pool_limit
 from ..partitions import source_files
-from .sensors import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from ..planning import IngestPlan, partition_span, plan_ingest
+from ..readers import scan_data_dir
+from ..resources.data_folder import DataFolder
+from ..resources.embeddings import Embedder
+from ..resources.qdrant import QdrantStore
+from .sensors import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, _batched, prune_vanished_job
 
 SCHEDULE_NAME = "nightly_reingest"
+PRUNE_SCHEDULE_NAME = "nightly_prune_vanished"
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 
@@ -44,20 +65,109 @@ def nightly_settings() -> tuple[str, str]:
     return cron, timezone
 
 
-def nightly_run_request(instance: dg.DagsterInstance) -> dg.RunRequest | dg.SkipReason:
-    keys = instance.get_dynamic_partitions(source_files.name)
-    if not keys:
-        return dg.SkipReason(
-            "No files registered yet (the data-folder sensor registers them): nothing to re-ingest."
+@dataclass
+class NightlyPlan:
+    """What a nightly tick found: the ingest plan (None: every file runs) and the partitions' order."""
+
+    order: list[str]
+    plan: IngestPlan | None
+    reason: str = ""  # why every file runs (plan None or full)
+    skip: str | None = None  # nothing can be planned (no folder, no files): the tick's message
+
+
+def plan_nightly(
+    instance: dg.DagsterInstance, data_folder: DataFolder, qdrant: QdrantStore, embedder: Embedder
+) -> NightlyPlan:
+    """Register the folder's files as partitions and plan the run (planning.py), as ``legal-rag ingest`` does."""
+    data_dir = data_folder.data_path
+    try:
+        scan = scan_data_dir(data_dir)
+    except FileNotFoundError:
+        return NightlyPlan(
+            [],
+            None,
+            skip=f"The data folder {data_dir} does not exist: nothing is ingested or "
+            "deleted until it is back.",
         )
+    existing = list(instance.get_dynamic_partitions(source_files.name))
+    if not scan.files:
+        return NightlyPlan(
+            existing,
+            None,
+            skip=f"The data folder {data_dir} has no files to ingest: refusing to treat "
+            f"that as deleting all {len(existing)} files (`legal-rag ingest --confirm-delete` does it).",
+        )
+    known = set(existing)
+    gone = [k for k in existing if k not in scan.files]
+    for batch in _batched(gone):
+        for key in batch:
+            instance.delete_dynamic_partition(source_files.name, key)
+    new = [k for k in scan.files if k not in known]
+    for batch in _batched(new):
+        instance.add_dynamic_partitions(source_files.name, list(batch))
+    order = list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing
+    model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
+    try:
+        with qdrant.connect(lazy=True) as collection:
+            physical = collection.physical_name()
+    except Exception as exc:  # noqa: BLE001 - the run itself reports what is wrong with the store
+        return NightlyPlan(order, None, reason=f"the collection could not be looked at ({exc})")
+    plan = plan_ingest(
+        data_dir,
+        scan.files,
+        data_folder.state_path,
+        model=model,
+        location=qdrant.location(),
+        physical=physical,
+        token_budget=data_folder.token_budget,
+    )
+    return NightlyPlan(order, plan, reason=plan.reason if plan.full else "")
+
+
+def nightly_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
+    """One run over the new, changed and failed files (every file when the plan says so), or a skip."""
+    if nightly.skip:
+        return dg.SkipReason(nightly.skip)
+    plan, order = nightly.plan, nightly.order
+    if plan is None or plan.full:
+        span, targets, why = (order[0], order[-1]), order, f"every file runs: {nightly.reason}"
+    else:
+        targets = plan.to_run
+        if not targets:
+            return dg.SkipReason(
+                f"Nothing changed since the last run: {plan.summary()}; no ingest run launched"
+                + (
+                    f" (the {PRUNE_SCHEDULE_NAME} schedule removes the points of the {len(plan.vanished)} removed files)."
+                    if plan.vanished
+                    else "."
+                )
+            )
+        span, why = partition_span(order, targets), plan.summary()
+        if span is None:  # cannot happen: every planned file was registered above
+            return dg.SkipReason(f"The planned files are not registered as partitions: {plan.summary()}.")
+    first, last = order.index(span[0]), order.index(span[1])
     return dg.RunRequest(
         tags={
-            RANGE_START_TAG: keys[0],
-            RANGE_END_TAG: keys[-1],
+            RANGE_START_TAG: span[0],
+            RANGE_END_TAG: span[1],
             TRIGGER_TAG: "nightly",
-            "legal_rag/files": str(len(keys)),
+            "legal_rag/files": str(last - first + 1),
+            "legal_rag/planned_files": str(len(targets)),
+            "legal_rag/plan": why[:200],
         }
     )
+
+
+def prune_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
+    """``prune_vanished_job`` when files vanished and no ingest run (which prunes too) is launched."""
+    if nightly.skip:
+        return dg.SkipReason(nightly.skip)
+    plan = nightly.plan
+    if plan is None or plan.full or plan.to_run:
+        return dg.SkipReason(f"The {SCHEDULE_NAME} run removes the points of vanished files itself.")
+    if not plan.vanished:
+        return dg.SkipReason(f"No file removed from the folder: {plan.summary()}.")
+    return dg.RunRequest(tags={TRIGGER_TAG: "nightly", "legal_rag/deleted_files": str(len(plan.vanished))})
 
 
 def build_nightly_schedule(ingest_job) -> dg.ScheduleDefinition:
@@ -69,11 +179,44 @@ def build_nightly_schedule(ingest_job) -> dg.ScheduleDefinition:
         execution_timezone=timezone,
         job=ingest_job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Re-ingest every file in one run ({cron}, {timezone}): retries failed files, removes the "
-        "points of deleted files, embeds nothing for unchanged files. NIGHTLY_CRON / NIGHTLY_TIMEZONE change it.",
+        description=f"Plan, then re-ingest in one run the files new, changed or failed since the last run ({cron}, "
+        f"{timezone}); no run when nothing changed (every file once a day when the collection is due for a full "
+        "comparison). NIGHTLY_CRON / NIGHTLY_TIMEZONE change it.",
     )
-    def nightly_reingest(context: dg.ScheduleEvaluationContext):
+    def nightly_reingest(
+        context: dg.ScheduleEvaluationContext,
+        data_folder: DataFolder,
+        qdrant: QdrantStore,
+        embedder: Embedder,
+    ):
         set_pool_limit(context.instance)
-        return nightly_run_request(context.instance)
+        request = nightly_run_request(plan_nightly(context.instance, data_folder, qdrant, embedder))
+        if isinstance(request, dg.RunRequest):
+            context.log.info(f"Nightly plan: {request.tags['legal_rag/plan']}")
+        return request
 
     return nightly_reingest
+
+
+def build_nightly_prune_schedule() -> dg.ScheduleDefinition:
+    cron, timezone = nightly_settings()
+
+    @dg.schedule(
+        name=PRUNE_SCHEDULE_NAME,
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        job=prune_vanished_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Remove the points of files deleted from the folder when the {SCHEDULE_NAME} tick launches no "
+        "ingest run (nothing else changed); the mass-deletion guard applies.",
+    )
+    def nightly_prune_vanished(
+        context: dg.ScheduleEvaluationContext,
+        data_folder: DataFolder,
+        qdrant: QdrantStore,
+        embedder: Embedder,
+    ):
+        set_pool_limit(context.instance)
+        return prune_run_request(plan_nightly(context.instance, data_folder, qdrant, embedder))
+
+    return nightly_prune_vanished

@@ -23,7 +23,7 @@ Design (one RunRequest per tick, not one per file, not declarative automation):
   replayed from the same stored cursor never starts a second run, while a version that must run
   again (a deleted file restored from the trash with its old time) does. A failed file does not
   block anything: the next version of that file (new stat) triggers again, and the nightly
-  schedule retries every file.
+  schedule retries the files that failed.
 
 The sensor also sets the ``qdrant_writer`` pool limit to 1 on the instance at every tick (cheap
 when already set), so a daemon started with plain ``dagster dev`` serialises writers too.
