@@ -338,3 +338,41 @@ def test_plan_is_pure_and_cursor_round_trips():
     assert plan.state.held_since is None and plan.state.runs == 1
     assert FolderState.from_json(plan.state.to_json()) == plan.state
     assert FolderState.from_json("not json") == FolderState()
+
+
+def test_thousands_of_files_dropped_at_once_make_one_run_and_a_small_cursor(instance, data):
+    """3,000 files at once: their partitions are added in chunks (SQLite refuses one statement with
+    that many variables), one run covers them all, and the cursor Dagster stores with every tick
+    stays a few dozen bytes (the state is a file in the state folder, named by its digest)."""
+    for i in range(3000):
+        write(data / f"nghi-dinh-{i // 500}" / f"dieu-{i:04d}.txt", f"Điều {i}. Phạm vi\n")
+    daemon = Daemon(instance, data)
+    assert not daemon.tick().run_requests  # seen once: waits until they stop changing
+    result = daemon.tick()
+    assert len(result.dynamic_partitions_requests) == 3000 // sensors.PARTITION_REQUEST_BATCH
+    assert len(daemon.partitions()) == 3000
+    span = the_range(result)
+    assert len(keys_in_range(instance, span)) == 3000
+    assert daemon.cursor.startswith("file:") and len(daemon.cursor) < 40
+    stored = list((data.parent / "state" / "sensor").glob("*.cursor"))
+    assert [p.stem for p in stored if p.stem in daemon.cursor], stored
+    for n in range(2 * sensors.KEEP_STATE_FILES):  # one file per distinct state, the newest few kept
+        write(data / "nghi-dinh-0" / "dieu-0000.txt", f"Điều 0. Phạm vi {n}\n")
+        daemon.tick()
+    assert len(list((data.parent / "state" / "sensor").glob("*.cursor"))) <= sensors.KEEP_STATE_FILES
+    # A restarted daemon reads the stored state: nothing triggers again.
+    daemon.tick()  # the last change is handed to a run
+    restarted = Daemon(instance, data, cursor=daemon.cursor)
+    restarted.run_keys = set(daemon.run_keys)
+    quiet = restarted.tick()
+    assert not quiet.run_requests
+    assert quiet.skip_reason.skip_message == "No change in 3000 files."
+
+
+def test_a_cursor_written_before_the_compact_format_is_still_read():
+    old = '{"done":{"a":[1,10]},"held_since":null,"runs":3,"seen":{"a":[1,10],"b":[2,20]},"v":1}'
+    state = FolderState.from_json(old)
+    assert state == FolderState(seen={"a": (1, 10), "b": (2, 20)}, done={"a": (1, 10)}, runs=3)
+    assert FolderState.from_json(state.to_json()) == state
+    assert state.to_json().startswith("z:")
+    assert FolderState.from_json("z:not base64!") == FolderState()
