@@ -395,3 +395,61 @@ def test_docker_compose_config_validates(tmp_path):
     no_ui_password.write_text("\n".join(l for l in lines if not l.startswith("DAGSTER_UI_PASSWORD_HASH=")))
     refused = subprocess.run([*base, "--env-file", str(no_ui_password), "config", "-q"], capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "DAGSTER_UI_PASSWORD_HASH" in refused.stderr
+
+
+@pytest.mark.slow
+def test_thousands_of_files_register_as_partitions_on_postgres(pg_db, tmp_path, monkeypatch):
+    """3,000 files dropped at once, then 2,000 more that only the nightly tick sees: every partition is
+    registered on PostgreSQL (in chunks of 500), each tick asks for one run over all of them."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    from legal_rag_pipeline.automation import SCHEDULE_NAME, SENSOR_NAME
+    from legal_rag_pipeline.automation.sensors import RANGE_END_TAG, RANGE_START_TAG
+    from legal_rag_pipeline.definitions import build_definitions
+    from legal_rag_pipeline.instance import get_instance
+    from legal_rag_pipeline.partitions import source_files
+    from legal_rag_pipeline.settings import load_settings
+
+    env: PipelineEnv = make_env(tmp_path, monkeypatch)
+    _postgres_home(env.dagster_home)
+    for i in range(3000):
+        folder = env.data / f"nghi-dinh-{i // 500}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"dieu-{i:04d}.txt").write_text(f"Điều {i}. Phạm vi\n", encoding="utf-8")
+    defs = build_definitions(load_settings())
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    instance = get_instance()
+    try:
+        cursor, run_request = None, None
+        for _ in range(2):
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+                result = sensor(context)
+            cursor = result.cursor
+            for request in result.dynamic_partitions_requests or []:  # what the daemon applies
+                assert len(request.partition_keys) <= 500
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            run_request = (result.run_requests or [None])[0]
+        keys = list(instance.get_dynamic_partitions(source_files.name))
+        assert len(keys) == 3000
+        assert (run_request.tags[RANGE_START_TAG], run_request.tags[RANGE_END_TAG]) == (keys[0], keys[-1])
+
+        for i in range(3000, 5000):
+            (env.data / f"thong-tu-{i // 1000}").mkdir(exist_ok=True)
+            (env.data / f"thong-tu-{i // 1000}" / f"dieu-{i:04d}.txt").write_text(f"Điều {i}.\n", encoding="utf-8")
+        nightly = defs.resolve_schedule_def(SCHEDULE_NAME)
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 3, 2, 2, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")),
+            resources=defs.resources,
+        ) as context:
+            (run,) = nightly.evaluate_tick(context).run_requests
+        keys = list(instance.get_dynamic_partitions(source_files.name))
+        assert len(keys) == 5000
+        assert (run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG]) == (keys[0], keys[-1])  # no collection yet
+        assert run.tags["legal_rag/files"] == "5000"
+    finally:
+        instance.dispose()
+    assert _query(pg_db, "SELECT count(*) FROM dynamic_partitions") == [(5000,)]
