@@ -45,8 +45,41 @@ def summary_rows(summaries: Iterable[Any]) -> list[list[str]]:
 HEADER = ["file", "status", "chunks", "written", "deleted", "embedded", "error / fix"]
 
 
-def summary_markdown(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome], dense: str | None) -> str:
+RUN_COUNTS = ("unchanged", "changed", "new", "removed", "failed")
+
+
+def run_counts(
+    per_file: Mapping[str, Any], vanished: Iterable[StageOutcome], previously_synced: Iterable[str]
+) -> dict[str, int]:
+    """How many files of a run were unchanged, changed, new, removed from the folder, failed.
+
+    *new*: ingested for the first time (no earlier sync into the collection, ``previously_synced``
+    being the files that had one when the run started); *changed*: ingested again with points
+    written or deleted; *unchanged*: nothing to do; *failed*: failed or skipped at some stage.
+    """
+    before = set(previously_synced)
+    counts = dict.fromkeys(RUN_COUNTS, 0)
+    for source, summary in per_file.items():
+        if summary.status in {"failed", "skipped", "not run"}:
+            counts["failed"] += 1
+        elif summary.status == "unchanged" and source in before:
+            counts["unchanged"] += 1
+        else:
+            counts["changed" if source in before else "new"] += 1
+    counts["removed"] = len(list(vanished))
+    return counts
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{counts.get(name, 0)} {name}" for name in RUN_COUNTS)
+
+
+def summary_markdown(
+    per_file: Mapping[str, Any], vanished: Iterable[StageOutcome], dense: str | None, counts: Mapping[str, int] | None = None
+) -> str:
     lines = [
+        f"**{len(per_file)} files in this run**: {counts_line(counts)}" if counts is not None else "",
+        "",
         f"Dense vectors: {dense}" if dense else "Dense vectors: none — **bm25 only** (no HF token or endpoint configured)",
         "",
         "| " + " | ".join(HEADER) + " |",
@@ -56,7 +89,7 @@ def summary_markdown(per_file: Mapping[str, Any], vanished: Iterable[StageOutcom
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     for outcome in vanished:
         lines.append(f"| {outcome.source} | removed | 0 | 0 | {outcome.counts.get('points_deleted', 0)} | 0 | |")
-    return "\n".join(lines)
+    return "\n".join(lines[2:] if counts is None else lines)
 
 
 def summary_text(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome]) -> str:

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from .. import ingest
-from ..artifacts import StageOutcome
+from ..artifacts import FileArtifacts, StageOutcome
 from ..errors import PipelineError
 from ..partitions import source_files
 from ..progress import for_run
-from ..reporting import outcome_metadata, summary_markdown
+from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import READY_CHECK, Embedder, RunPreflight
 from ..resources.qdrant import QdrantStore
@@ -159,6 +159,7 @@ def qdrant_collection(
 
 def _sync(context, config, data_folder, qdrant, embedder, keys):
     progress = for_run(context.log)
+    synced_before = [k for k in keys if FileArtifacts(data_folder.state_path, k).synced()]
     with qdrant.connect(lazy=True) as collection:
         outcomes, vanished = data_folder.sync(
             collection,
@@ -176,10 +177,19 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
                     partition=outcome.source,
                     metadata=outcome_metadata(outcome, per_file.get(outcome.source)),
                 )
-        summary = summary_markdown(per_file, vanished, embedder.describe() if embedder.enabled() else None)
+        counts = run_counts(per_file, vanished, synced_before)
+        summary = summary_markdown(
+            per_file, vanished, embedder.describe() if embedder.enabled() else None, counts
+        )
+        context.log.info(f"Run summary: {len(keys)} files, {counts_line(counts)}")
         yield dg.AssetObservation(
             asset_key=context.asset_key,
-            metadata={"run_summary": dg.MetadataValue.md(summary), "files": len(keys), "removed_files": len(vanished)},
+            metadata={
+                "run_summary": dg.MetadataValue.md(summary),
+                "files": len(keys),
+                "removed_files": len(vanished),
+                **{f"files_{name}": value for name, value in counts.items()},
+            },
         )
         progress.start("check", len(checks.COLLECTION_CHECKS), "checks")
         yield from progress.counted(

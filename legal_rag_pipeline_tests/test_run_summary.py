@@ -1,0 +1,43 @@
+"""The run summary the UI shows on qdrant_collection: how many files were unchanged, changed, new,
+removed and failed, from real `legal-rag ingest` runs recorded in a real Dagster instance."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from legal_rag_pipeline.instance import get_instance
+from legal_rag_pipeline_tests.pipeline_env import make_env
+
+LAW = "Điều 1. Phạm vi điều chỉnh\nLuật số {n} này quy định về cư trú.\n\nĐiều 2. Hiệu lực\nLuật có hiệu lực.\n"
+
+
+def _last_summary() -> dict:
+    with get_instance() as instance:
+        (record,) = instance.fetch_observations(dg.AssetKey("qdrant_collection"), limit=1).records
+        return {k: v.value for k, v in record.asset_observation.metadata.items()}
+
+
+def test_the_run_summary_counts_unchanged_changed_new_removed_failed(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)  # bm25 only
+    for n in range(4):
+        (env.data / f"luat-{n}.txt").write_text(LAW.format(n=n), encoding="utf-8")
+    code, out = env.ingest()
+    assert code == 0, out
+    first = _last_summary()
+    assert {k: first[f"files_{k}"] for k in ("unchanged", "changed", "new", "removed", "failed")} == {
+        "unchanged": 0, "changed": 0, "new": 4, "removed": 0, "failed": 0
+    }
+    assert "**4 files in this run**: 0 unchanged, 0 changed, 4 new, 0 removed, 0 failed" in first["run_summary"]
+
+    (env.data / "luat-1.txt").write_text(LAW.format(n=101), encoding="utf-8")  # changed
+    (env.data / "luat-3.txt").unlink()  # removed
+    (env.data / "luat-9.txt").write_text(LAW.format(n=9), encoding="utf-8")  # new
+    (env.data / "hong.txt").write_bytes(b"\x00\x01\x02 not a law")  # fails at the read
+    code, out = env.ingest("--all")
+    assert "hong.txt" in out
+    second = _last_summary()
+    assert {k: second[f"files_{k}"] for k in ("unchanged", "changed", "new", "removed", "failed")} == {
+        "unchanged": 2, "changed": 1, "new": 1, "removed": 1, "failed": 1
+    }, second["run_summary"]
+    assert second["files"] == 5 and second["removed_files"] == 1
+    assert "**5 files in this run**: 2 unchanged, 1 changed, 1 new, 1 removed, 1 failed" in second["run_summary"]
