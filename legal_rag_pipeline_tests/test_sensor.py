@@ -376,3 +376,24 @@ def test_a_cursor_written_before_the_compact_format_is_still_read():
     assert FolderState.from_json(state.to_json()) == state
     assert state.to_json().startswith("z:")
     assert FolderState.from_json("z:not base64!") == FolderState()
+
+
+def test_names_dagster_refuses_as_partition_keys_are_skipped_with_the_reason(instance, data):
+    """'...' and a tab in a file name: Dagster refuses such partition keys (adding one fails the whole
+    tick); the sensor skips those files, says why, and ingests the others."""
+    write(data / "Luat...dat-dai.txt", LAW.format(what="đất đai"))
+    write(data / "luat\tcu-tru.txt", LAW.format(what="cư trú"))
+    write(data / "nghi-dinh" / "dieu...1.txt", LAW.format(what="nghị định"))
+    write(data / "luat-dung.txt", LAW.format(what="đúng"))
+    daemon = Daemon(instance, data)
+    first = daemon.tick()
+    assert not first.run_requests
+    assert the_range(daemon.tick()) == ("luat-dung.txt", "luat-dung.txt")
+    assert daemon.partitions() == ["luat-dung.txt"]
+    quiet = daemon.tick().skip_reason.skip_message
+    assert "No change in 1 files. 3 files are not ingestible" in quiet
+    assert "contains a tab, which Dagster does not accept in a partition key: rename the file" in quiet
+    assert "'Luat...dat-dai.txt': its path contains '...'" in quiet
+    from legal_rag_pipeline.readers import scan_data_dir
+
+    assert [k for k, _ in scan_data_dir(data).skipped] == ["Luat...dat-dai.txt", "luat\tcu-tru.txt", "nghi-dinh/dieu...1.txt"]

@@ -395,7 +395,9 @@ def evaluate(
             else f"No change in {len(current)} files."
         )
         if skipped:
-            skip_reason += f" {len(skipped)} files are not ingestible (unsupported type)."
+            skip_reason += f" {len(skipped)} files are not ingestible: " + "; ".join(
+                f"{key!r}: {reason}" for key, reason in skipped[:3]
+            ) + ("; ..." if len(skipped) > 3 else ".")
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=requests,

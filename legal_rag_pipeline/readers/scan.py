@@ -18,15 +18,36 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+# What Dagster refuses in a partition key (dagster/_core/definitions/partitions/utils/base.py,
+# INVALID_PARTITION_SUBSTRINGS): a file so named would fail the sensor's tick for every file.
+REFUSED_IN_PARTITION_KEYS = {
+    "...": "'...'",
+    "\a": "a bell character",
+    "\b": "a backspace",
+    "\f": "a form feed",
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    "\v": "a vertical tab",
+    "\0": "a NUL character",
+}
+
+
 def is_ignored(relpath: str) -> str | None:
     """Why a file at ``relpath`` (relative, POSIX) is not ingested, judging by its name; None if it is.
 
     Office lock files (``~$x.xlsx``, ``.~lock.x.xlsx#``), hidden files or folders (a name starting
-    with "."), and unsupported extensions.
+    with "."), unsupported extensions, and paths Dagster refuses as partition keys.
     """
     parts = PurePosixPath(relpath).parts
     if not parts:
         return "empty path"
+    refused = [what for text, what in REFUSED_IN_PARTITION_KEYS.items() if text in relpath]
+    if refused:
+        return (
+            f"its path contains {' and '.join(refused)}, which Dagster does not accept in a partition key: "
+            "rename the file (or its folder) to ingest it"
+        )
     name = parts[-1]
     if name.startswith("~$") or (name.startswith(".~lock.") and name.endswith("#")):
         return "Office lock file (the document is open in Excel/LibreOffice)"
