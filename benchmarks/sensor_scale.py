@@ -46,14 +46,18 @@ def split_laws(target: Path, limit: int | None) -> int:
     while limit and count < limit:  # no laws beside the project: small generated files
         folder = target / f"gen-{count // 1000:03d}"
         folder.mkdir(exist_ok=True)
-        (folder / f"dieu-{count:05d}.txt").write_text(f"Điều {count}. Phạm vi\nLuật số {count}.\n", encoding="utf-8")
+        (folder / f"dieu-{count:05d}.txt").write_text(
+            f"Điều {count}. Phạm vi\nLuật số {count}.\n", encoding="utf-8"
+        )
         count += 1
     return count
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=None, help="at most this many files (default: every article)")
+    parser.add_argument(
+        "--files", type=int, default=None, help="at most this many files (default: every article)"
+    )
     args = parser.parse_args()
 
     from legal_rag_pipeline.automation import sensors
@@ -73,15 +77,21 @@ def main() -> int:
         sensors.clock = lambda: clock
         with dg.instance_for_test() as instance:
             storage = type(instance.event_log_storage).__name__
-            for tick, what in enumerate(("every file new", "every file stable: partitions added, one run", "nothing changed"), 1):
+            for tick, what in enumerate(
+                ("every file new", "every file stable: partitions added, one run", "nothing changed"), 1
+            ):
                 clock += 5
                 began = time.perf_counter()
-                with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+                with dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources=resources
+                ) as context:
                     result = sensor(context)
                 evaluated = time.perf_counter() - began
                 for request in result.dynamic_partitions_requests or []:  # what the daemon does next
                     if isinstance(request, dg.AddDynamicPartitionsRequest):
-                        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                        instance.add_dynamic_partitions(
+                            request.partitions_def_name, list(request.partition_keys)
+                        )
                     else:
                         for key in request.partition_keys:
                             instance.delete_dynamic_partition(request.partitions_def_name, key)
@@ -97,8 +107,10 @@ def main() -> int:
                     f"{runs} run requested; cursor {len(cursor.encode()):,} bytes{state}; "
                     f"{len(instance.get_dynamic_partitions(source_files.name)):,} partitions ({storage})"
                 )
-        print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
-              f"{os.cpu_count()} cores, python {sys.version.split()[0]}, dagster {dg.__version__}")
+        print(
+            f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
+            f"{os.cpu_count()} cores, python {sys.version.split()[0]}, dagster {dg.__version__}"
+        )
     return 0
 
 
