@@ -225,7 +225,7 @@ def test_a_reader_that_keeps_running_is_stopped_and_the_next_file_reads(folder):
     took = time.monotonic() - started
     assert outcome.status == "failed"
     assert outcome.error == "reading it took longer than the 2-second limit (READ_TIMEOUT_SECONDS), so its reader was stopped"
-    assert took < 8, took
+    assert took < 12, took  # the busy CSV alone keeps a reader 13.6 s on an idle machine
     assert not list(state.rglob(".raw.jsonl.*.tmp"))  # the killed reader's half-written file is gone
     assert read(data, state, "luat.txt").status == "ok"  # a new reader process serves the next file
 

@@ -190,7 +190,7 @@ def test_hostile_files_fail_alone_within_their_limits(env, monkeypatch):
     for key in good:
         assert summaries[key].status == "ok", summaries[key]
     assert {p["source"] for p in env.points().values()} == set(good)
-    assert took < 90, took  # the busy reader was stopped after 3 s; the bombs were never unpacked
+    assert took < 150, took  # the busy reader was stopped after 3 s; the bombs were never unpacked
     assert_markers_nowhere(env)
 
 
