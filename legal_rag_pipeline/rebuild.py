@@ -39,7 +39,8 @@ from .progress import NO_PROGRESS
 from .progress import Progress as ProgressSink
 from .readers import scan_data_dir
 from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
-from .text.lexical import active_variant, document_sparse_vector
+from .stores.base import bm25_from_page_content
+from .text.lexical import active_variant
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +219,7 @@ def migrate_pre_alias(collection: Collection, *, batch_size: int = UPSERT_BATCH)
 
     def copies() -> Iterator[PointRecord]:
         for record in collection.iter_points(physical=name, fields=True, vectors=True, batch=batch_size):
-            sparse = record.sparse
-            if sparse is None:
-                sparse = document_sparse_vector(str(record.payload.get("page_content") or ""))
+            sparse = record.sparse or bm25_from_page_content(record.payload)
             yield PointRecord(record.id, record.dense, sparse, record.payload)
 
     try:

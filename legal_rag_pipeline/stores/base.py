@@ -259,6 +259,13 @@ class Collection(ABC):
     def delete(self, ids: Sequence[str], collection: str | None = None) -> int: ...
 
 
+def bm25_from_page_content(payload: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """bm25 weights for a point written without them (the old script's points), from its text."""
+    from ..text.lexical import document_sparse_vector
+
+    return document_sparse_vector(str(payload.get("page_content") or ""))
+
+
 def point_id(value: Any) -> str | int:
     """A point id as the pipeline keeps it: a UUID as its string, an integer id (the old script's) as is."""
     return value if isinstance(value, int) else str(value)

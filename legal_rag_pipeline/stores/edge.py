@@ -44,6 +44,7 @@ from .base import (
     ScoredPoint,
     StoredPoint,
     Where,
+    bm25_from_page_content,
     point_id,
 )
 
@@ -336,10 +337,6 @@ class EdgeCollection(Collection):
         points = self.shard(target).query(request)
         return [ScoredPoint(point_id(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
-    def query_many(self, requests: Sequence[dict[str, Any]]) -> list[list[ScoredPoint]]:
-        """Several ``query`` calls (same keyword arguments) in order."""
-        return [self.query(**r) for r in requests]
-
     def facet_values(self, key: str) -> list[str]:
         target = self.physical_name()
         if target is None:
@@ -426,7 +423,7 @@ def migrate_local_folder(root: Path, store: Any, batch: int = 1024) -> dict[str,
                         shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
                     pending: list[qe.Point] = []
                     for point in source.iter_points(physical=physical, fields=True, vectors=True, batch=batch):
-                        sparse = point.sparse or _sparse_from_payload(point.payload)
+                        sparse = point.sparse or bm25_from_page_content(point.payload)
                         pending.append(edge_point(PointRecord(point.id, point.dense, sparse, point.payload)))
                         if len(pending) >= batch:
                             shard.update(qe.UpdateOperation.upsert_points(pending))
@@ -467,9 +464,3 @@ def migrate_local_folder(root: Path, store: Any, batch: int = 1024) -> dict[str,
     )
     return copied
 
-
-def _sparse_from_payload(payload: dict[str, Any]) -> tuple[list[int], list[float]]:
-    """bm25 weights for a point written without them (the old script's points)."""
-    from ..text.lexical import document_sparse_vector
-
-    return document_sparse_vector(str(payload.get("page_content") or ""))
