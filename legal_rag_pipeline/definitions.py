@@ -9,6 +9,7 @@ import dagster as dg
 from .assets.ingestion import ASSETS
 from .assets.quality import QUALITY_CHECKS, QUALITY_JOBS
 from .automation import build_automation
+from .instance import use_event_batches
 from .partitions import source_files
 from .resources.data_folder import DataFolder
 from .resources.embeddings import Embedder, HuggingFaceEmbedder, LocalEmbedder
@@ -119,4 +120,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 
 load_env_file()
+use_event_batches()  # the code location executes the runs (and, in a deployment, the daemon creates them)
 defs = build_definitions(load_settings())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,21 @@ import dagster as dg
 TEMPLATE = Path(__file__).parent / "instance_config" / "dagster.yaml"
 DEFAULT_HOME = ".dagster_home"
 WRITER_POOL = "qdrant_writer"
+EVENT_BATCH_SIZE = "1000"
+# dagster.yaml files this project wrote before (sha256): replaced by the current one, since nobody
+# edited them; an edited file is left alone.
+EARLIER_TEMPLATES = {
+    "6d3794fb5cf18be3770ba8028e408c78296072b6b75aa6f6804808af847b6c09",
+    "893726a4e435ed3a2a5b2fa84f23d6bc83e84b55ff0e441d6833620cccb063d5",
+}
+
+
+def use_event_batches() -> None:
+    """Dagster writes a run's planned and materialisation events in batches when this is set (its
+    own switch, off by default); with the batched SQLite storage (dagster_storage.py) and with
+    PostgreSQL a batch is one write. Set in every process that creates or executes runs: the CLI,
+    `legal-rag dev` (so the daemon and webserver inherit it) and the code location."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
 
 def ensure_dagster_home() -> Path:
@@ -19,7 +35,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or hashlib.sha256(config.read_bytes()).hexdigest() in EARLIER_TEMPLATES:
         shutil.copyfile(TEMPLATE, config)
     return home
 

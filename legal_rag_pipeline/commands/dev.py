@@ -57,9 +57,10 @@ def exposure_warning(host: str) -> str | None:
 def run_dev(args: argparse.Namespace, settings) -> int:
     import dagster as dg
 
-    from ..instance import ensure_dagster_home, set_pool_limit
+    from ..instance import ensure_dagster_home, set_pool_limit, use_event_batches
 
     home = ensure_dagster_home()
+    use_event_batches()  # dagster dev, its daemon and the runs it launches inherit it
     instance = dg.DagsterInstance.get()
     try:
         set_pool_limit(instance)

@@ -1,0 +1,205 @@
+"""The batched SQLite storage (dagster_storage.py) stores what Dagster's own SQLite storage stores.
+
+The same partitioned run (a single-run backfill over 200 dynamic partitions, per-partition metadata,
+two files that fail in the last stage, an asset check) is executed on a stock SQLite instance and on
+the project's instance; the UI-facing answers (materialised and failed partitions, planned events,
+latest materialisation, asset checks, run status) must be identical, while the batched storage opens
+a handful of connections instead of several per event.
+"""
+
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.event_api import EventRecordsFilter
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from legal_rag_pipeline import instance as project_instance
+from legal_rag_pipeline.dagster_storage import BatchedSqliteEventLogStorage
+
+FILES = dg.DynamicPartitionsDefinition(name="files")
+KEYS = [f"luat-{i:03d}/dieu-{i:04d}.txt" for i in range(200)]
+BROKEN = {KEYS[7], KEYS[150]}
+
+
+@dg.asset(partitions_def=FILES, backfill_policy=dg.BackfillPolicy.single_run())
+def read(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    for key in context.partition_keys:
+        context.add_asset_metadata({"chunks": len(key)}, partition_key=key)
+    return dg.MaterializeResult()
+
+
+@dg.asset(
+    partitions_def=FILES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[read],
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec("points_match", asset="sync")],
+)
+def sync(context: dg.AssetExecutionContext):
+    for key in context.partition_keys:
+        if key not in BROKEN:
+            yield dg.AssetMaterialization(asset_key="sync", partition=key, metadata={"points": 3})
+    yield dg.AssetCheckResult(check_name="points_match", passed=True)
+    raise dg.Failure(description=f"{len(BROKEN)} files failed")
+
+
+JOB = dg.define_asset_job("sync_job", selection=[read, sync], partitions_def=FILES)
+DEFS = dg.Definitions(assets=[read, sync], jobs=[JOB])
+
+
+def _run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions(FILES.name, KEYS)
+    return DEFS.resolve_job_def("sync_job").execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": KEYS[0], "dagster/asset_partition_range_end": KEYS[-1]},
+        raise_on_error=False,
+    )
+
+
+def _answers(instance: dg.DagsterInstance, run_id: str) -> dict:
+    out: dict = {"run": instance.get_run_by_id(run_id).status}
+    for name in ("read", "sync"):
+        key = dg.AssetKey(name)
+        attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
+        planned = instance.get_event_records(
+            EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, asset_key=key), limit=10_000
+        )
+        latest = instance.get_latest_materialization_event(key)
+        out[name] = {
+            "materialized": sorted(instance.get_materialized_partitions(key)),
+            "not_materialized": sorted(attempts),
+            "planned": sorted(r.event_log_entry.dagster_event.partition for r in planned),
+            "latest": (latest.asset_materialization.partition, dict(latest.asset_materialization.metadata)),
+            "materialization_count": len(
+                instance.fetch_materializations(key, limit=10_000).records
+            ),
+        }
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("sync"), "points_match"), limit=10
+    )
+    out["checks"] = [c.status for c in checks]
+    out["run_events"] = sorted(
+        (e.dagster_event.event_type_value, e.dagster_event.partition or "")
+        for e in instance.all_logs(run_id)
+        if e.is_dagster_event
+    )
+    return out
+
+
+def _instance(home: Path, storage_yaml: str) -> dg.DagsterInstance:
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text(storage_yaml, encoding="utf-8")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+STOCK = f"storage:\n  sqlite:\n    base_dir: {{}}\n"
+
+
+def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    connections = []
+
+    def count(dbapi_connection, _record):  # every SQLite connection any engine opens
+        connections.append(1)
+
+    event.listen(Engine, "connect", count)
+    try:
+        answers, opened = {}, {}
+        for name, yaml_text in (
+            ("stock", STOCK.format(tmp_path / "stock")),
+            ("batched", project_instance.TEMPLATE.read_text(encoding="utf-8")),
+        ):
+            home = tmp_path / name
+            monkeypatch.setenv("DAGSTER_HOME", str(home))
+            with _instance(home, yaml_text) as instance:
+                connections.clear()
+                result = _run(instance)
+                opened[name] = len(connections)
+                assert not result.success  # the two broken files fail the run, as in the ingest
+                answers[name] = _answers(instance, result.run_id)
+                if name == "batched":
+                    assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    finally:
+        event.remove(Engine, "connect", count)
+
+    assert answers["batched"] == answers["stock"]
+    sync = answers["batched"]["sync"]
+    assert len(sync["materialized"]) == 198 and sync["not_materialized"] == sorted(BROKEN)
+    assert len(answers["batched"]["read"]["materialized"]) == 200
+    assert answers["batched"]["read"]["materialization_count"] == 200
+    # 200 partitions x 2 assets, planned and materialised: the stock storage opens connections per
+    # event; the batched one keeps one per database
+    assert opened["stock"] > 800, opened
+    assert opened["batched"] < 40, opened
+
+
+def test_runs_written_in_batches_are_read_by_the_stock_storage(tmp_path, monkeypatch):
+    """Same files, same schema: going back to Dagster's own storage loses nothing."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with _instance(home, project_instance.TEMPLATE.read_text(encoding="utf-8")) as instance:
+        run_id = _run(instance).run_id
+        written = _answers(instance, run_id)
+    (home / "dagster.yaml").write_text(STOCK.format(home), encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)) as stock:
+        assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert _answers(stock, run_id) == written
+
+
+def test_a_second_process_sees_the_events_as_they_are_written(tmp_path, monkeypatch):
+    """The webserver and daemon read the same files while a run writes: nothing is held back."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with _instance(home, project_instance.TEMPLATE.read_text(encoding="utf-8")) as instance:
+        run_id = _run(instance).run_id  # the connections stay open in this process
+        reader = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, dagster as dg\n"
+                "with dg.DagsterInstance.get() as i:\n"
+                "    print(len(i.get_materialized_partitions(dg.AssetKey('sync'))),"
+                " i.get_run_by_id(sys.argv[1]).status.value)",
+                run_id,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            timeout=120,
+        )
+        assert reader.returncode == 0, reader.stderr
+        assert reader.stdout.split() == ["198", "FAILURE"]
+
+
+def test_a_new_or_untouched_dagster_home_gets_the_batched_storage(tmp_path, monkeypatch):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    old = subprocess.run(
+        ["git", "show", "913e00d:legal_rag_pipeline/instance_config/dagster.yaml"],
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    if old.returncode != 0:
+        pytest.skip("this checkout has no history to take the earlier dagster.yaml from")
+    assert hashlib.sha256(old.stdout).hexdigest() in project_instance.EARLIER_TEMPLATES
+    (earlier / "dagster.yaml").write_bytes(old.stdout)
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "dagster.yaml").write_bytes(old.stdout + b"# mine\n")
+    for home, expected in (
+        (tmp_path / "new", project_instance.TEMPLATE.read_bytes()),
+        (earlier, project_instance.TEMPLATE.read_bytes()),
+        (edited, old.stdout + b"# mine\n"),
+    ):
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        project_instance.ensure_dagster_home()
+        assert (home / "dagster.yaml").read_bytes() == expected, home
