@@ -56,26 +56,25 @@ def _cheap_sqlite_commits() -> None:
 def run_ingest(
     settings, *, confirm_delete: bool = False, everything: bool = False, out=None, quiet: bool = False
 ) -> int:
-    """Plan, then materialise the four assets for the files that changed in one recorded run.
+    """Plan, then materialise the four assets for the files that changed in recorded runs.
 
-    The plan (planning.py) compares the folder with what was last synced: a run covers the new,
-    changed and previously failed files (the contiguous partition range holding them), and none is
-    launched when nothing changed. ``everything`` (``--all``) runs every file on purpose. While the
+    The plan (planning.py) compares the folder with what was last synced: runs cover the new,
+    changed and previously failed files (usually one contiguous partition range; files far apart
+    make separate runs, ``planning.partition_spans``), and none is launched when nothing changed. ``everything`` (``--all``) runs every file on purpose. While the
     run works, its stages show progress on ``out`` (bars on a terminal, plain lines otherwise or
     with ``quiet``; progress.py); the per-file table follows.
     """
     out = out or sys.stdout
     _cheap_sqlite_commits()
-    # Dagster writes a run's materialisation events in batches when this is set (its own switch, off
-    # by default): 208 files x 4 assets took 36 s of events one by one, 29 s in batches, measured.
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    from .instance import get_instance, use_event_batches
+
+    use_event_batches()
 
     from . import ingest
     from .artifacts import StageOutcome, known_sources
     from .definitions import build_definitions
-    from .instance import get_instance
     from .partitions import source_files
-    from .planning import partition_span
+    from .planning import partition_spans
     from .progress import for_terminal, showing
     from .readers import scan_data_dir
     from .reporting import summary_text
@@ -110,7 +109,7 @@ def run_ingest(
             file=out,
         )
     ordered = instance.get_dynamic_partitions(source_files.name)
-    span = (ordered[0], ordered[-1])
+    spans = [(ordered[0], ordered[-1])]
     plan = None if everything else _plan(settings, scan.files, state_dir)
     if plan is not None:
         targets = plan.to_run
@@ -123,32 +122,53 @@ def run_ingest(
                 file=out,
             )
             return EXIT_OK
-        span = partition_span(ordered, targets) or span
+        spans = partition_spans(ordered, targets) or spans
         print(f"Plan: {plan.summary()}.", file=out)
-    first, last = ordered.index(span[0]), ordered.index(span[1])
-    run_keys = set(ordered[first : last + 1])
+    position = {key: i for i, key in enumerate(ordered)}
+    run_keys = [k for start, end in spans for k in ordered[position[start] : position[end] + 1]]
     job = defs.resolve_job_def("ingest_job")
-    print(f"Ingesting {len(run_keys)} files into {settings.collection_name} ...", file=out, flush=True)
+    runs = f" in {len(spans)} runs (files far apart in the partition order)" if len(spans) > 1 else ""
+    print(f"Ingesting {len(run_keys)} files into {settings.collection_name}{runs} ...", file=out, flush=True)
+    results = []
     with showing(for_terminal(out, quiet, title="ingest")):
-        result = _execute(job, instance, span, confirm_delete)
-    summaries = ingest.file_summaries([k for k in keys if k in run_keys], state_dir, result.run_id)
+        for span in spans:
+            results.append(_execute(job, instance, span, confirm_delete))
+    run_of = {}
+    for (start, end), result in zip(spans, results):
+        for key in ordered[position[start] : position[end] + 1]:
+            run_of[key] = result.run_id
+    wanted = set(run_keys)
+    summaries = {
+        key: summary
+        for result in results
+        for key, summary in ingest.file_summaries(
+            [k for k in keys if k in wanted and run_of[k] == result.run_id], state_dir, result.run_id
+        ).items()
+    }
+    summaries = {k: summaries[k] for k in keys if k in summaries}
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]
     print(summary_text(summaries, vanished), file=out)
     failed_files = [s for s in summaries.values() if s.status == "failed"]
-    run_error = None if result.success or failed_files else _run_failure(result)
-    if all(s.status == "not run" for s in summaries.values()) and not result.success:
-        run_error = _run_failure(result)
+    run_error = None
+    for result in results:
+        mine = [s for k, s in summaries.items() if run_of[k] == result.run_id]
+        if not result.success and (
+            not any(s.status == "failed" for s in mine) or all(s.status == "not run" for s in mine)
+        ):
+            run_error = _run_failure(result)
+            break
     if run_error:
         print(run_error, file=out)
         return EXIT_FAILED
     total = len(summaries)
+    recorded = f"Run {results[0].run_id[:8]} is" if len(results) == 1 else f"Runs {', '.join(r.run_id[:8] for r in results)} are"
     print(
         f"{total - len(failed_files)} of {total} files ingested into {settings.collection_name}"
         + (f"; {len(failed_files)} failed (see above)" if failed_files else "")
         + (f"; {len(keys) - total} other files unchanged since their last sync" if len(keys) > total else "")
-        + f". Run {result.run_id[:8]} is recorded in {os.environ['DAGSTER_HOME']}.",
+        + f". {recorded} recorded in {os.environ['DAGSTER_HOME']}.",
         file=out,
     )
     return EXIT_FAILED if failed_files else EXIT_OK

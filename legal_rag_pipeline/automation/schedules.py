@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
+from dagster._check import CheckError
 from dagster._utils.schedules import is_valid_cron_string
 
 from .. import ingest
 from ..errors import ConfigurationError
 from ..instance import set_pool_limit
 from ..partitions import source_files
-from ..planning import IngestPlan, partition_span, plan_ingest
+from ..planning import IngestPlan, partition_spans, plan_ingest
 from ..readers import scan_data_dir
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
@@ -124,13 +125,14 @@ def plan_nightly(
     return NightlyPlan(order, plan, reason=plan.reason if plan.full else "")
 
 
-def nightly_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
-    """One run over the new, changed and failed files (every file when the plan says so), or a skip."""
+def nightly_run_request(nightly: NightlyPlan, tick: str = "") -> list[dg.RunRequest] | dg.SkipReason:
+    """Runs over the new, changed and failed files (one per group of nearby files, ``partition_spans``;
+    every file when the plan says so), or a skip. ``tick`` (the scheduled time) makes the run keys."""
     if nightly.skip:
         return dg.SkipReason(nightly.skip)
     plan, order = nightly.plan, nightly.order
     if plan is None or plan.full:
-        span, targets, why = (order[0], order[-1]), order, f"every file runs: {nightly.reason}"
+        spans, targets, why = [(order[0], order[-1])], order, f"every file runs: {nightly.reason}"
     else:
         targets = plan.to_run
         if not targets:
@@ -142,20 +144,28 @@ def nightly_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
                     else "."
                 )
             )
-        span, why = partition_span(order, targets), plan.summary()
-        if span is None:  # cannot happen: every planned file was registered above
+        spans, why = partition_spans(order, targets), plan.summary()
+        if not spans:  # cannot happen: every planned file was registered above
             return dg.SkipReason(f"The planned files are not registered as partitions: {plan.summary()}.")
-    first, last = order.index(span[0]), order.index(span[1])
-    return dg.RunRequest(
-        tags={
-            RANGE_START_TAG: span[0],
-            RANGE_END_TAG: span[1],
-            TRIGGER_TAG: "nightly",
-            "legal_rag/files": str(last - first + 1),
-            "legal_rag/planned_files": str(len(targets)),
-            "legal_rag/plan": why[:200],
-        }
-    )
+    position = {key: i for i, key in enumerate(order)}
+    wanted = set(targets)
+    requests = []
+    for i, (start, end) in enumerate(spans):
+        files = order[position[start] : position[end] + 1]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"nightly:{tick}:{i + 1}/{len(spans)}:{start}",
+                tags={
+                    RANGE_START_TAG: start,
+                    RANGE_END_TAG: end,
+                    TRIGGER_TAG: "nightly",
+                    "legal_rag/files": str(len(files)),
+                    "legal_rag/planned_files": str(sum(key in wanted for key in files)),
+                    "legal_rag/plan": (why if len(spans) == 1 else f"run {i + 1} of {len(spans)}; {why}")[:200],
+                },
+            )
+        )
+    return requests
 
 
 def prune_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
@@ -168,6 +178,14 @@ def prune_run_request(nightly: NightlyPlan) -> dg.RunRequest | dg.SkipReason:
     if not plan.vanished:
         return dg.SkipReason(f"No file removed from the folder: {plan.summary()}.")
     return dg.RunRequest(tags={TRIGGER_TAG: "nightly", "legal_rag/deleted_files": str(len(plan.vanished))})
+
+
+def _tick_time(context: dg.ScheduleEvaluationContext) -> str:
+    """The tick's scheduled time (it makes the run keys); empty when evaluated outside the daemon."""
+    try:
+        return context.scheduled_execution_time.isoformat()
+    except CheckError:  # build_schedule_context() without a time: tests, benchmarks/nightly_tick.py
+        return ""
 
 
 def build_nightly_schedule(ingest_job) -> dg.ScheduleDefinition:
@@ -190,10 +208,11 @@ def build_nightly_schedule(ingest_job) -> dg.ScheduleDefinition:
         embedder: Embedder,
     ):
         set_pool_limit(context.instance)
-        request = nightly_run_request(plan_nightly(context.instance, data_folder, qdrant, embedder))
-        if isinstance(request, dg.RunRequest):
-            context.log.info(f"Nightly plan: {request.tags['legal_rag/plan']}")
-        return request
+        requests = nightly_run_request(plan_nightly(context.instance, data_folder, qdrant, embedder), _tick_time(context))
+        if isinstance(requests, list):
+            for request in requests:
+                context.log.info(f"Nightly plan: {request.tags['legal_rag/plan']}")
+        return requests
 
     return nightly_reingest
 

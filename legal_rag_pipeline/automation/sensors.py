@@ -1,6 +1,7 @@
 """The data-folder sensor: files dropped, changed or deleted in DATA_DIR are ingested without a click.
 
-Design (one RunRequest per tick, not one per file, not declarative automation):
+Design (one RunRequest per tick, or a few for files far apart; not one per file, not declarative
+automation):
 
 * Each tick stats the folder through ``readers.scan_data_dir`` (modification time in ns + size;
   nothing is read or hashed: the assets hash contents).
@@ -12,10 +13,12 @@ Design (one RunRequest per tick, not one per file, not declarative automation):
   from ``seen``, and above INLINE_CURSOR_BYTES (a few hundred files) the state goes to
   ``<state folder>/sensor/<digest>.cursor`` and the cursor is ``file:<digest>`` (the newest few
   files are kept, so a replayed tick finds its own).
-* All ready files of a tick go into ONE run of ``ingest_job``: a partition range (tags
-  ``dagster/asset_partition_range_start``/``_end``) over the dynamic partitions' insertion order.
-  The range may include unchanged files between the changed ones: they cost a hash and nothing
-  else (no embedding, no write). While other files are still changing (a folder being copied
+* The ready files of a tick go into a run of ``ingest_job`` over a partition range (tags
+  ``dagster/asset_partition_range_start``/``_end``) in the dynamic partitions' insertion order:
+  new files are added at the end, so files dropped together make one range and one run. A range
+  may include unchanged files between changed ones; they cost a hash and their Dagster events, so
+  files more than ``planning.SPAN_GAP`` partitions apart go to separate runs (at most
+  ``planning.MAX_RUNS``). While other files are still changing (a folder being copied
   over several ticks), the stable ones are held back (at most MAX_HOLD_SECONDS) so that the whole
   batch makes one run. New files' partitions are added by the same ``SensorResult``: Dagster
   applies partition requests before it creates the tick's runs, so the range can name them.
@@ -50,6 +53,7 @@ from ..errors import ConfigurationError, PipelineError, SourceFileError
 from ..instance import set_pool_limit
 from ..partitions import source_files
 from ..paths import source_path
+from ..planning import partition_spans
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
@@ -187,12 +191,9 @@ class Plan:
         digest = hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:24]
         return f"{self.state.runs}:{digest}"
 
-    def partition_range(self) -> tuple[str, str] | None:
-        if not self.ready:
-            return None
-        position = {k: i for i, k in enumerate(self.order)}
-        ordered = sorted(self.ready, key=position.__getitem__)
-        return ordered[0], ordered[-1]
+    def partition_ranges(self) -> list[tuple[str, str]]:
+        """The ranges of partitions to run, one run each (``planning.partition_spans``)."""
+        return partition_spans(self.order, self.ready) if self.ready else []
 
 
 def plan_tick(
@@ -357,22 +358,26 @@ def evaluate(
     requests += [source_files.build_delete_request(list(b)) for b in _batched(plan.deleted)]
     run_requests: list[dg.RunRequest] = []
     key = plan.run_key(current)
-    span = plan.partition_range()
-    if span:
+    spans = plan.partition_ranges()
+    position = {k: i for i, k in enumerate(plan.order)} if len(spans) > 1 else {}
+    for i, (start, end) in enumerate(spans):
+        ready = (
+            sum(position[start] <= position[k] <= position[end] for k in plan.ready) if position else len(plan.ready)
+        )
         run_requests.append(
             dg.RunRequest(
-                run_key=f"ingest:{key}",
+                run_key=f"ingest:{key}" + (f":{i + 1}" if i else ""),
                 job_name=ingest_job_name,
                 tags={
-                    RANGE_START_TAG: span[0],
-                    RANGE_END_TAG: span[1],
+                    RANGE_START_TAG: start,
+                    RANGE_END_TAG: end,
                     TRIGGER_TAG: "sensor",
-                    "legal_rag/changed_files": str(len(plan.ready)),
+                    "legal_rag/changed_files": str(ready),
                     "legal_rag/deleted_files": str(len(plan.deleted)),
                 },
             )
         )
-    elif plan.deleted:
+    if not spans and plan.deleted:
         run_requests.append(
             dg.RunRequest(
                 run_key=f"prune:{key}",
