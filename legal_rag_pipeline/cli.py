@@ -270,6 +270,7 @@ def run_search(
                 law=law,
                 source=source,
                 document=document,
+                fusion_weights=settings.fusion_weights,
             )
             if as_json:
                 print(json.dumps({"query": query, "hits": [h.as_json() for h in hits]}, ensure_ascii=False), file=out)

@@ -8,6 +8,12 @@
 * Filters: ``law`` matches the law title case-, accent-form- and NFC-insensitively ("luật cư trú"
   finds "Luật Cư trú"); when no title equals it, titles containing it are used ("cư trú" finds
   "Luật Cư trú mẫu"). ``source`` is the file path relative to the data folder.
+* An article named with its law ("Điều 5 Luật Cư trú", "Điều 5 Luật số 68/2020/QH14") comes
+  first, the usual ranking after it (text/query.py reads the question). A law named alone is
+  neither a filter nor a boost: its title is in every piece's ``bm25`` text already, and true/false
+  statements name the wrong law on purpose (measured in docs/retrieval.md).
+* ``fusion_weights`` (``FUSION_WEIGHTS``): the weights of the ``bm25`` and dense lists in the
+  reciprocal-rank fusion; None is Qdrant's plain fusion (equal weights).
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .resources.qdrant import Collection
 from .text.lexical import fold_tone_marks, query_vector
+from .text.query import find_articles
 
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+# A quick test before reading a question for articles: "Điều 5", "điều 12a" (not "Điều nào").
+_ARTICLE_HINT = re.compile(r"(?<![^\W_])(?:điều|Điều|ĐIỀU)\s*\d", re.UNICODE)
 
 # Candidates fetched per requested hit before grouping pieces of one article together; the fetch
 # grows (up to MAX_CANDIDATES) when the candidates hold fewer than top_k different articles.
@@ -39,9 +48,12 @@ class Hit:
     article: str | None
     question: str | None
     page_content: str
+    group: str | None = field(default=None, repr=False)  # the article (or row) it stands for
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("group")
+        return data
 
 
 def normalise_title(title: str) -> str:
@@ -137,7 +149,7 @@ def _filter(
 
 
 def search(
-    collection: Collection,
+    collection: Collection | SparseIndex,
     query: str,
     top_k: int = 5,
     *,
@@ -146,32 +158,76 @@ def search(
     source: str | None = None,
     variant: str | None = None,
     document: DocumentFilter | None = None,
+    fusion_weights: tuple[float, float] | None = None,
 ) -> list[Hit]:
-    """Top ``top_k`` hits, each a different article (or Q&A row): hybrid when a dense vector is given."""
+    """Top ``top_k`` hits, each a different article (or Q&A row): hybrid when a dense vector is given.
+
+    An article the question names with its law comes first (``named_article_conditions``).
+    """
     if top_k < 1:
         return []
     indices, values = query_vector(query, variant)
     if not indices and dense_vector is None:
         return []
-    sparse = (indices, values)
+    sparse = (indices, values) if indices else None
     flt = _filter(collection, law, source, document)
+    pinned: list[Hit] = []
+    for where in named_article_conditions(collection, query, flt):
+        points = collection.query(sparse=sparse, dense=dense_vector, where=where, limit=CANDIDATES_PER_HIT,
+                                  fields=True, fusion_weights=fusion_weights)
+        pinned += [h for h in group_hits(points, 1) if _hit_group(h) not in {_hit_group(p) for p in pinned}]
+    pinned = pinned[:top_k]
+    want = top_k - len(pinned)
+    if want == 0:
+        return pinned
     limit = top_k * CANDIDATES_PER_HIT
+    skip = {_hit_group(h) for h in pinned}
     while True:
-        points = _candidates(collection, sparse if indices else None, dense_vector, flt, limit)
-        hits = group_hits(points, top_k)
-        if len(hits) >= top_k or len(points) < limit or limit >= MAX_CANDIDATES:
-            return hits
+        points = collection.query(sparse=sparse, dense=dense_vector, where=flt, limit=limit, fields=True,
+                                  fusion_weights=fusion_weights)
+        hits = group_hits((p for p in points if group_key(p.payload or {}, p.id) not in skip), want)
+        if len(hits) >= want or len(points) < limit or limit >= MAX_CANDIDATES:
+            return pinned + hits
         limit = min(limit * 4, MAX_CANDIDATES)
 
 
-def _candidates(
-    collection: Collection,
-    sparse: tuple[list[int], list[float]] | None,
-    dense_vector: list[float] | None,
-    where: dict[str, Any] | None,
-    limit: int,
-) -> list[Any]:
-    return collection.query(sparse=sparse, dense=dense_vector, where=where, limit=limit, fields=True)
+def _hit_group(hit: Hit) -> str:
+    return hit.group or hit.id
+
+
+def named_article_conditions(
+    collection: Collection | SparseIndex, query: str, where: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One filter per article the question names with its law (by title or document number), within
+    ``where``; none for an article without a law ("Điều 5" alone: of which law?) or outside ``where``."""
+    if not _ARTICLE_HINT.search(query):
+        return []
+    from .readers.header import number_key
+
+    titles = law_titles(collection)
+    conditions: list[dict[str, Any]] = []
+    for mention in find_articles(query, titles):
+        condition = {**(where or {}), "article": mention.article}
+        if mention.law:
+            laws = [mention.law]
+            if "law" in condition:
+                allowed = condition["law"] if isinstance(condition["law"], list) else [condition["law"]]
+                laws = [t for t in laws if t in allowed]
+            if not laws:
+                continue
+            condition["law"] = laws
+        elif mention.number:
+            numbers = [n for n in collection.facet_values("number") if number_key(n) == number_key(mention.number)]
+            if "number" in condition:
+                allowed = condition["number"] if isinstance(condition["number"], list) else [condition["number"]]
+                numbers = [n for n in numbers if n in allowed]
+            if not numbers:
+                continue
+            condition["number"] = numbers
+        else:
+            continue
+        conditions.append(condition)
+    return conditions
 
 
 def group_key(payload: dict[str, Any], point_id: Any) -> str:
@@ -208,6 +264,7 @@ def group_hits(points: Iterable[Any], top_k: int) -> list[Hit]:
                 article=payload.get("article"),
                 question=payload.get("question"),
                 page_content=payload.get("page_content", ""),
+                group=group,
             )
         )
         if len(hits) == top_k:
@@ -258,24 +315,42 @@ class SparseIndex:
             points.append((record.id, weights, record.payload))
         return cls(points)
 
-    def search(self, query: str, top_k: int = 5, *, law: str | None = None, source: str | None = None,
-               variant: str | None = None) -> list[Hit]:
+    def facet_values(self, key: str) -> list[str]:
+        """Distinct values of a payload field (as ``Collection.facet_values``)."""
+        return sorted({str(p[key]) for p in self.payloads if p.get(key)})
+
+    def query(
+        self,
+        *,
+        sparse: tuple[list[int], list[float]] | None = None,
+        dense: Any = None,
+        where: dict[str, Any] | None = None,
+        limit: int = 10,
+        fields: Any = True,
+        fusion_weights: tuple[float, float] | None = None,
+    ) -> list[_Scored]:
+        """Best first, as ``Collection.query`` with ``bm25`` alone (``dense`` is not held here)."""
+        if dense is not None:
+            raise ValueError("SparseIndex scores bm25 only: query the collection for dense or hybrid search")
         np = self._np
-        indices, values = query_vector(query, variant)
+        if sparse is None:
+            return []
         scores = np.zeros(len(self.ids))
         touched = np.zeros(len(self.ids), dtype=bool)
-        for index, value in zip(indices, values, strict=True):
+        for index, value in zip(*sparse, strict=True):
             if index in self.postings:
                 rows, weights = self.postings[index]
                 scores[rows] += weights * (self.idf[index] * value)
                 touched[rows] = True
         keep = touched
-        if law:
-            titles = set(match_law_titles(law, sorted({str(p.get("law")) for p in self.payloads if p.get("law")})))
-            keep = keep & np.array([p.get("law") in titles for p in self.payloads], dtype=bool)
-        if source:
-            keep = keep & np.array([p.get("source") == source for p in self.payloads], dtype=bool)
+        for key, wanted in (where or {}).items():
+            allowed = set(wanted) if isinstance(wanted, list | tuple | set) else {wanted}
+            keep = keep & np.array([p.get(key) in allowed for p in self.payloads], dtype=bool)
         rows = np.flatnonzero(keep)
-        order = rows[np.argsort(-scores[rows], kind="stable")]
-        points = (_Scored(self.ids[r], float(scores[r]), self.payloads[r]) for r in order)
-        return group_hits(points, top_k)
+        order = rows[np.argsort(-scores[rows], kind="stable")][:limit]
+        return [_Scored(self.ids[r], float(scores[r]), self.payloads[r]) for r in order]
+
+    def search(self, query: str, top_k: int = 5, *, law: str | None = None, source: str | None = None,
+               variant: str | None = None) -> list[Hit]:
+        """``search.search`` over these vectors."""
+        return search(self, query, top_k, law=law, source=source, variant=variant)

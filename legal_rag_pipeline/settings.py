@@ -108,6 +108,8 @@ class Settings:
     max_delete_points_fraction: float = 0.5
     # What one source file may cost (readers/limits.py); from the environment only, never from the UI.
     limits: Limits = field(default_factory=Limits)
+    # Hybrid search: weights of the bm25 and dense lists in the reciprocal-rank fusion (None: equal).
+    fusion_weights: tuple[float, float] | None = None
 
     @property
     def hf_token_var(self) -> str:
@@ -175,6 +177,7 @@ def load_settings() -> Settings:
         backoff_seconds=_env_float("EMBEDDINGS_BACKOFF_SECONDS", 1.0),
         max_attempts=_env_int("EMBEDDINGS_MAX_ATTEMPTS", 6),
         limits=load_limits(),
+        fusion_weights=_env_weights("FUSION_WEIGHTS"),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(
@@ -186,6 +189,22 @@ def load_settings() -> Settings:
             "EMBEDDINGS_BATCH_SIZE and EMBEDDINGS_CONCURRENCY must be at least 1", "set them to positive integers"
         )
     return settings
+
+
+def _env_weights(name: str) -> tuple[float, float] | None:
+    """"1,2" → (1.0, 2.0): the bm25 and dense weights of the hybrid fusion; unset → None."""
+    raw = _env(name)
+    if raw is None:
+        return None
+    try:
+        weights = tuple(float(x) for x in raw.replace(";", ",").split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 2 or min(weights) < 0 or max(weights) <= 0:
+        raise ConfigurationError(
+            f"{name}={raw!r} is not two weights", f"set {name} to the bm25 and dense weights, e.g. 1,2 (or unset it)"
+        )
+    return weights  # type: ignore[return-value]
 
 
 def load_limits() -> Limits:

@@ -133,13 +133,14 @@ def test_in_memory_bm25_ranks_like_qdrant(fixture_env):
 
     with QdrantStore(path=str(fixture_env.qdrant)).connect() as collection:
         index = SparseIndex.from_collection(collection)
-        for query in ("cam", "quả cam", "táo xoài", "luật khác quả", "không có"):
+        for query in ("cam", "quả cam", "táo xoài", "luật khác quả", "không có", "Điều 4 Luật Thử nghiệm: quả cam"):
             expected = search(collection, query, 10)
             got = index.search(query, 10)
             assert [round(h.score, 4) for h in got] == [round(h.score, 4) for h in expected], query
             # the same points (ties may come in another order)
             assert sorted((round(h.score, 4), h.id) for h in got) == sorted((round(h.score, 4), h.id) for h in expected)
         assert [h.law for h in index.search("quả", 10, law="luat khac")] == ["Luật Khác"]
+        assert index.search("Điều 4 Luật Thử nghiệm: quả cam", 2)[0].article == "4"  # named with its law: first
         questions = evaluation.load_questions(fixture_env.root / "questions.json")
         memory = evaluation.evaluate(collection, questions, engine="memory").as_json()["metrics"]
         assert evaluation.evaluate(collection, questions, engine="qdrant").as_json()["metrics"] == memory

@@ -13,7 +13,7 @@ from legal_rag_pipeline import cli
 from legal_rag_pipeline.definitions import build_embedder, build_store
 from legal_rag_pipeline.search import DocumentFilter, group_hits, match_law_titles, normalise_title, search
 from legal_rag_pipeline.settings import load_settings
-from legal_rag_pipeline_tests.pipeline_env import make_env, shared_data
+from legal_rag_pipeline_tests.pipeline_env import SAMPLE_DATA, make_env, shared_data
 
 
 def _point(pid, score, group=None, **payload):
@@ -74,6 +74,40 @@ def test_bm25_filters_by_law_and_source(bm25_env):
     assert len(keys) == len(set(keys))  # k different articles
 
 
+def test_an_article_named_with_its_law_comes_first(tmp_path, monkeypatch):
+    """"Điều 3 Luật Cư trú mẫu …" puts that article first, then the usual ranking; without its law (or
+    outside --law) the article is only words of the query."""
+    env = make_env(tmp_path, monkeypatch)
+    for name in ("luat-mau-cu-tru.txt", "luat-mau-giao-thong.txt"):
+        shutil.copy2(SAMPLE_DATA / name, env.data / name)
+    assert env.ingest()[0] == 0
+    question = "thời hạn tạm trú tối đa là bao lâu"
+    usual = [(h["law"], h["article"]) for h in _run(question)]
+    assert usual[0] == ("Luật Cư trú mẫu", "6")
+    for named in ("Điều 3 Luật Cư trú mẫu: " + question, "Theo điều 3 của luật cư trú mẫu, " + question,
+                  "Điều 3 Luật số 01/2026/MAU: " + question):
+        hits = [(h["law"], h["article"]) for h in _run(named)]
+        assert hits[0] == ("Luật Cư trú mẫu", "3"), named
+        assert hits[1] == usual[0] and len(set(hits)) == 5, named  # then the usual ranking
+    # no law: which Điều 3? Only its words count
+    assert _run("Điều 3 quy định gì về " + question)[0]["article"] != "3"
+    # the law named is outside --law: nothing is pinned
+    assert all(h["law"] == "Luật Giao thông mẫu" for h in _run("Điều 3 Luật Cư trú mẫu xe", law="Luật Giao thông mẫu"))
+    assert len(_run("Điều 3 Luật Cư trú mẫu: " + question, top_k=1)) == 1
+
+
+def test_fusion_weights_reach_the_query_and_change_nothing_without_dense_vectors(bm25_env, monkeypatch):
+    question = "Người đủ 16 tuổi trở lên được lái xe gắn máy"
+    plain = _run(question)
+    monkeypatch.setenv("FUSION_WEIGHTS", "1,3")
+    assert load_settings().fusion_weights == (1.0, 3.0)
+    assert _run(question) == plain
+    for bad in ("1", "a,b", "1,2,3", "0,0", "-1,2"):
+        monkeypatch.setenv("FUSION_WEIGHTS", bad)
+        with pytest.raises(cli.ConfigurationError, match="FUSION_WEIGHTS"):
+            load_settings()
+
+
 def test_hybrid_search_fuses_dense_and_bm25(tmp_path, monkeypatch, embeddings_server, capsys):
     env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
     env.copy_sample()
@@ -99,6 +133,21 @@ def test_hybrid_search_fuses_dense_and_bm25(tmp_path, monkeypatch, embeddings_se
     assert filtered and {h.source for h in filtered} == {"luat-mau-cu-tru.txt"}
     keys = [(h.source, h.article or h.id) for h in hybrid]
     assert len(keys) == len(set(keys)) == 5
+
+    # fusion weights (bm25, dense) pull the fused list towards the heavier one (words of one question,
+    # the dense vector of another, so that the two lists disagree)
+    other = embedder.embed(["Thời hạn tạm trú tối đa là bao lâu?"])[0].tolist()
+    with store.connect() as collection:
+        lexical_ids = {h.id for h in search(collection, query, 5)}
+        dense_ids = {h.id for h in search(collection, "!!!", 5, dense_vector=other)}
+        towards_bm25 = {h.id for h in search(collection, query, 5, dense_vector=other, fusion_weights=(1, 0.01))}
+        towards_dense = {h.id for h in search(collection, query, 5, dense_vector=other, fusion_weights=(0.01, 1))}
+    assert len(towards_bm25 & lexical_ids) > len(towards_dense & lexical_ids)
+    assert len(towards_dense & dense_ids) > len(towards_bm25 & dense_ids)
+    # FUSION_WEIGHTS reaches `legal-rag search`: the fused scores change with it
+    plain = [h["score"] for h in _run(query)]
+    monkeypatch.setenv("FUSION_WEIGHTS", "1,3")
+    assert [h["score"] for h in _run(query)] != plain
 
 
 def test_filters_by_the_documents_own_number_type_issuer_and_dates(tmp_path, monkeypatch):

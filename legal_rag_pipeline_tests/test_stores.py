@@ -104,6 +104,20 @@ def test_queries_sparse_dense_hybrid_and_filters(store):
         assert c.query(sparse=([7], [1.0]), where={"law": ["no such law"]}, limit=5) == []
 
 
+def test_hybrid_fusion_weights_favour_one_list(store):
+    """``fusion_weights`` (bm25, dense) reach the engine: the heavier list's best point comes first."""
+    with store.connect() as c:
+        c.ensure(DIM, "m")
+        points = _points(12)
+        c.upsert(points)
+        query = {"sparse": ([105], [1.0]), "dense": points[4].vector, "limit": 2}  # bm25 finds 5, dense finds 4
+        assert c.query(**query, fusion_weights=(1.0, 0.1))[0].id == points[5].id
+        assert c.query(**query, fusion_weights=(0.1, 1.0))[0].id == points[4].id
+        # one list alone: the weights change nothing
+        assert [h.id for h in c.query(sparse=([7, 105], [1.0, 1.0]), limit=3, fusion_weights=(0.1, 1.0))] == [
+            h.id for h in c.query(sparse=([7, 105], [1.0, 1.0]), limit=3)]
+
+
 def test_alias_switch_view_and_drop(store):
     with store.connect() as c:
         old = c.ensure(None, None)
