@@ -1,6 +1,8 @@
 """Retrieval evaluation on questions linked to the articles that answer them (ALQAC format).
 
-A question is ``{question_id, question_type, text, relevant_articles: [{law_id, article_id}]}``.
+A question is ``{question_id, question_type, text, relevant_articles: [{law_id, article_id}]}``, and a
+multiple-choice one has ``choices: {"A": "…", …}``: it is searched with its options, as a person
+reads it (``text.query.question_with_options``; ``options=False`` searches the text alone).
 Each ``law_id`` is mapped to the ingested law by its title (``search.normalise_title``: NFC,
 case, tone placement and punctuation do not matter), or through a law map
 (``{"law_id": "title or source file"}``) for names that differ. A hit is relevant when it comes
@@ -14,6 +16,9 @@ The search is the one users get (``search.search``): hybrid when the collection 
 and an embedder is configured, ``bm25`` alone otherwise. ``bm25`` alone on embedded Qdrant is
 scored by ``search.SparseIndex`` (the collection's own vectors and Qdrant's IDF formula, in memory:
 embedded Qdrant takes about a second per sparse query); ``engine="qdrant"`` forces Qdrant queries.
+
+``EvalReport.as_json(questions=True)`` also holds each question's rank, which ``compare`` reads to say
+what changed against a saved report: per type and metric, and which questions moved.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .resources.qdrant import Collection
 from .search import Hit, SparseIndex, match_law_titles, normalise_title, search
+from .text.query import question_with_options
 
 DEFAULT_KS = (1, 5, 10)
 MRR_DEPTH = 10
@@ -41,6 +47,11 @@ class Question:
     type: str
     text: str
     relevant: tuple[tuple[str, str], ...]  # (law_id, article_id)
+    choices: tuple[tuple[str, str], ...] = ()  # a multiple-choice question's options: (("A", "…"), …)
+
+    def query(self, options: bool = True) -> str:
+        """What is searched: the text, then one line per option ("A. …") unless ``options`` is False."""
+        return question_with_options(self.text, self.choices) if options and self.choices else self.text
 
 
 @dataclass
@@ -54,6 +65,11 @@ class QuestionResult:
         if not self.ranks:
             return 0.0
         return sum(1 for r in self.ranks if r is not None and r <= k) / len(self.ranks)
+
+    def first_rank(self) -> int | None:
+        """Rank of the first relevant article among the hits (None: not among them)."""
+        found = [r for r in self.ranks if r is not None]
+        return min(found) if found else None
 
     def reciprocal_rank(self, depth: int = MRR_DEPTH) -> float:
         found = [r for r in self.ranks if r is not None and r <= depth]
@@ -101,8 +117,9 @@ class EvalReport:
         n = len(results) or 1
         return [sum(r.recall(k) for r in results) / n for k in range(1, self.depth + 1)]
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, questions: bool = False) -> dict[str, Any]:
+        """Metrics per type; with ``questions``, also each question's rank and first hits (for ``compare``)."""
+        data: dict[str, Any] = {
             "mode": self.mode,
             "ks": list(self.ks),
             "metrics": {
@@ -111,6 +128,17 @@ class EvalReport:
             },
             "unmapped_laws": self.unmapped,
         }
+        if questions:
+            data["questions"] = [
+                {
+                    "id": r.question.id,
+                    "type": r.question.type,
+                    "rank": r.first_rank(),
+                    "hits": [f"{law or '?'} · Điều {art}" if art else (law or "Q&A") for law, art in r.hits[:3]],
+                }
+                for r in self.results
+            ]
+        return data
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -154,7 +182,9 @@ def load_questions(path: str | Path) -> list[Question]:
                 (str(a["law_id"]), _article_id(a["article_id"])) for a in item["relevant_articles"]
             )
             text = str(item["text"])
-        except (KeyError, TypeError):
+            choices = item.get("choices") or {}
+            choices = tuple((str(k), str(v)) for k, v in (choices.items() if isinstance(choices, dict) else choices))
+        except (KeyError, TypeError, ValueError):
             raise ConfigurationError(
                 f"Question {i} of {path} lacks `text` or `relevant_articles: [{{law_id, article_id}}]`",
                 "write each question in the ALQAC format",
@@ -165,6 +195,7 @@ def load_questions(path: str | Path) -> list[Question]:
                 type=str(item.get("question_type") or "unspecified"),
                 text=text,
                 relevant=relevant,
+                choices=choices,
             )
         )
     return questions
@@ -245,8 +276,10 @@ def evaluate(
     source: str | None = None,
     engine: str = "auto",
     progress: Any = None,
+    options: bool = True,
+    fusion_weights: tuple[float, float] | None = None,
 ) -> EvalReport:
-    """Search every question and score the hits against its relevant articles.
+    """Search every question (with its options, unless ``options`` is False) and score the hits.
 
     ``progress`` (progress.py), when given, counts the questions searched ("search").
 
@@ -266,7 +299,8 @@ def evaluate(
                 unmapped[law_id] = unmapped.get(law_id, 0) + 1
 
     dense = embedder is not None and embedder.enabled() and collection.dense_size() is not None
-    vectors = embedder.embed([q.text for q in questions]) if dense and questions else None
+    texts = [q.query(options) for q in questions]
+    vectors = embedder.embed(texts) if dense and questions else None
     memory = engine == "memory" or (engine == "auto" and not dense and collection.scores_in_python)
     index = SparseIndex.from_collection(collection) if memory and not dense else None
     results = []
@@ -275,16 +309,14 @@ def evaluate(
     for i, q in enumerate(questions):
         if progress is not None and i:
             progress.advance("search")
-        if index is not None:
-            results.append(score(q, index.search(q.text, depth, law=law, source=source), mapped))
-            continue
         hits = search(
-            collection,
-            q.text,
+            collection if index is None else index,
+            texts[i],
             depth,
             dense_vector=None if vectors is None else [float(x) for x in vectors[i]],
             law=law,
             source=source,
+            fusion_weights=fusion_weights,
         )
         results.append(score(q, hits, mapped))
     if progress is not None:
@@ -384,6 +416,96 @@ def markdown_report(report: EvalReport, *, title: str = "Retrieval evaluation", 
     return "\n".join(parts) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    """What changed between a saved report (``before``) and this one, per question type and metric."""
+
+    metrics: list[str]
+    rows: list[tuple[str, dict[str, float | None], dict[str, float]]]  # (type, before, now)
+    better: list[tuple[str, str, int | None, int | None]]  # (id, type, rank before, rank now)
+    worse: list[tuple[str, str, int | None, int | None]]
+    unmatched: int  # questions of one report that the other does not have
+    per_question: bool = True  # False: the saved report has no ranks per question (printed by --json)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "metrics": {
+                qtype: {m: {"before": before.get(m), "now": now.get(m),
+                            "delta": None if before.get(m) is None else now[m] - before[m]} for m in self.metrics}
+                for qtype, before, now in self.rows
+            },
+            "better": [{"id": i, "type": t, "before": b, "now": n} for i, t, b, n in self.better],
+            "worse": [{"id": i, "type": t, "before": b, "now": n} for i, t, b, n in self.worse],
+            "unmatched": self.unmatched,
+            "per_question": self.per_question,
+        }
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A report saved by ``legal-rag eval --save`` (or printed by ``--json``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"The report {path} does not exist", "give --compare a file written by --save") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"The report {path} is not valid JSON ({exc})", "give --compare a file written by --save") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise ConfigurationError(f"The report {path} holds no metrics", "give --compare a file written by --save or --json")
+    return data
+
+
+def compare(report: EvalReport, before: dict[str, Any]) -> Comparison:
+    """Deltas per question type and metric against ``before`` (a saved report), and the questions whose
+    first relevant article moved up or down (only when ``before`` holds them: ``--save`` writes them)."""
+    now = report.as_json(questions=True)
+    metrics = [f"recall@{k}" for k in report.ks] + ["mrr@10"]
+    rows = [
+        (qtype, {m: before["metrics"].get(qtype, {}).get(m) for m in metrics}, {m: values[m] for m in metrics})
+        for qtype, values in now["metrics"].items()
+    ]
+    old = {str(q["id"]): q for q in before.get("questions") or []}
+    better, worse = [], []
+    for q in now["questions"]:
+        if q["id"] not in old:
+            continue
+        was, is_ = old[q["id"]].get("rank"), q["rank"]
+        if was == is_:
+            continue
+        if is_ is not None and (was is None or is_ < was):
+            better.append((q["id"], q["type"], was, is_))
+        else:
+            worse.append((q["id"], q["type"], was, is_))
+    unmatched = len(set(old) ^ {q["id"] for q in now["questions"]}) if old else 0
+    return Comparison(metrics, rows, better, worse, unmatched, per_question=bool(old))
+
+
+def format_comparison(comparison: Comparison, name: str = "the saved report") -> str:
+    """The console table of a comparison: per type, each metric as now (± change), then the moves."""
+    def cell(before: float | None, now: float) -> str:
+        if before is None:
+            return f"{now:.3f} (new)"
+        delta = now - before
+        return f"{now:.3f} ({'=' if abs(delta) < 5e-4 else f'{delta:+.3f}'})"
+
+    header = ["question type", *comparison.metrics]
+    rows = [[qtype, *(cell(before[m], now[m]) for m in comparison.metrics)] for qtype, before, now in comparison.rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    out = [f"Against {name} (now, and the change):", line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    rank = lambda r: "-" if r is None else str(r)
+    for label, moves in (("better", comparison.better), ("worse", comparison.worse)):
+        if moves:
+            out.append(f"{len(moves)} {label}: " + ", ".join(f"{i} ({t}) {rank(b)}→{rank(n)}" for i, t, b, n in moves))
+    if not comparison.per_question:
+        out.append("The saved report has no ranks per question (write it with --save to see which questions moved).")
+    elif not comparison.better and not comparison.worse:
+        out.append("No question moved.")
+    if comparison.unmatched:
+        out.append(f"{comparison.unmatched} questions are in one report only.")
+    return "\n".join(out)
+
+
 def plot_recall(report: EvalReport, path: str | Path, *, title: str = "Recall against k") -> Path:
     """A PNG of mean recall against k (1 .. depth): overall and per question type."""
     try:
@@ -424,12 +546,16 @@ def plot_recall(report: EvalReport, path: str | Path, *, title: str = "Recall ag
 
 __all__ = [
     "DEFAULT_KS",
+    "Comparison",
     "EvalReport",
     "Question",
+    "compare",
     "evaluate",
+    "format_comparison",
     "format_table",
     "load_law_map",
     "load_questions",
+    "load_report",
     "map_laws",
     "markdown_report",
     "match_law_titles",

@@ -16,8 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recall@k and MRR@10 of the search on ALQAC-format questions (table, Markdown report, plot)",
         description=(
             "Search every question (as `legal-rag search` does: hybrid, or bm25 alone without dense vectors) "
-            "and report recall@k and MRR@10 per question type and overall. Each law_id is matched to an "
-            "ingested law by its title (case, NFC and punctuation do not matter); --law-map maps the others."
+            "and report recall@k and MRR@10 per question type and overall. A multiple-choice question is searched "
+            "with its options (`choices`). Each law_id is matched to an ingested law by its title (case, NFC and "
+            "punctuation do not matter); --law-map maps the others. --save keeps the report, --compare shows what "
+            "changed against a saved one."
         ),
     )
     p.add_argument("--questions", required=True, help="JSON list of {question_id, question_type, text, relevant_articles}")
@@ -26,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", help="write a Markdown report to this file")
     p.add_argument("--plot", help="write a PNG of recall against k to this file (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of the table")
+    p.add_argument("--save", metavar="REPORT.json",
+                   help="write the metrics and each question's rank as JSON (what --compare reads)")
+    p.add_argument("--compare", metavar="REPORT.json",
+                   help="show what changed against a saved report: per type and metric, and which questions moved")
+    p.add_argument("--no-options", action="store_true",
+                   help="search a multiple-choice question's text alone, without its options")
     p.add_argument("--law", help="search only this law (as `legal-rag search --law`)")
     p.add_argument("--source", help="search only this source file")
     p.add_argument("--qdrant-search", action="store_true",
@@ -44,6 +52,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     ks = evaluation.parse_ks(args.k)
     questions = evaluation.load_questions(args.questions)
     law_map = evaluation.load_law_map(args.law_map)
+    before = evaluation.load_report(args.compare) if args.compare else None
     store = build_store(settings, resolve=True)
     embedder = build_embedder(settings, resolve=True)
     with store.connect() as collection:
@@ -55,16 +64,32 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
             report = evaluation.evaluate(
                 collection, questions, ks=ks, law_map=law_map, embedder=embedder, law=args.law, source=args.source,
                 engine="qdrant" if args.qdrant_search else "auto", progress=progress,
+                options=not args.no_options, fusion_weights=settings.fusion_weights,
             )
+    comparison = evaluation.compare(report, before) if before is not None else None
     if args.json:
-        print(json.dumps(report.as_json(), ensure_ascii=False), file=out)
+        data = report.as_json()
+        if comparison is not None:
+            data["compared_with"] = {"report": args.compare, **comparison.as_json()}
+        print(json.dumps(data, ensure_ascii=False), file=out)
     else:
+        options = ", without options" if args.no_options else ""
         print(
             f"{len(questions)} questions from {args.questions}, {report.mode} search "
-            f"(lexical variant {active_variant()}) on {settings.collection_name}:",
+            f"(lexical variant {active_variant()}{options}) on {settings.collection_name}:",
             file=out,
         )
         print(evaluation.format_table(report), file=out)
+        if comparison is not None:
+            print(file=out)
+            print(evaluation.format_comparison(comparison, args.compare), file=out)
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        saved = {**report.as_json(questions=True), "questions_file": str(args.questions),
+                 "lexical_variant": active_variant(), "options": not args.no_options}
+        Path(args.save).write_text(json.dumps(saved, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        if not args.json:
+            print(f"Saved: {args.save}", file=out)
     plot_name = None
     if args.plot:
         plot_path = evaluation.plot_recall(report, args.plot, title=Path(args.questions).name)
@@ -84,6 +109,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
                 "questions": f"{args.questions} ({len(questions)})",
                 "collection": settings.collection_name,
                 "lexical variant": active_variant(),
+                "options": "left out (--no-options)" if args.no_options else "searched with multiple-choice questions",
             },
             plot=plot_name,
         )
