@@ -207,26 +207,18 @@ def named_article_conditions(
     titles = law_titles(collection)
     conditions: list[dict[str, Any]] = []
     for mention in find_articles(query, titles):
-        condition = {**(where or {}), "article": mention.article}
         if mention.law:
-            laws = [mention.law]
-            if "law" in condition:
-                allowed = condition["law"] if isinstance(condition["law"], list) else [condition["law"]]
-                laws = [t for t in laws if t in allowed]
-            if not laws:
-                continue
-            condition["law"] = laws
+            key, values = "law", [mention.law]
         elif mention.number:
-            numbers = [n for n in collection.facet_values("number") if number_key(n) == number_key(mention.number)]
-            if "number" in condition:
-                allowed = condition["number"] if isinstance(condition["number"], list) else [condition["number"]]
-                numbers = [n for n in numbers if n in allowed]
-            if not numbers:
-                continue
-            condition["number"] = numbers
+            key = "number"
+            values = [n for n in collection.facet_values("number") if number_key(n) == number_key(mention.number)]
         else:
             continue
-        conditions.append(condition)
+        if where and key in where:  # the question's law must be one the filter allows
+            allowed = where[key] if isinstance(where[key], list) else [where[key]]
+            values = [v for v in values if v in allowed]
+        if values:
+            conditions.append({**(where or {}), key: values, "article": mention.article})
     return conditions
 
 
