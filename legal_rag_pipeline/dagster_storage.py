@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.runs import SqliteRunStorage
@@ -136,28 +137,38 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         events = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().is_asset_failed_to_materialize)]
         if not events:
             return
-        by_run: dict[str, list[EventLogEntry]] = {}
-        for event in events:
-            by_run.setdefault(event.run_id, []).append(event)
-        for run_id, run_events in by_run.items():
+        rows = [self._event_to_row(event) for event in events]  # serialised once, for both databases
+        by_run: dict[str, list[dict]] = {}
+        for event, row in zip(events, rows):
+            by_run.setdefault(event.run_id, []).append(row)
+        for run_id, run_rows in by_run.items():
             with self.run_connection(run_id) as conn:
-                conn.execute(self.prepare_insert_event_batch(run_events))
+                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
 
-        indexed = [e for e in events if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS]
-        checks = []
+        indexed, indexed_rows, checks, statuses = [], [], [], []
+        for event, row in zip(events, rows):
+            if not event.is_dagster_event:
+                continue
+            kind = event.dagster_event_type
+            if kind in ASSET_EVENTS:
+                indexed.append(event)
+                indexed_rows.append(row)
+            elif kind in ASSET_CHECK_EVENTS:
+                checks.append((event, row))
+            elif kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:
+                statuses.append(row)
+        if not (indexed or checks or statuses):
+            return
+        check_ids = []
         with self.index_transaction() as conn:
-            asset_ids = []
-            for event in events:
-                if not event.is_dagster_event:
-                    continue
-                kind = event.dagster_event_type
-                if kind in ASSET_EVENTS:
-                    asset_ids.append(conn.execute(self.prepare_insert_event(event)).inserted_primary_key[0])
-                elif kind in ASSET_CHECK_EVENTS:
-                    checks.append((event, conn.execute(self.prepare_insert_event(event)).inserted_primary_key[0]))
-                elif kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:
-                    conn.execute(self.prepare_insert_event(event))
             if indexed:
+                inserted = conn.execute(
+                    SqlEventLogStorageTable.insert().returning(
+                        SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                    ),
+                    indexed_rows,
+                )
+                asset_ids = [row[0] for row in inserted]
                 self._store_asset_event_tags(conn, indexed, asset_ids)
                 # the asset row keeps the latest event of each kind: write only the last of each
                 last: dict[tuple[str, object], tuple[EventLogEntry, int]] = {}
@@ -165,7 +176,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                     last[(event.get_dagster_event().asset_key.to_string(), event.dagster_event_type)] = (event, event_id)
                 for event, event_id in sorted(last.values(), key=lambda pair: pair[1]):
                     self._store_asset_event(conn, event, event_id)
-        for event, event_id in checks:  # opens its own index connection
+            for event, row in checks:
+                check_ids.append((event, conn.execute(SqlEventLogStorageTable.insert().values(**row)).inserted_primary_key[0]))
+            if statuses:
+                conn.execute(SqlEventLogStorageTable.insert(), statuses)
+        for event, event_id in check_ids:  # opens its own index connection
             self.store_asset_check_event(event, event_id)
 
 
