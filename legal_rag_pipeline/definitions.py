@@ -56,8 +56,10 @@ def build_embedder(settings: Settings, *, resolve: bool = False) -> Embedder:
     return Embedder()
 
 
-def build_store(settings: Settings, *, resolve: bool = False) -> QdrantStore:
+def build_store(settings: Settings, *, resolve: bool = False, lock_wait_seconds: float | None = None) -> QdrantStore:
+    extra = {} if lock_wait_seconds is None else {"lock_wait_seconds": lock_wait_seconds}
     return QdrantStore(
+        **extra,
         path=None if settings.qdrant_server_mode else settings.qdrant_path,
         engine=settings.qdrant_engine,
         url=settings.qdrant_url,
@@ -85,7 +87,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             max_delete_fraction=settings.max_delete_fraction,
             max_delete_points_fraction=settings.max_delete_points_fraction,
         ),
-        "qdrant": build_store(settings),
+        # a run waits for an embedded folder a search holds for a moment (QDRANT_LOCK_WAIT_SECONDS);
+        # a CLI command waits QdrantStore's default (5 s)
+        "qdrant": build_store(settings, lock_wait_seconds=settings.qdrant_lock_wait_seconds),
         "embedder": build_embedder(settings),
     }
 

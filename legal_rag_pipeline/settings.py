@@ -96,6 +96,7 @@ class Settings:
     qdrant_prefer_grpc: bool = False
     qdrant_grpc_port: int = 6334
     qdrant_timeout: int = 60
+    qdrant_lock_wait_seconds: float = 120.0  # a run waiting for an embedded folder a search holds
     qdrant_shard_number: int | None = None
     qdrant_replication_factor: int | None = None
     qdrant_write_consistency_factor: int | None = None
@@ -170,6 +171,7 @@ def load_settings() -> Settings:
         qdrant_prefer_grpc=bool(_env_bool("QDRANT_PREFER_GRPC", False)),
         qdrant_grpc_port=_env_int("QDRANT_GRPC_PORT", 6334),
         qdrant_timeout=_env_int("QDRANT_TIMEOUT", 60),
+        qdrant_lock_wait_seconds=_env_float("QDRANT_LOCK_WAIT_SECONDS", 120.0),
         qdrant_shard_number=_env_optional_int("QDRANT_SHARD_NUMBER"),
         qdrant_replication_factor=_env_optional_int("QDRANT_REPLICATION_FACTOR"),
         qdrant_write_consistency_factor=_env_optional_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),

@@ -4,6 +4,7 @@ the embedded Qdrant and the loopback embeddings server spoken to by the real hug
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -227,6 +228,7 @@ def test_lock_held_by_another_process_is_one_sentence(env):
                 capture_output=True,
                 text=True,
                 timeout=300,
+                env={**os.environ, "QDRANT_LOCK_WAIT_SECONDS": "1"},  # a run waits 120 s by default
             )
             output = proc.stdout + proc.stderr
             assert proc.returncode == 1, (command, output)

@@ -100,7 +100,7 @@ def test_run_preflight_stops_a_bad_token_before_any_embedding_call(provider_env,
     assert not evaluation.passed and "invalid or revoked token" in evaluation.description
 
 
-def test_failure_after_embedding_resumes_without_new_calls(endpoint_env, embeddings_server):
+def test_failure_after_embedding_resumes_without_new_calls(endpoint_env, embeddings_server, monkeypatch):
     chunks = write_laws(endpoint_env, files=3)
     endpoint_env.qdrant.mkdir(parents=True)
     holder = subprocess.Popen(
@@ -110,6 +110,7 @@ def test_failure_after_embedding_resumes_without_new_calls(endpoint_env, embeddi
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("QDRANT_LOCK_WAIT_SECONDS", "1")  # a run waits 120 s by default
         code, out = endpoint_env.ingest()
     finally:
         holder.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 import uuid
 import warnings
@@ -145,6 +146,30 @@ def test_bm25_only_collection_has_no_dense_vector(store):
         assert got.dense is None and got.sparse is not None
         with pytest.raises(StoreError, match="rebuild"):
             c.ensure(DIM, "m")  # another layout is refused with the fix
+
+
+def test_a_run_waits_for_a_folder_a_search_holds_for_a_moment(tmp_path):
+    """A search holds the embedded folder for a moment: a writer waits for it (lock_wait_seconds)
+    instead of failing; with no wait it gets the one-sentence error at once."""
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        c.ensure(None, None)
+        c.upsert(_points(2, dense=False))
+    hold_briefly = HOLD_FOLDER.replace("time.sleep(120)", "time.sleep(2); c.close(); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold_briefly, str(tmp_path / "q")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with QdrantStore(path=str(tmp_path / "q"), lock_wait_seconds=0).connect() as c:
+            with pytest.raises(StoreError, match="is in use by another process"):
+                c.count()
+        with QdrantStore(path=str(tmp_path / "q"), lock_wait_seconds=60).connect() as c:
+            began = time.monotonic()
+            assert c.count() == 2
+            waited = time.monotonic() - began
+        assert 0.2 < waited < 60, waited  # it waited for the holder, then read
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_edge_folder_in_use_by_another_process_is_one_sentence(tmp_path):

@@ -66,6 +66,10 @@ class QdrantStore(dg.ConfigurableResource):
     write_consistency_factor: int | None = Field(default=None, description="Replicas that must ack a write.")
     on_disk: bool = Field(default=False, description="Keep vectors and payload on disk (large corpora).")
     upsert_batch_size: int = Field(default=512, description="Points per upsert request.")
+    lock_wait_seconds: float = Field(
+        default=5.0,
+        description="Embedded folder in use by another process (a search, a run): how long to wait for it.",
+    )
 
     # ------------------------------------------------------------------ connection
     @property

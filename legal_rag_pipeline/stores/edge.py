@@ -12,8 +12,9 @@ catalog beside the shards, replaced atomically (``os.replace``) whenever it chan
 * A rebuild writes ``shards/<new>/`` while searches read the old shard, then switches the alias in
   one ``os.replace`` of the catalog; a shard no alias points at (a killed rebuild) is a leftover
   that the next rebuild removes.
-* The process that opened a shard is the only one that can (Edge's WAL lock): another one gets
-  the project's one-sentence "in use by another process" error at once.
+* The process that opened a shard is the only one that can (Edge's WAL lock): another one waits
+  for the folder (``QdrantStore.lock_wait_seconds``: 5 s for a CLI command, 120 s for a run, since
+  a search holds it for a moment), then gets the one-sentence "in use by another process" error.
 * A folder written by qdrant-client's local mode (an earlier version of this project, or the old
   script) is copied into Edge shards the first time it is opened, counts verified, and only then
   are the local-mode files removed (``migrate_local_folder``).
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,11 +154,18 @@ class EdgeCollection(Collection):
         if self._owner is not None:
             return
         handle = open(self.root / OWNER, "a+")  # noqa: SIM115 - kept open while the folder is ours
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise in_use_error(self.root) from None
+        # A search holds the folder for a second or two: wait that long (the store's
+        # lock_wait_seconds) before saying the folder is in use.
+        deadline = time.monotonic() + float(getattr(self.store, "lock_wait_seconds", 0) or 0)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise in_use_error(self.root) from None
+                time.sleep(0.1)
         self._owner = handle
 
     # ------------------------------------------------------------------ engine
