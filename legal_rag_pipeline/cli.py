@@ -86,10 +86,11 @@ def run_ingest(
     instance = get_instance()
 
     existing = instance.get_dynamic_partitions(source_files.name)
-    gone = [k for k in existing if k not in set(keys)]
+    present, registered = set(keys), set(existing)
+    gone = [k for k in existing if k not in present]
     for key in gone:
         instance.delete_dynamic_partition(source_files.name, key)
-    new = [k for k in keys if k not in set(existing)]
+    new = [k for k in keys if k not in registered]
     if new:
         instance.add_dynamic_partitions(source_files.name, new)
     before = set(known_sources(state_dir))

@@ -138,14 +138,14 @@ class QdrantStore(dg.ConfigurableResource):
             collection.close()
 
     def open(self, lazy: bool = False) -> Collection:
+        if not self.server_mode and self.engine == "edge":
+            from ..stores.edge import EdgeCollection  # qdrant-client is not imported (1.8 s)
+
+            return EdgeCollection(self)
         from ..stores.client import ClientCollection, open_client
 
         if self.server_mode:
             collection: Collection = ClientCollection(lambda: open_client(self.client_kwargs(), None), self)
-        elif self.engine == "edge":
-            from ..stores.edge import EdgeCollection
-
-            return EdgeCollection(self)
         elif self.engine == "client":
             collection = ClientCollection(lambda: open_client({"path": self.path}, self.path), self)
         else:
