@@ -31,9 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-LAWS = REPO.parent / "shared" / "data" / "laws"
-ARTICLE = re.compile(r"^(?=Điều \d+[a-z]?\.)", re.MULTILINE)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import write_results  # noqa: E402  (the other benchmarks' RESULTS.md sections)
+from sensor_scale import ARTICLE, LAWS, REPO, split_laws  # noqa: E402
+
 MARKER = "many-files"
 
 
@@ -48,18 +49,6 @@ def laws_for(size: str) -> list[Path]:
         if articles >= int(size):
             break
     return chosen
-
-
-def split(laws: list[Path], target: Path) -> int:
-    count = 0
-    for law in laws:
-        parts = [p for p in ARTICLE.split(law.read_text(encoding="utf-8")) if p.strip()]
-        folder = target / law.stem
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, part in enumerate(parts, 1):
-            (folder / f"dieu-{i:04d}.txt").write_text(part, encoding="utf-8")
-            count += 1
-    return count
 
 
 def project(root: Path) -> dict[str, str]:
@@ -105,7 +94,7 @@ def measure(size: str, work: Path) -> dict:
     print(f"[{size}] {len(laws)} laws: {row['laws_ingest_s']:.1f} s", flush=True)
 
     parts = project(work / f"split-{size}")
-    row["files"] = split(laws, Path(parts["DATA_DIR"]))
+    row["files"] = split_laws(Path(parts["DATA_DIR"]), None, laws)
     row["split_ingest_s"], out = legal_rag(parts, "ingest", "--quiet")
     row["split_events"] = events(parts)
     print(f"[{size}] {row['files']} files: {row['split_ingest_s']:.1f} s, {row['split_events']} events", flush=True)
@@ -158,17 +147,6 @@ def markdown(rows: list[dict], command: str, load: tuple[float, ...], began: str
     return "\n".join(lines) + "\n"
 
 
-def write_results(path: Path, section: str) -> None:
-    start, end = f"<!-- {MARKER} -->", f"<!-- /{MARKER} -->"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    block = f"{start}\n{section}{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5000,all", help="article counts to reach, or 'all' (default 5000,all)")
@@ -189,7 +167,7 @@ def main() -> int:
     section = markdown(rows, "python benchmarks/many_files.py " + " ".join(sys.argv[1:]), (load_before, os.getloadavg()[0]), began)
     print(section)
     if args.results:
-        write_results(args.results, section)
+        write_results(args.results, MARKER, section)
         print(f"wrote {args.results}")
     return 0
 

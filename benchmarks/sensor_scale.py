@@ -30,10 +30,11 @@ LAWS = REPO.parent / "shared" / "data" / "laws"
 ARTICLE = re.compile(r"^(?=Điều \d+[a-z]?\.)", re.MULTILINE)
 
 
-def split_laws(target: Path, limit: int | None) -> int:
-    """One file per article of every law (a law's preamble goes with its first article)."""
+def split_laws(target: Path, limit: int | None, laws: list[Path] | None = None) -> int:
+    """One file per article of every law (or of ``laws``; a law's preamble goes with its first article)."""
     count = 0
-    laws = sorted(LAWS.glob("*.txt")) if LAWS.is_dir() else []
+    if laws is None:
+        laws = sorted(LAWS.glob("*.txt")) if LAWS.is_dir() else []
     for law in laws:
         parts = [p for p in ARTICLE.split(law.read_text(encoding="utf-8")) if p.strip()]
         folder = target / law.stem
