@@ -375,11 +375,11 @@ def test_a_drop_during_the_nightly_run_queues_behind_it(tmp_path: Path):
             "10 s before the nightly run",
             0.1,
         )
-        # Long enough (3,000 articles) that the drop's run is still writing when the nightly plans,
-        # whichever of the two asks first.
+        # Long enough (20,000 articles, some 15 s of work) that the first of the two runs is still
+        # going when the second is requested, whichever asks first: runs of a few files take 2 s.
         for i in range(10, 30):
             write_file(
-                project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=150)
+                project.data / f"luat-{i:02d}.txt", law_text(f"số {i}", f"tài sản {i:02d}", articles=1000)
             )
         wait_until(
             lambda: (
