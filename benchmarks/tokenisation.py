@@ -67,11 +67,9 @@ def copy_laws(data_dir: Path) -> int:
     return len(laws)
 
 
-def run_config(variant: str, text: str, workdir: Path) -> dict:
-    """Ingest + eval for one configuration, in subprocesses; returns the eval JSON and timings."""
-    root = workdir / f"{variant}__{text}".replace("+", "_")
-    shutil.rmtree(root, ignore_errors=True)
-    copy_laws(root / "data")
+def _project_env(root: Path, **overrides: str) -> dict:
+    """The environment of a scratch project under ``root``: bm25 only, no server, no secret, the
+    default configuration unless ``overrides`` say otherwise."""
     env = {
         **os.environ,
         "DATA_DIR": str(root / "data"),
@@ -79,12 +77,21 @@ def run_config(variant: str, text: str, workdir: Path) -> dict:
         "QDRANT_PATH": str(root / "state" / "qdrant"),
         "DAGSTER_HOME": str(root / "dagster_home"),
         "EMBEDDINGS_BACKEND": "none",
-        "LEXICAL_VARIANT": variant,
-        "LEXICAL_TEXT": text,
     }
-    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "EMBEDDINGS_ENDPOINT_URL", "QDRANT_URL", "QDRANT_HOST", "COLLECTION_NAME"):
+    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "EMBEDDINGS_ENDPOINT_URL", "QDRANT_URL", "QDRANT_HOST",
+                 "COLLECTION_NAME", "LEXICAL_VARIANT", "LEXICAL_TEXT", "FUSION_WEIGHTS"):
         env.pop(name, None)
+    env.update(overrides)
     (root / "dagster_home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run_config(variant: str, text: str, workdir: Path) -> dict:
+    """Ingest + eval for one configuration, in subprocesses; returns the eval JSON and timings."""
+    root = workdir / f"{variant}__{text}".replace("+", "_")
+    shutil.rmtree(root, ignore_errors=True)
+    copy_laws(root / "data")
+    env = _project_env(root, LEXICAL_VARIANT=variant, LEXICAL_TEXT=text)
     cli = [sys.executable, "-m", "legal_rag_pipeline.cli"]
     t0 = time.perf_counter()
     ingest = subprocess.run([*cli, "ingest"], check=False, env=env, cwd=root, capture_output=True, text=True)
@@ -151,18 +158,7 @@ def _ingest(data_files: list[Path], root: Path) -> dict:
     (root / "data").mkdir(parents=True)
     for path in data_files:
         shutil.copy2(path, root / "data" / path.name)
-    env = {
-        **os.environ,
-        "DATA_DIR": str(root / "data"),
-        "LEGAL_RAG_STATE_DIR": str(root / "state"),
-        "QDRANT_PATH": str(root / "state" / "qdrant"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "EMBEDDINGS_BACKEND": "none",
-    }
-    for name in ("HF_TOKEN", "HUGGINGFACE_API_KEY", "EMBEDDINGS_ENDPOINT_URL", "QDRANT_URL", "QDRANT_HOST",
-                 "COLLECTION_NAME", "LEXICAL_VARIANT", "LEXICAL_TEXT", "FUSION_WEIGHTS"):
-        env.pop(name, None)
-    (root / "dagster_home").mkdir(parents=True, exist_ok=True)
+    env = _project_env(root)
     cli = [sys.executable, "-m", "legal_rag_pipeline.cli"]
     done = subprocess.run([*cli, "ingest", "--quiet"], check=False, env=env, cwd=root, capture_output=True, text=True)
     if done.returncode != 0:

@@ -74,7 +74,7 @@ def run_ingest(
     from .artifacts import StageOutcome, known_sources
     from .definitions import build_definitions
     from .partitions import source_files
-    from .planning import partition_spans
+    from .planning import partition_spans, span_keys
     from .progress import for_terminal, showing
     from .readers import scan_data_dir
     from .reporting import summary_text
@@ -125,28 +125,16 @@ def run_ingest(
             return EXIT_OK
         spans = partition_spans(ordered, targets) or spans
         print(f"Plan: {plan.summary()}.", file=out)
-    position = {key: i for i, key in enumerate(ordered)}
-    run_keys = [k for start, end in spans for k in ordered[position[start] : position[end] + 1]]
+    span_files = [span_keys(ordered, span) for span in spans]
     job = defs.resolve_job_def("ingest_job")
     runs = f" in {len(spans)} runs (files far apart in the partition order)" if len(spans) > 1 else ""
-    print(f"Ingesting {len(run_keys)} files into {settings.collection_name}{runs} ...", file=out, flush=True)
-    results = []
+    print(
+        f"Ingesting {sum(map(len, span_files))} files into {settings.collection_name}{runs} ...", file=out, flush=True
+    )
     with showing(for_terminal(out, quiet, title="ingest")):
-        for span in spans:
-            results.append(_execute(job, instance, span, confirm_delete))
-    run_of = {}
-    for (start, end), result in zip(spans, results):
-        for key in ordered[position[start] : position[end] + 1]:
-            run_of[key] = result.run_id
-    wanted = set(run_keys)
-    summaries = {
-        key: summary
-        for result in results
-        for key, summary in ingest.file_summaries(
-            [k for k in keys if k in wanted and run_of[k] == result.run_id], state_dir, result.run_id
-        ).items()
-    }
-    summaries = {k: summaries[k] for k in keys if k in summaries}
+        results = [_execute(job, instance, span, confirm_delete) for span in spans]
+    run_of = {key: result.run_id for files, result in zip(span_files, results) for key in files}
+    summaries = {key: ingest.file_summary(key, state_dir, run_of[key]) for key in keys if key in run_of}
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]

@@ -39,6 +39,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import (
     DagsterSqliteStorage,
     _event_logs_directory,
@@ -47,7 +48,6 @@ from dagster._core.storage.sqlite_storage import (
 )
 from sqlalchemy.pool import StaticPool
 
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
 OPEN_RUN_DATABASES = 4  # a run's database stays open while it is written; older ones are closed
 
 _STORAGES: weakref.WeakSet[BatchedSqliteEventLogStorage] = weakref.WeakSet()

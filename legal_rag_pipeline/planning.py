@@ -85,9 +85,14 @@ def partition_spans(
     return [(order[first], order[last]) for first, last in groups]
 
 
+def span_keys(order: Sequence[str], span: tuple[str, str]) -> list[str]:
+    """The partitions a range covers, in order."""
+    return list(order[order.index(span[0]) : order.index(span[1]) + 1])
+
+
 def span_size(order: Sequence[str], span: tuple[str, str]) -> int:
     """How many partitions a range covers."""
-    return order.index(span[1]) - order.index(span[0]) + 1
+    return len(span_keys(order, span))
 
 
 def file_in_sync(

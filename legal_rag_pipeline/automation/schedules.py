@@ -35,7 +35,7 @@ from .. import ingest
 from ..errors import ConfigurationError
 from ..instance import set_pool_limit
 from ..partitions import source_files
-from ..planning import IngestPlan, partition_spans, plan_ingest
+from ..planning import IngestPlan, partition_spans, plan_ingest, span_keys
 from ..readers import scan_data_dir
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
@@ -147,11 +147,10 @@ def nightly_run_request(nightly: NightlyPlan, tick: str = "") -> list[dg.RunRequ
         spans, why = partition_spans(order, targets), plan.summary()
         if not spans:  # cannot happen: every planned file was registered above
             return dg.SkipReason(f"The planned files are not registered as partitions: {plan.summary()}.")
-    position = {key: i for i, key in enumerate(order)}
     wanted = set(targets)
     requests = []
     for i, (start, end) in enumerate(spans):
-        files = order[position[start] : position[end] + 1]
+        files = span_keys(order, (start, end))
         requests.append(
             dg.RunRequest(
                 run_key=f"nightly:{tick}:{i + 1}/{len(spans)}:{start}",

@@ -53,7 +53,7 @@ from ..errors import ConfigurationError, PipelineError, SourceFileError
 from ..instance import set_pool_limit
 from ..partitions import source_files
 from ..paths import source_path
-from ..planning import partition_spans
+from ..planning import partition_spans, span_keys
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
@@ -359,11 +359,8 @@ def evaluate(
     run_requests: list[dg.RunRequest] = []
     key = plan.run_key(current)
     spans = plan.partition_ranges()
-    position = {k: i for i, k in enumerate(plan.order)} if len(spans) > 1 else {}
     for i, (start, end) in enumerate(spans):
-        ready = (
-            sum(position[start] <= position[k] <= position[end] for k in plan.ready) if position else len(plan.ready)
-        )
+        ready = len(plan.ready) if len(spans) == 1 else len(set(plan.ready) & set(span_keys(plan.order, (start, end))))
         run_requests.append(
             dg.RunRequest(
                 run_key=f"ingest:{key}" + (f":{i + 1}" if i else ""),
