@@ -231,14 +231,14 @@ from pathlib import Path
 sys.path.append(sys.argv[4])
 import qdrant_edge as qe
 from legal_rag_pipeline import ingest
-from legal_rag_pipeline.artifacts import FileArtifacts
+from legal_rag_pipeline.artifacts import FileArtifacts, known_sources
 from legal_rag_pipeline.resources.qdrant import QdrantStore, SPARSE_NAME
 
 state, n, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 model = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 records = []
-for status in sorted((state / "files").glob("*/status.json")):
-    art = FileArtifacts(state, json.loads(status.read_text())["source"])
+for source in known_sources(state):
+    art = FileArtifacts(state, source)
     vectors = art.read_embeddings(model)
     for i, chunk in enumerate(art.read_chunks()):
         records.append(ingest._point(chunk, i, "sha", model, "now", vectors[chunk.point_id]))

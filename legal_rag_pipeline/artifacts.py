@@ -3,14 +3,21 @@
 The built-in IO managers cannot store an output that spans many partitions, and the embeddings
 must survive a failed run (they cost quota), so each stage writes its result per source file:
 
-    <state>/files/<slug>-<hash>/document.json   fingerprint and reader facts (raw_documents)
-                               raw.jsonl        decoded text or rows, UTF-8 (raw_documents)
+    <state>/files/<slug>-<hash>/raw.jsonl        decoded text or rows, UTF-8 (raw_documents)
                                chunks.jsonl     normalised chunks with point ids (normalized_records)
                                embeddings.npz   vectors by point id, with the model id (embedding_batches)
-                               status.json      the last outcome of each stage, its run and time (CLI, `status`)
-                               synced.json      what the collection held for it after its last sync
+    <state>/files.db           one row per source file (SQLite, WAL):
+                               document         fingerprint and reader facts (raw_documents)
+                               status           the last outcome of each stage, its run and time (CLI, `status`)
+                               synced           what the collection held for it after its last sync
 
-Writes go to a temporary file first and are renamed into place, so a crash never leaves half a file.
+The small records are rows of one database rather than three JSON files per source: a run over
+thousands of short files rewrote about eight of those per file (a stage's outcome four times), and
+each create-and-rename cost more than the file's own processing. Each write is one committed
+statement, so a killed run leaves every row as it was or as it became. Files are written to a
+temporary file first and renamed into place, so a crash never leaves half a file. A state folder
+from an earlier version (``document.json``, ``status.json``, ``synced.json`` per file) is read into
+the database the first time it is opened.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -76,45 +86,39 @@ class FileArtifacts:
         self.state_dir = Path(state_dir)
         self.dir = self.state_dir / "files" / _slug(source)
 
-    # --- json documents -------------------------------------------------------
-    def _read_json(self, name: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.dir / name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def _write_json(self, name: str, value: dict[str, Any]) -> None:
-        data = json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8")
-        _atomic_write(self.dir / name, lambda h: h.write(data))
-
+    # --- records (files.db) ------------------------------------------------------
     def document(self) -> dict[str, Any] | None:
-        return self._read_json("document.json")
+        return _records(self.state_dir).get(self.source, "document")
 
     def write_document(self, value: dict[str, Any]) -> None:
-        self._write_json("document.json", value)
+        _records(self.state_dir).put(self.source, "document", value)
 
     def synced(self) -> dict[str, Any] | None:
         """The sync marker written after this file's points were last brought in line (see ingest.sync_stage)."""
-        return self._read_json("synced.json")
+        return _records(self.state_dir).get(self.source, "synced")
 
     def write_synced(self, value: dict[str, Any]) -> None:
-        self._write_json("synced.json", value)
+        _records(self.state_dir).put(self.source, "synced", value)
 
     def clear_synced(self) -> None:
-        (self.dir / "synced.json").unlink(missing_ok=True)
+        _records(self.state_dir).put(self.source, "synced", None)
 
     def status(self) -> dict[str, Any]:
-        return self._read_json("status.json") or {}
+        return _records(self.state_dir).get(self.source, "status") or {}
 
     def record_outcome(self, stage: str, outcome: StageOutcome, run_id: str | None = None) -> None:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
         last changed something for this file (status "ok"), shown by `legal-rag status`."""
-        status = self.status()
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        changed_at = now if outcome.status == "ok" else (status.get(stage) or {}).get("changed_at")
-        status["source"] = self.source
-        status[stage] = {**asdict(outcome), "run_id": run_id, "at": now, "changed_at": changed_at}
-        self._write_json("status.json", status)
+
+        def update(status: dict[str, Any] | None) -> dict[str, Any]:
+            status = status or {}
+            changed_at = now if outcome.status == "ok" else (status.get(stage) or {}).get("changed_at")
+            status["source"] = self.source
+            status[stage] = {**asdict(outcome), "run_id": run_id, "at": now, "changed_at": changed_at}
+            return status
+
+        _records(self.state_dir).update(self.source, "status", update)
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
         """Did ``stage`` succeed for this file in this run (or at all, when run_id is None)?"""
@@ -190,17 +194,160 @@ class FileArtifacts:
         )
 
     def remove(self) -> None:
+        _records(self.state_dir).delete(self.source)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def known_sources(state_dir: str | Path) -> list[str]:
     """Sources that have artifacts (files ingested at least once)."""
-    root = Path(state_dir) / "files"
-    sources = []
-    if root.exists():
-        for status in root.glob("*/status.json"):
+    return _records(Path(state_dir)).sources_with_status()
+
+
+# ---------------------------------------------------------------------------- files.db
+RECORDS_FILE = "files.db"
+_FIELDS = ("document", "status", "synced")
+_LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
+BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
+
+
+class _Records:
+    """The rows of ``<state>/files.db``: one per source, each field a JSON document (or NULL).
+
+    One connection per process and state folder, in autocommit mode (each write is its own
+    transaction), WAL with synchronous=NORMAL: readers never wait for a writer, and a write costs a
+    few tens of microseconds instead of a file create and rename.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / RECORDS_FILE
+        self._lock = threading.Lock()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        self._db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, document TEXT, status TEXT, synced TEXT)"
+        )
+        if fresh:
+            self._import_legacy()
+
+    def _import_legacy(self) -> None:
+        """Read an earlier version's per-file JSON records into the table, then remove them."""
+        root = self.state_dir / "files"
+        if not root.is_dir():
+            return
+        rows, imported = [], []
+        for folder in root.iterdir():
+            values: dict[str, str | None] = {}
+            for field_name, name in _LEGACY.items():
+                path = folder / name
+                try:
+                    value = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                values[field_name] = json.dumps(value, ensure_ascii=False)
+                imported.append(path)
+            source = json.loads(values["status"]).get("source") if values.get("status") else None
+            source = source or (json.loads(values["document"]).get("source") if values.get("document") else None)
+            if source:
+                rows.append((source, values.get("document"), values.get("status"), values.get("synced")))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                sources.append(json.loads(status.read_text(encoding="utf-8"))["source"])
-            except (json.JSONDecodeError, KeyError):
-                continue
-    return sorted(sources)
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        for path in imported:
+            path.unlink(missing_ok=True)
+
+    def get(self, source: str, field_name: str) -> dict[str, Any] | None:
+        assert field_name in _FIELDS
+        with self._lock:
+            row = self._db.execute(f"SELECT {field_name} FROM files WHERE source = ?", (source,)).fetchone()
+        if not row or row[0] is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, source: str, field_name: str, value: dict[str, Any] | None) -> None:
+        assert field_name in _FIELDS
+        data = None if value is None else json.dumps(value, ensure_ascii=False)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
+                f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
+                (source, data),
+            )
+
+    def update(self, source: str, field_name: str, change) -> None:
+        """``field = change(field)`` in one transaction (no other writer in between)."""
+        assert field_name in _FIELDS
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT {field_name} FROM files WHERE source = ?", (source,)).fetchone()
+                try:
+                    current = json.loads(row[0]) if row and row[0] is not None else None
+                except ValueError:
+                    current = None
+                data = json.dumps(change(current if isinstance(current, dict) else None), ensure_ascii=False)
+                self._db.execute(
+                    f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
+                    f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
+                    (source, data),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete(self, source: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+
+    def sources_with_status(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT source FROM files WHERE status IS NOT NULL ORDER BY source")]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+OPEN_RECORDS = 8  # state folders whose connection stays open in a process (the oldest is closed)
+_OPEN: OrderedDict[Path, _Records] = OrderedDict()
+_OPEN_LOCK = threading.Lock()
+_INHERITED: list[_Records] = []  # a forked child's copies of its parent's connections: never used nor closed
+
+
+def _forget_after_fork() -> None:
+    _INHERITED.extend(_OPEN.values())
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _records(state_dir: Path) -> _Records:
+    """This process's connection to ``state_dir``'s files.db."""
+    key = Path(state_dir).absolute()
+    with _OPEN_LOCK:
+        records = _OPEN.get(key)
+        if records is not None and records.path.exists():
+            _OPEN.move_to_end(key)
+            return records
+        if records is not None:  # its folder was removed: start again
+            _OPEN.pop(key).close()
+        records = _OPEN[key] = _Records(key)
+        while len(_OPEN) > OPEN_RECORDS:
+            _OPEN.popitem(last=False)[1].close()
+        return records

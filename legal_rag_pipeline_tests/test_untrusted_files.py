@@ -157,8 +157,10 @@ def test_the_state_folder_layout_cannot_be_escaped_by_a_key(tmp_path, key):
     art = FileArtifacts(tmp_path / "state", key)
     assert art.dir.parent == tmp_path / "state" / "files"
     assert art.dir.name not in {".", ".."} and "/" not in art.dir.name
-    art.write_document({"source": key})
-    assert [p.parent for p in (tmp_path / "state").rglob("document.json")] == [art.dir]
+    art.write_raw([{"text": key}])
+    assert [p.parent for p in (tmp_path / "state").rglob("raw.jsonl")] == [art.dir]
+    art.write_document({"source": key})  # a row of files.db, keyed by the source itself
+    assert FileArtifacts(tmp_path / "state", key).document() == {"source": key}
 
 
 # ---------------------------------------------------------------------------- limits

@@ -4,9 +4,10 @@ Every asset is partitioned by source file and processes all the partitions of a 
 (single-run backfill), so one run can carry many files and keep embedding batches full. The first
 three assets materialise every file of the run (so that the next stage runs), with per-file
 metadata (``status``, ``error``, ``fix``) on the files that failed or were skipped;
-``qdrant_collection`` records the files that reached the collection, each with its figures, plus
-one run summary, and fails the run at the end naming the files that did not, so those show as
-failed partitions in the UI while every other file is searchable.
+``qdrant_collection`` records the files that reached the collection, each with its figures (a run of
+more than ``NOTED_FILES_LIMIT`` files where every file went in: one result for all its partitions,
+which Dagster writes in batches), plus one run summary, and fails the run at the end naming the files
+that did not, so those show as failed partitions in the UI while every other file is searchable.
 """
 
 
@@ -164,7 +165,7 @@ def qdrant_collection(
     data_folder: DataFolder,
     qdrant: QdrantStore,
     embedder: Embedder,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult | dg.AssetObservation]:
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
     keys = list(context.partition_keys)
     try:
         yield from _sync(context, config, data_folder, qdrant, embedder, keys)
@@ -185,13 +186,18 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             progress=progress,
         )
         per_file = ingest.file_summaries(keys, data_folder.state_path)
-        for outcome in outcomes:
-            if outcome.ok:
-                yield dg.AssetMaterialization(
-                    asset_key=context.asset_key,
-                    partition=outcome.source,
-                    metadata=outcome_metadata(outcome, per_file.get(outcome.source)),
-                )
+        if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):
+            # Every file of a large run is in: one result for the run's partitions, which Dagster
+            # stores in batches; each file's figures are in the run summary and `legal-rag status`.
+            yield dg.MaterializeResult()
+        else:  # the files that reached the collection, each with its figures; the others fail below
+            for outcome in outcomes:
+                if outcome.ok:
+                    yield dg.AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=outcome.source,
+                        metadata=outcome_metadata(outcome, per_file.get(outcome.source)),
+                    )
         counts = run_counts(per_file, vanished, synced_before)
         summary = summary_markdown(
             per_file, vanished, embedder.describe() if embedder.enabled() else None, counts

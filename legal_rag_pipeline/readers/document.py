@@ -53,6 +53,17 @@ def _guarded(source: str, make: Callable[[], Iterator[Row | SkippedRow]]) -> Cal
     return rows
 
 
+TEXT_SUFFIXES = (".txt", ".md")  # plain text: decoded from its bytes alone (no path needed)
+
+
+def read_text(data: bytes, source: str) -> Document:
+    """A .txt/.md file's bytes, decoded (readers/decode.py), or ``SourceFileError``."""
+    if not data:
+        raise SourceFileError(source, "empty file (0 bytes)", "put some content in it, or remove it")
+    text, encoding = decode_bytes(data, source)
+    return Document(source, "text", encoding, text=text)
+
+
 def read_document(path: Path, source: str) -> Document:
     """Read one file for ingestion, or raise ``SourceFileError`` with a one-sentence reason and fix.
 
@@ -67,11 +78,10 @@ def read_document(path: Path, source: str) -> Document:
         raise SourceFileError(source, f"unsupported file type {suffix or '(none)'!r}",
                               f"use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
     try:
+        if suffix in TEXT_SUFFIXES:
+            return read_text(path.read_bytes(), source)
         if path.stat().st_size == 0:
             raise SourceFileError(source, "empty file (0 bytes)", "put some content in it, or remove it")
-        if suffix in (".txt", ".md"):
-            text, encoding = decode_bytes(path.read_bytes(), source)
-            return Document(source, "text", encoding, text=text)
         if suffix in DOCUMENT_SUFFIXES:  # Word, RTF, PDF, HTML: readers/formats.py
             read = read_document_text(path, source)
             return Document(source, "text", read.encoding, text=read.text, notes=[f"format {read.format}", *read.notes])

@@ -192,20 +192,23 @@ def read_into_state(fd: int, source: str, suffix: str, state_dir: Path, limits: 
     """Pre-checks, reader, post-checks, raw.jsonl: what the child does for one file (also callable in
     process, without the timeout)."""
     from ..artifacts import FileArtifacts
-    from .document import read_document
+    from .document import TEXT_SUFFIXES, read_document, read_text
     from .limits import check_text, precheck, use_limits
 
     with use_limits(limits), os.fdopen(os.dup(fd), "rb") as handle:
         precheck(handle, source, limits)
-        with _path_for(fd, suffix) as path:
-            document = read_document(path, source)
-            art = FileArtifacts(state_dir, source)
-            if document.kind == "text":
-                text = document.text or ""
-                check_text(source, len(text), limits)
-                records = art.write_raw([{"text": text}])
-            else:
-                records = art.write_raw(_counted(document.rows(), source, limits))
+        art = FileArtifacts(state_dir, source)
+        if suffix in TEXT_SUFFIXES:  # plain text needs its bytes only, not a path
+            document = read_text(handle.read(), source)
+        else:
+            with _path_for(fd, suffix) as path:
+                document = read_document(path, source)
+                if document.kind == "rows":  # rows() reads the path: stream them while it exists
+                    records = art.write_raw(_counted(document.rows(), source, limits))
+        if document.kind == "text":
+            text = document.text or ""
+            check_text(source, len(text), limits)
+            records = art.write_raw([{"text": text}])
     notes = [str(n) for n in getattr(document, "notes", None) or []]
     return {"kind": document.kind, "encoding": document.encoding, "records": records, "notes": notes}
 
