@@ -33,6 +33,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,28 +84,35 @@ class FileArtifacts:
 
     def __init__(self, state_dir: str | Path, source: str) -> None:
         self.source = source
-        self.state_dir = Path(state_dir)
-        self.dir = self.state_dir / "files" / _slug(source)
+        self.state_dir = state_dir if isinstance(state_dir, Path) else Path(state_dir)
+
+    @cached_property
+    def dir(self) -> Path:
+        return self.state_dir / "files" / _slug(self.source)
+
+    @cached_property
+    def _records(self) -> _Records:
+        return _records(self.state_dir)
 
     # --- records (files.db) ------------------------------------------------------
     def document(self) -> dict[str, Any] | None:
-        return _records(self.state_dir).get(self.source, "document")
+        return self._records.get(self.source, "document")
 
     def write_document(self, value: dict[str, Any]) -> None:
-        _records(self.state_dir).put(self.source, "document", value)
+        self._records.put(self.source, "document", value)
 
     def synced(self) -> dict[str, Any] | None:
         """The sync marker written after this file's points were last brought in line (see ingest.sync_stage)."""
-        return _records(self.state_dir).get(self.source, "synced")
+        return self._records.get(self.source, "synced")
 
     def write_synced(self, value: dict[str, Any]) -> None:
-        _records(self.state_dir).put(self.source, "synced", value)
+        self._records.put(self.source, "synced", value)
 
     def clear_synced(self) -> None:
-        _records(self.state_dir).put(self.source, "synced", None)
+        self._records.put(self.source, "synced", None)
 
     def status(self) -> dict[str, Any]:
-        return _records(self.state_dir).get(self.source, "status") or {}
+        return self._records.get(self.source, "status") or {}
 
     def record_outcome(self, stage: str, outcome: StageOutcome, run_id: str | None = None) -> None:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
@@ -118,7 +126,7 @@ class FileArtifacts:
             status[stage] = {**asdict(outcome), "run_id": run_id, "at": now, "changed_at": changed_at}
             return status
 
-        _records(self.state_dir).update(self.source, "status", update)
+        self._records.update(self.source, "status", update)
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
         """Did ``stage`` succeed for this file in this run (or at all, when run_id is None)?"""
@@ -194,7 +202,7 @@ class FileArtifacts:
         )
 
     def remove(self) -> None:
-        _records(self.state_dir).delete(self.source)
+        self._records.delete(self.source)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -324,7 +332,7 @@ class _Records:
 
 
 OPEN_RECORDS = 8  # state folders whose connection stays open in a process (the oldest is closed)
-_OPEN: OrderedDict[Path, _Records] = OrderedDict()
+_OPEN: OrderedDict[str, _Records] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 _INHERITED: list[_Records] = []  # a forked child's copies of its parent's connections: never used nor closed
 
@@ -339,15 +347,15 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def _records(state_dir: Path) -> _Records:
     """This process's connection to ``state_dir``'s files.db."""
-    key = Path(state_dir).absolute()
+    key = os.path.abspath(state_dir)
     with _OPEN_LOCK:
         records = _OPEN.get(key)
-        if records is not None and records.path.exists():
+        if records is not None and os.path.exists(records.path):
             _OPEN.move_to_end(key)
             return records
         if records is not None:  # its folder was removed: start again
             _OPEN.pop(key).close()
-        records = _OPEN[key] = _Records(key)
+        records = _OPEN[key] = _Records(Path(key))
         while len(_OPEN) > OPEN_RECORDS:
             _OPEN.popitem(last=False)[1].close()
         return records

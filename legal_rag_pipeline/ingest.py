@@ -53,6 +53,8 @@ BM25_ONLY_MODEL = "none (bm25 only)"
 # LEGAL_RAG_VERIFY_SYNC is set, and by runs with no files (the prune job).
 VERIFY_AFTER_SECONDS = 20 * 3600
 SYNC_STATE_FILE = "sync_state.json"
+WRITE_GROUP_POINTS = 1024  # points of several small files written in one upsert (sync_stage)
+WRITE_GROUP_FILES = 256
 TRUSTED = "in_sync_since_last_run"  # count key of an outcome taken from its sync marker
 
 STAGES = ("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection")
@@ -70,18 +72,24 @@ def _guard(source: str, stage: str, work: Callable[[], StageOutcome]) -> StageOu
     """Run one file's stage; a user-facing error or a bug fails that file alone."""
     try:
         return work()
-    except SourceFileError as exc:
+    except Exception as exc:
+        return _failed(source, stage, exc)
+
+
+def _failed(source: str, stage: str, exc: Exception) -> StageOutcome:
+    """The failed outcome of ``source`` for ``exc`` (called in its ``except`` block)."""
+    if isinstance(exc, SourceFileError):
         return StageOutcome(source, "failed", error=exc.reason, fix=exc.fix)
-    except PipelineError as exc:
+    if isinstance(exc, PipelineError):
         return StageOutcome(source, "failed", error=exc.what, fix=exc.fix)
-    except Exception as exc:  # a bug: keep the trace in the log, fail this file only
-        log.error("Unexpected error in %s for %s:\n%s", stage, source, traceback.format_exc())
-        return StageOutcome(
-            source,
-            "failed",
-            error=f"unexpected {type(exc).__name__}: {exc}",
-            fix="this is a bug in legal_rag_pipeline; the run log has the stack trace, please report it",
-        )
+    # a bug: keep the trace in the log, fail this file only
+    log.error("Unexpected error in %s for %s:\n%s", stage, source, traceback.format_exc())
+    return StageOutcome(
+        source,
+        "failed",
+        error=f"unexpected {type(exc).__name__}: {exc}",
+        fix="this is a bug in legal_rag_pipeline; the run log has the stack trace, please report it",
+    )
 
 
 # ---------------------------------------------------------------------------- raw_documents
@@ -414,9 +422,15 @@ def sync_stage(
     plan = SyncPlan(collection_points=total_points)
     doc_sha: dict[str, str] = {}
     chunk_counts: dict[str, int] = {}
+    unreadable = set()
     for source in pending:
         art = FileArtifacts(state_dir, source)
-        ids = art.chunk_ids()
+        try:
+            ids = art.chunk_ids()
+        except Exception as exc:  # noqa: BLE001 - its chunks cannot be read back: it fails alone
+            outcomes[source] = _failed(source, "qdrant_collection", exc)
+            unreadable.add(source)
+            continue
         chunk_counts[source] = len(ids)
         sha = (art.document() or {}).get("sha256", "")
         doc_sha[source] = sha
@@ -428,6 +442,7 @@ def sync_stage(
         plan.upserts[source] = [pid for pid in ids if pid not in existing or not fresh]
         plan.deletes[source] = [pid for pid in existing if pid not in wanted]
         plan.net_removed += max(0, len(existing) - len(wanted))
+    pending = [s for s in pending if s not in unreadable]
     if prune_vanished:
         pending_set = set(pending)
         if full:
@@ -456,31 +471,63 @@ def sync_stage(
 
     progress.start("write", sum(len(ids) for ids in plan.upserts.values()), "points")
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    for source in pending:
-        def write(source: str = source) -> StageOutcome:
-            art = FileArtifacts(state_dir, source)
-            ids = set(plan.upserts[source])
-            written = 0
-            if ids:
-                vectors = art.read_embeddings(model) if enabled else {}
-                points = (
-                    _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
-                    for i, chunk in enumerate(art.read_chunks())
-                    if chunk.point_id in ids
-                )
-                written = collection.upsert(progress.counted("write", points))
-            deleted = collection.delete(plan.deletes[source])
-            status = "ok" if (written or deleted) else "unchanged"
-            mark = _sync_mark(art, model, location, physical)
-            if mark is not None:
-                art.write_synced(mark)
-            return StageOutcome(
-                source,
-                status,
-                counts={"chunks": chunk_counts[source], "points_written": written, "points_deleted": deleted},
-            )
 
-        outcomes[source] = _guard(source, "qdrant_collection", write)
+    def points_of(source: str) -> list[PointRecord]:
+        ids = set(plan.upserts[source])
+        if not ids:
+            return []
+        art = FileArtifacts(state_dir, source)
+        vectors = art.read_embeddings(model) if enabled else {}
+        return [
+            _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
+            for i, chunk in enumerate(art.read_chunks())
+            if chunk.point_id in ids
+        ]
+
+    def finish(source: str, written: int) -> StageOutcome:
+        """After its points are written: its stale points deleted, then its sync marker."""
+        art = FileArtifacts(state_dir, source)
+        deleted = collection.delete(plan.deletes[source])
+        mark = _sync_mark(art, model, location, physical)
+        if mark is not None:
+            art.write_synced(mark)
+        return StageOutcome(
+            source,
+            "ok" if (written or deleted) else "unchanged",
+            counts={"chunks": chunk_counts[source], "points_written": written, "points_deleted": deleted},
+        )
+
+    # Small files are written together: their points go in one upsert of up to WRITE_GROUP_POINTS
+    # (one Edge update per file cost more than the file's points), then each file's stale points are
+    # deleted and its marker written. A file whose points cannot be read fails alone; a failed upsert
+    # fails the files of its group, and nothing of theirs is deleted or marked.
+    group: list[tuple[str, int]] = []
+    batch: list[PointRecord] = []
+
+    def write_group() -> None:
+        try:
+            collection.upsert(progress.counted("write", batch))
+        except Exception as exc:  # noqa: BLE001 - the files of this group fail, the others go on
+            for source, _ in group:
+                outcomes[source] = _failed(source, "qdrant_collection", exc)
+        else:
+            for source, written in group:
+                outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
+        group.clear()
+        batch.clear()
+
+    for source in pending:
+        try:
+            points = points_of(source)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[source] = _failed(source, "qdrant_collection", exc)
+            continue
+        group.append((source, len(points)))
+        batch.extend(points)
+        if len(batch) >= WRITE_GROUP_POINTS or len(group) >= WRITE_GROUP_FILES:
+            write_group()
+    if group:
+        write_group()
 
     vanished_outcomes = []
     for source in plan.vanished:
