@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import sqlite3
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -68,8 +67,15 @@ def _slug(source: str) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The temporary name is this process's and thread's own (a file has one writer at a time in a
+    # process): cheaper than mkstemp's random names, and a killed writer's leftover is overwritten.
+    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -118,15 +124,8 @@ class FileArtifacts:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
         last changed something for this file (status "ok"), shown by `legal-rag status`."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
-
-        def update(status: dict[str, Any] | None) -> dict[str, Any]:
-            status = status or {}
-            changed_at = now if outcome.status == "ok" else (status.get(stage) or {}).get("changed_at")
-            status["source"] = self.source
-            status[stage] = {**asdict(outcome), "run_id": run_id, "at": now, "changed_at": changed_at}
-            return status
-
-        self._records.update(self.source, "status", update)
+        entry = {**asdict(outcome), "run_id": run_id, "at": now}
+        self._records.set_stage(self.source, stage, entry, changed=outcome.status == "ok")
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
         """Did ``stage`` succeed for this file in this run (or at all, when run_id is None)?"""
@@ -296,27 +295,21 @@ class _Records:
                 (source, data),
             )
 
-    def update(self, source: str, field_name: str, change) -> None:
-        """``field = change(field)`` in one transaction (no other writer in between)."""
-        assert field_name in _FIELDS
+    def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool) -> None:
+        """``status[stage] = entry`` in one statement, with ``changed_at``: ``entry["at"]`` when
+        ``changed``, else the stage's previous ``changed_at`` (or null)."""
+        assert stage.isidentifier()
+        path = f"$.{stage}"
+        data = json.dumps(entry, ensure_ascii=False)
+        previous = f"json_extract(status, '{path}.changed_at')"
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT {field_name} FROM files WHERE source = ?", (source,)).fetchone()
-                try:
-                    current = json.loads(row[0]) if row and row[0] is not None else None
-                except ValueError:
-                    current = None
-                data = json.dumps(change(current if isinstance(current, dict) else None), ensure_ascii=False)
-                self._db.execute(
-                    f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
-                    f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
-                    (source, data),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.execute(
+                "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, "
+                "json_set(json(?3), '$.changed_at', CASE WHEN ?4 THEN json_extract(?3, '$.at') END))) "
+                "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
+                f"'{path}', json_set(json(?3), '$.changed_at', CASE WHEN ?4 THEN json_extract(?3, '$.at') ELSE {previous} END))",
+                (source, stage, data, 1 if changed else 0),
+            )
 
     def delete(self, source: str) -> None:
         with self._lock:

@@ -232,6 +232,26 @@ def test_a_reader_that_keeps_running_is_stopped_and_the_next_file_reads(folder):
     assert read(data, state, "luat.txt").status == "ok"  # a new reader process serves the next file
 
 
+def test_files_queued_behind_a_stopped_reader_are_read_by_the_next_one(folder):
+    """read_stages keeps two files with the child: the one sent after a file whose reader is stopped
+    (timeout) or killed (memory) goes to the next child, and every other file reads."""
+    data, state, _ = folder
+    hostile.csv_that_keeps_the_reader_busy(data / "b-ban.csv")
+    (data / "d-lon.json").write_text("[" + ",".join(['{"page_content": "x"}'] * 1_000_000) + "]", encoding="utf-8")
+    for name in ("a.txt", "c.txt", "e.txt", "f.txt"):
+        (data / name).write_text(LAW.replace("thử", name), encoding="utf-8")
+    keys = ["a.txt", "b-ban.csv", "c.txt", "d-lon.json", "e.txt", "f.txt", "a.txt"]
+    limits = Limits(read_timeout_seconds=2, max_reader_memory_bytes=256 * 1024 * 1024)
+    outcomes = list(ingest.read_stages(data, keys, state, "run-1", limits))
+    assert [o.source for o in outcomes] == keys
+    assert [o.status for o in outcomes] == ["ok", "failed", "ok", "failed", "ok", "ok", "unchanged"]
+    assert "2-second limit (READ_TIMEOUT_SECONDS)" in outcomes[1].error
+    assert "256 MB memory limit (READ_MEMORY_BYTES)" in outcomes[3].error
+    for name in ("a.txt", "c.txt", "e.txt", "f.txt"):
+        assert name in next(FileArtifacts(state, name).read_raw())["text"]
+    assert not list(state.rglob(".raw.jsonl.*.tmp"))
+
+
 def test_rows_cells_text_and_size_limits(folder):
     data, state, _ = folder
     hostile.qa_workbook(data / "qa.xlsx", rows=30)

@@ -57,13 +57,13 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
 
 
 def _each_file(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
-    """``work(key)`` for every file of the run, counted as progress (files done of files)."""
+    """``work(keys)``'s outcome for every file of the run, counted as progress (files done of files)."""
     progress = for_run(context.log)
     keys = list(context.partition_keys)
     progress.start(stage, len(keys), "files")
     outcomes = []
-    for key in keys:
-        outcomes.append(work(key))
+    for outcome in work(keys):
+        outcomes.append(outcome)
         progress.advance(stage)
     failed = sum(o.status == "failed" for o in outcomes)
     progress.finish(stage, f"{failed} failed" if failed else "")
@@ -84,7 +84,7 @@ def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) ->
         _each_file(
             context,
             "read",
-            lambda key: ingest.read_stage(data_folder.data_path, key, data_folder.state_path, context.run_id, limits),
+            lambda keys: ingest.read_stages(data_folder.data_path, keys, data_folder.state_path, context.run_id, limits),
         ),
     )
 
@@ -104,7 +104,10 @@ def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolde
         _each_file(
             context,
             "chunk",
-            lambda key: ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget),
+            lambda keys: (
+                ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget)
+                for key in keys
+            ),
         ),
     )
 

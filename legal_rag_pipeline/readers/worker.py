@@ -28,7 +28,8 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict
+from collections import deque
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ class ReadWorker:
         self._sock: socket.socket | None = None
         self._memory: int | None = None  # the child's address-space limit
         self._lock = threading.Lock()
+        self._queue: deque[ReadJob] = deque()  # submitted, not collected; the first ``_sent`` are in the child
+        self._sent = 0
+        self._head_started = 0.0  # when the child started on the oldest job (its timeout runs from there)
 
     def _start(self, limits: Limits) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -115,6 +119,7 @@ class ReadWorker:
     def stop(self) -> None:
         proc, sock = self._proc, self._sock
         self._proc = self._sock = None
+        self._sent = 0
         if sock is not None:
             sock.close()
         if proc is not None:
@@ -126,48 +131,100 @@ class ReadWorker:
         """Read the opened file ``fd`` into ``state_dir``'s raw.jsonl for ``source``: the child's answer
         ({"kind", "encoding", "records"}), or SourceFileError (its own, a timeout, a crash)."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None or self._memory != limits.max_reader_memory_bytes:
-                self.stop()
-                self._start(limits)
-            assert self._sock is not None and self._proc is not None
-            job = {"source": source, "suffix": suffix, "state_dir": str(Path(state_dir).absolute()), "limits": asdict(limits)}
-            timeout = limits.read_timeout_seconds if limits.read_timeout_seconds > 0 else None
-            deadline = None if timeout is None else time.monotonic() + timeout
+            self.submit(ReadJob(fd, source, suffix, Path(state_dir), limits))
+            return self.collect()
+
+    # A caller with many files keeps two in flight (``submit`` the next, then ``collect`` the oldest):
+    # the child reads one while the parent prepares the next and records the last. One caller at a
+    # time: the pipeline reads from one thread per process.
+    def submit(self, job: ReadJob) -> None:
+        """Queue ``job`` (its descriptor stays open until it is collected) and send it to the child."""
+        self._queue.append(job)
+        self._send_queued()
+
+    def _send_queued(self) -> None:
+        if not self._queue:
+            return
+        limits = self._queue[self._sent].limits if self._sent < len(self._queue) else self._queue[0].limits
+        if self._proc is None or self._proc.poll() is not None or self._memory != limits.max_reader_memory_bytes:
+            if self._sent and self._proc is not None and self._proc.poll() is None:
+                return  # jobs of other limits still in the child: sent once they are collected
+            self.stop()
+            self._start(limits)
+        assert self._sock is not None
+        while self._sent < len(self._queue):
+            job = self._queue[self._sent]
+            if job.limits.max_reader_memory_bytes != self._memory:
+                return
+            if self._sent == 0:
+                self._head_started = time.monotonic()
+            message = {"source": job.source, "suffix": job.suffix, "state_dir": str(job.state_dir.absolute()),
+                       "limits": asdict(job.limits)}
             try:
-                _send(self._sock, job, fd)
-                while True:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    ready, _, _ = select.select([self._sock], [], [], left)
-                    if ready:
-                        answer, _ = _recv(self._sock)
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.stop()
-                        _remove_partial(state_dir, source)
-                        raise SourceFileError(
-                            source,
-                            f"reading it took longer than the {timeout:g}-second limit (READ_TIMEOUT_SECONDS), "
-                            "so its reader was stopped",
-                            "check that it opens normally (it may be damaged or crafted), or raise "
-                            "READ_TIMEOUT_SECONDS if it is a genuine large document",
-                        )
-            except (EOFError, OSError) as exc:
-                code = self._proc.wait() if self._proc is not None else None
-                self.stop()
-                _remove_partial(state_dir, source)
-                if code is not None and code < 0 and -code == signal.SIGKILL:
-                    what = "its reader was killed (probably out of memory)"
-                else:
-                    what = f"its reader crashed (exit code {code})" if code is not None else f"its reader failed ({exc})"
-                raise SourceFileError(
-                    source, what, "check that it opens normally (it may be damaged or crafted); the run log has details"
-                ) from None
+                _send(self._sock, message, job.fd)
+            except OSError:
+                return  # the child is gone: collect() says why for the oldest job
+            self._sent += 1
+
+    def collect(self) -> dict[str, Any]:
+        """The answer for the oldest submitted job, or its SourceFileError; the others stay queued."""
+        job = self._queue[0]
+        self._send_queued()
+        timeout = job.limits.read_timeout_seconds if job.limits.read_timeout_seconds > 0 else None
+        deadline = None if timeout is None else self._head_started + timeout
+        try:
+            if self._sock is None or not self._sent:
+                raise EOFError
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([self._sock], [], [], left)
+                if ready:
+                    answer, _ = _recv(self._sock)
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._lost(job)
+                    raise SourceFileError(
+                        job.source,
+                        f"reading it took longer than the {timeout:g}-second limit (READ_TIMEOUT_SECONDS), "
+                        "so its reader was stopped",
+                        "check that it opens normally (it may be damaged or crafted), or raise "
+                        "READ_TIMEOUT_SECONDS if it is a genuine large document",
+                    )
+        except (EOFError, OSError) as exc:
+            code = self._proc.wait() if self._proc is not None else None
+            self._lost(job)
+            if code is not None and code < 0 and -code == signal.SIGKILL:
+                what = "its reader was killed (probably out of memory)"
+            else:
+                what = f"its reader crashed (exit code {code})" if code is not None else f"its reader failed ({exc})"
+            raise SourceFileError(
+                job.source, what, "check that it opens normally (it may be damaged or crafted); the run log has details"
+            ) from None
+        self._queue.popleft()
+        self._sent -= 1
+        self._head_started = time.monotonic()
         if "error" in answer:
-            raise SourceFileError(source, answer["error"], answer.get("fix") or "")
+            raise SourceFileError(job.source, answer["error"], answer.get("fix") or "")
         if "bug" in answer:
-            log.error("Unexpected error in the reader of %s:\n%s", source, answer["bug"])
+            log.error("Unexpected error in the reader of %s:\n%s", job.source, answer["bug"])
             raise RuntimeError(answer["bug"].strip().splitlines()[-1][:500])
         return answer
+
+    def _lost(self, job: ReadJob) -> None:
+        """The child is stopped with ``job`` (the oldest) failed; the jobs after it go to the next child."""
+        self.stop()
+        self._queue.popleft()
+        self._sent = 0
+        _remove_partial(job.state_dir, job.source)
+
+
+@dataclass
+class ReadJob:
+    fd: int
+    source: str
+    suffix: str
+    state_dir: Path
+    limits: Limits
 
 
 def _remove_partial(state_dir: Path, source: str) -> None:
@@ -185,6 +242,11 @@ atexit.register(_worker.stop)
 def read_isolated(fd: int, source: str, suffix: str, state_dir: Path, limits: Limits) -> dict[str, Any]:
     """``ReadWorker.read`` on the process's shared worker."""
     return _worker.read(fd, source, suffix, state_dir, limits)
+
+
+def shared_worker() -> ReadWorker:
+    """The process's worker, for a caller that keeps several files in flight (``submit``/``collect``)."""
+    return _worker
 
 
 # ---------------------------------------------------------------------------- the child side
