@@ -31,7 +31,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,11 @@ class StageOutcome:
     @property
     def ok(self) -> bool:
         return self.status in {"ok", "unchanged"}
+
+    def as_record(self) -> dict[str, Any]:
+        """The fields as a plain dict (``dataclasses.asdict`` without its deep copy)."""
+        return {"source": self.source, "status": self.status, "error": self.error, "fix": self.fix,
+                "counts": dict(self.counts), "notes": list(self.notes)}
 
 
 def _slug(source: str) -> str:
@@ -124,7 +129,7 @@ class FileArtifacts:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
         last changed something for this file (status "ok"), shown by `legal-rag status`."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        entry = {**asdict(outcome), "run_id": run_id, "at": now}
+        entry = {**outcome.as_record(), "run_id": run_id, "at": now}
         self._records.set_stage(self.source, stage, entry, changed=outcome.status == "ok")
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:

@@ -87,6 +87,23 @@ def test_layout_writes_reads_and_counts(store):
         assert c.count() == 9 and c.dense_size() == DIM
 
 
+def test_counts_by_source_for_many_files_equal_one_count_each(store):
+    """Edge answers for more than 50 files with one facet over ``source``: the same as counting each."""
+    points = [
+        PointRecord(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"m{i}")), vector=None, sparse=([7], [1.0]),
+                    payload={"source": f"dieu-{i % 120:03d}.txt", "page_content": f"Điều {i}."})
+        for i in range(600)
+    ]
+    with store.connect() as c:
+        c.ensure(None, None)
+        c.upsert(points)
+        c.delete([points[0].id, points[120].id])  # dieu-000.txt: 3 points left of 5
+        sources = [f"dieu-{i:03d}.txt" for i in range(120)] + ["vang-mat.txt"]
+        many = c.counts_by_source(sources)
+        assert many == {s: c.count(s) for s in sources}
+        assert many["dieu-000.txt"] == 3 and many["dieu-001.txt"] == 5 and many["vang-mat.txt"] == 0
+
+
 def test_queries_sparse_dense_hybrid_and_filters(store):
     with store.connect() as c:
         c.ensure(DIM, "m")

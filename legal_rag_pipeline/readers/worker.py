@@ -15,6 +15,7 @@ imported. Nothing in it opens a network connection: readers read the descriptor 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -158,8 +159,8 @@ class ReadWorker:
                 return
             if self._sent == 0:
                 self._head_started = time.monotonic()
-            message = {"source": job.source, "suffix": job.suffix, "state_dir": str(job.state_dir.absolute()),
-                       "limits": asdict(job.limits)}
+            message = {"source": job.source, "suffix": job.suffix, "state_dir": os.path.abspath(job.state_dir),
+                       "limits": _limits_message(job.limits)}
             try:
                 _send(self._sock, message, job.fd)
             except OSError:
@@ -216,6 +217,11 @@ class ReadWorker:
         self._queue.popleft()
         self._sent = 0
         _remove_partial(job.state_dir, job.source)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits_message(limits: Limits) -> dict[str, Any]:
+    return asdict(limits)
 
 
 @dataclass

@@ -58,6 +58,8 @@ LOCK = ".edge.lock"  # held while the catalog is edited
 OWNER = ".owner.lock"  # held by the one process that uses the folder
 RRF_K = 60  # Qdrant's default for reciprocal rank fusion
 UPSERT_BATCH = 1024
+FACET_COUNTS_FROM = 50  # counts_by_source for more files than this: one facet over every source
+FACET_LIMIT = 1_000_000
 
 
 def is_local_mode_folder(path: str | Path) -> bool:
@@ -345,6 +347,18 @@ class EdgeCollection(Collection):
             return []
         points = self.shard(target).query(request)
         return [ScoredPoint(point_id(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
+        """Points per source: one exact facet over ``source`` (keyword-indexed) instead of a count per file."""
+        sources = list(sources)
+        target = self.physical_name()
+        if len(sources) <= FACET_COUNTS_FROM or target is None:
+            return super().counts_by_source(sources)
+        response = self.shard(target).facet(qe.FacetRequest(key="source", limit=FACET_LIMIT, exact=True))
+        found = {str(hit.value): int(hit.count) for hit in response.hits}
+        if len(found) >= FACET_LIMIT:  # more files than one facet answers: count each
+            return super().counts_by_source(sources)
+        return {source: found.get(source, 0) for source in sources}
 
     def facet_values(self, key: str) -> list[str]:
         target = self.physical_name()
