@@ -8,7 +8,8 @@ embedded defaults (Qdrant Edge, a SQLite DAGSTER_HOME), each step a real `legal-
 2. the same laws split into one file per article (``split_laws`` of ``sensor_scale.py``), then on
    that split project: `legal-rag ingest` with nothing changed, the nightly schedule's tick
    (``nightly_tick.py``: its plan, nothing launched), and one article changed: `legal-rag ingest`
-   then `legal-rag search` for a word only the new version has (the time to searchable).
+   then `legal-rag search` for a word only the new version has (the time to searchable);
+3. Dagster alone (``dagster_floor.py``): as many partitions through four assets that do nothing.
 
 It prints a table and, with ``--results``, writes it into ``benchmarks/RESULTS.md`` (between the
 ``many-files`` markers) with the machine's load. Run it alone: the figures are wall-clock times on a
@@ -99,6 +100,10 @@ def measure(size: str, work: Path) -> dict:
     row["split_events"] = events(parts)
     print(f"[{size}] {row['files']} files: {row['split_ingest_s']:.1f} s, {row['split_events']} events", flush=True)
 
+    _, out = timed(project(work / f"floor-{size}"), sys.executable, str(REPO / "benchmarks" / "dagster_floor.py"), str(row["files"]))
+    row["floor_s"] = float(re.search(r": ([0-9.]+) s", out).group(1))
+    print(f"[{size}] Dagster alone, {row['files']} partitions x 4 no-op assets: {row['floor_s']:.1f} s", flush=True)
+
     row["nothing_cli_s"], out = legal_rag(parts, "ingest", "--quiet")
     row["nothing_cli_says"] = next((line for line in out.splitlines() if line.startswith("Nothing changed")), out[-200:])
     elapsed, out = timed(parts, sys.executable, str(REPO / "benchmarks" / "nightly_tick.py"))
@@ -129,18 +134,23 @@ def markdown(rows: list[dict], command: str, load: tuple[float, ...], began: str
         f"bm25 only, embedded defaults (Qdrant Edge, SQLite `DAGSTER_HOME` with the batched storage), each step a "
         f"`legal-rag` command in a fresh process. Load average before / after: {load[0]:.2f} / {load[1]:.2f} "
         f"(1 min), {os.cpu_count()} cores.\n",
-        "| corpus | as laws | as one file per article | ratio (target ≤ 2×) | Dagster events | nothing changed: CLI | nothing changed: nightly tick | one article changed → searchable (target ≤ 30 s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| corpus | as laws | as one file per article | ratio (target ≤ 2×) | Dagster events | Dagster alone (4 no-op assets) | nothing changed: CLI | nothing changed: nightly tick | one article changed → searchable (target ≤ 30 s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tick = re.search(r": ([0-9.]+) s;", r["nothing_tick"])
         lines.append(
             f"| {r['laws']} laws / {r['files']:,} files | {r['laws_ingest_s']:.1f} s | {r['split_ingest_s']:.1f} s | "
-            f"{r['split_ingest_s'] / r['laws_ingest_s']:.2f}× | {r['split_events']:,} | {r['nothing_cli_s']:.1f} s, no run | "
+            f"{r['split_ingest_s'] / r['laws_ingest_s']:.2f}× | {r['split_events']:,} | {r['floor_s']:.1f} s | {r['nothing_cli_s']:.1f} s, no run | "
             f"{tick.group(1) if tick else '?'} s, no run | {r['one_changed_s']:.1f} s"
             f"{'' if r['one_changed_found'] else ' (NOT FOUND)'} |"
         )
     lines.append("")
+    lines.append(
+        "*Dagster alone*: `benchmarks/dagster_floor.py`, the same number of per-file partitions through four "
+        "assets that do nothing, in the same storage: what Dagster's planned and materialisation events cost "
+        "before any file is read.\n"
+    )
     for r in rows:
         lines.append(f"- {r['files']:,} files, nothing changed: `{r['nothing_cli_says']}`; tick: `{r['nothing_tick']}`")
         lines.append(f"- {r['files']:,} files, one changed: `{r['one_changed_says']}`")
