@@ -254,19 +254,19 @@ class _Records:
             return
         rows, imported = [], []
         for folder in root.iterdir():
-            values: dict[str, str | None] = {}
+            values: dict[str, dict[str, Any]] = {}
             for field_name, name in _LEGACY.items():
                 path = folder / name
                 try:
                     value = json.loads(path.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     continue
-                values[field_name] = json.dumps(value, ensure_ascii=False)
+                if isinstance(value, dict):
+                    values[field_name] = value
                 imported.append(path)
-            source = json.loads(values["status"]).get("source") if values.get("status") else None
-            source = source or (json.loads(values["document"]).get("source") if values.get("document") else None)
+            source = (values.get("status") or {}).get("source") or (values.get("document") or {}).get("source")
             if source:
-                rows.append((source, values.get("document"), values.get("status"), values.get("synced")))
+                rows.append((source, *(json.dumps(values[f], ensure_ascii=False) if f in values else None for f in _FIELDS)))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -302,17 +302,16 @@ class _Records:
 
     def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool) -> None:
         """``status[stage] = entry`` in one statement, with ``changed_at``: ``entry["at"]`` when
-        ``changed``, else the stage's previous ``changed_at`` (or null)."""
+        ``changed``, else the stage's previous ``changed_at`` (null for a new row)."""
         assert stage.isidentifier()
         path = f"$.{stage}"
-        data = json.dumps(entry, ensure_ascii=False)
-        previous = f"json_extract(status, '{path}.changed_at')"
+        data = json.dumps({**entry, "changed_at": entry["at"] if changed else None}, ensure_ascii=False)
+        keep_previous = f"json_set(json(?3), '$.changed_at', json_extract(status, '{path}.changed_at'))"
         with self._lock:
             self._db.execute(
-                "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, "
-                "json_set(json(?3), '$.changed_at', CASE WHEN ?4 THEN json_extract(?3, '$.at') END))) "
+                "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
                 "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
-                f"'{path}', json_set(json(?3), '$.changed_at', CASE WHEN ?4 THEN json_extract(?3, '$.at') ELSE {previous} END))",
+                f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)",
                 (source, stage, data, 1 if changed else 0),
             )
 
