@@ -9,6 +9,12 @@ connection; what is stored, and where, is exactly what Dagster stores (the same 
 ``DAGSTER_HOME/history``, readable by the stock storage). PostgreSQL needs none of this: its
 storage writes batches in one statement already.
 
+A run's planned events are asked of Dagster as one event per asset carrying the run's partitions
+(its ``supports_partition_subset_in_asset_materialization_planned_events``) and stored as the one
+row per partition and asset Dagster would otherwise have built, logged and serialised one by one:
+about a third of Dagster's own cost of a run over many files. The rows are the same, so failed and
+in-progress partitions still show as such (Dagster reads them from those rows).
+
 Used through ``dagster.yaml``::
 
     storage:
@@ -25,6 +31,7 @@ checks it against the stock storage event for event.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import weakref
 from collections import OrderedDict
@@ -47,6 +54,10 @@ from dagster._core.storage.sqlite_storage import (
     _schedule_directory,
 )
 from sqlalchemy.pool import StaticPool
+
+# Dagster refuses control characters in a partition key, so this never is one.
+_PARTITION_PLACEHOLDER = "\x00partition\x00"
+_QUOTED_PLACEHOLDER = json.dumps(_PARTITION_PLACEHOLDER)
 
 OPEN_RUN_DATABASES = 4  # a run's database stays open while it is written; older ones are closed
 
@@ -128,6 +139,37 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         self._close_all()
         super().wipe()
 
+    @property
+    def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
+        return True  # stored per partition below, as Dagster stores them without this
+
+    def store_event(self, event: EventLogEntry) -> None:
+        if _planned_keys(event) is not None:  # outside a batch (DAGSTER_EVENT_BATCH_SIZE unset)
+            self.store_event_batch([event])
+        else:
+            super().store_event(event)
+
+    def _rows(self, events: Sequence[EventLogEntry]) -> tuple[list[EventLogEntry], list[dict]]:
+        """Each event and its row; a planned event over partitions becomes one of each per partition."""
+        out_events, rows = [], []
+        for event in events:
+            keys = _planned_keys(event)
+            if keys is None:
+                out_events.append(event)
+                rows.append(self._event_to_row(event))
+                continue
+            template = _planned_for(event, _PARTITION_PLACEHOLDER)
+            row = self._event_to_row(template)
+            if row["event"].count(_QUOTED_PLACEHOLDER) != 1:  # not the expected shape: one by one
+                for key in keys:
+                    out_events.append(_planned_for(event, key))
+                    rows.append(self._event_to_row(out_events[-1]))
+                continue
+            for key in keys:
+                out_events.append(_planned_for(event, key))
+                rows.append({**row, "event": row["event"].replace(_QUOTED_PLACEHOLDER, json.dumps(key)), "partition": key})
+        return out_events, rows
+
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
@@ -137,7 +179,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         events = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().is_asset_failed_to_materialize)]
         if not events:
             return
-        rows = [self._event_to_row(event) for event in events]  # serialised once, for both databases
+        events, rows = self._rows(events)  # serialised once, for both databases
         by_run: dict[str, list[dict]] = {}
         for event, row in zip(events, rows):
             by_run.setdefault(event.run_id, []).append(row)
@@ -182,6 +224,22 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 conn.execute(SqlEventLogStorageTable.insert(), statuses)
         for event, event_id in check_ids:  # opens its own index connection
             self.store_asset_check_event(event, event_id)
+
+
+def _planned_keys(event: EventLogEntry) -> Sequence[str] | None:
+    """The partitions of a planned event that carries them as a subset (else None)."""
+    dagster_event = event.dagster_event
+    if dagster_event is None or not dagster_event.is_asset_materialization_planned:
+        return None
+    subset = dagster_event.event_specific_data.partitions_subset
+    return None if subset is None else list(subset.get_partition_keys())
+
+
+def _planned_for(event: EventLogEntry, key: str) -> EventLogEntry:
+    """The planned event of one partition, as Dagster builds it when it plans partition by partition."""
+    dagster_event = event.get_dagster_event()
+    data = dagster_event.event_specific_data._replace(partition=key, partitions_subset=None)
+    return event._replace(dagster_event=dagster_event._replace(event_specific_data=data))
 
 
 class BatchedSqliteStorage(DagsterSqliteStorage):

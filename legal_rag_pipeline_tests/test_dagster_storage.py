@@ -4,7 +4,8 @@ The same partitioned run (a single-run backfill over 200 dynamic partitions, per
 two files that fail in the last stage, an asset check) is executed on a stock SQLite instance and on
 the project's instance; the UI-facing answers (materialised and failed partitions, planned events,
 latest materialisation, asset checks, run status) must be identical, while the batched storage opens
-a handful of connections instead of several per event.
+a handful of connections instead of several per event, and Dagster builds one planned event per asset
+instead of one per partition and asset.
 """
 
 
@@ -110,6 +111,14 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
         connections.append(1)
 
     event.listen(Engine, "connect", count)
+    built = []  # the planned events Dagster hands the batched storage
+    rows = BatchedSqliteEventLogStorage._rows
+
+    def watched(storage, events):
+        built.extend(e for e in events if e.dagster_event and e.dagster_event.is_asset_materialization_planned)
+        return rows(storage, events)
+
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "_rows", watched)
     try:
         answers, opened = {}, {}
         for name, yaml_text in (
@@ -138,6 +147,40 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
     # event; the batched one keeps one per database
     assert opened["stock"] > 800, opened
     assert opened["batched"] < 40, opened
+    # the same 400 planned rows, of which Dagster built two events (one per asset) instead of 400
+    assert len(answers["batched"]["read"]["planned"]) + len(answers["batched"]["sync"]["planned"]) == 400
+    assert sorted(e.dagster_event.asset_key.to_user_string() for e in built) == ["read", "sync"]
+    assert all(len(e.dagster_event.event_specific_data.partitions_subset) == 200 for e in built)
+
+
+def test_a_planned_event_is_stored_as_each_partitions_own(tmp_path):
+    """The row written for each partition holds the event Dagster builds for that partition alone."""
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+    from dagster._core.events.log import EventLogEntry
+    from dagster._serdes import deserialize_value, serialize_value
+
+    from legal_rag_pipeline.dagster_storage import _planned_for
+
+    keys = ['luật-đất-đai/điều-1.txt', 'a "quoted" \\ name.txt', "thông tư 01/2024.docx"]
+    subset = FILES.empty_subset().with_partition_keys(keys)
+    event = EventLogEntry(
+        error_info=None, level=10, user_message="", run_id="r1", timestamp=1.5, step_key="read",
+        job_name="sync_job",
+        dagster_event=DagsterEvent.build_asset_materialization_planned_event(
+            "sync_job", "read", AssetMaterializationPlannedData(dg.AssetKey("read"), partitions_subset=subset)
+        ),
+    )
+    storage = BatchedSqliteEventLogStorage(str(tmp_path))
+    try:
+        events, rows = storage._rows([event])
+    finally:
+        storage.dispose()
+    assert sorted(row["partition"] for row in rows) == sorted(keys)
+    for stored, row in zip(events, rows):
+        alone = _planned_for(event, row["partition"])
+        assert stored == alone and row["event"] == serialize_value(alone)
+        assert deserialize_value(row["event"], EventLogEntry).dagster_event.partition == row["partition"]
+        assert deserialize_value(row["event"], EventLogEntry).dagster_event.event_specific_data.partitions_subset is None
 
 
 def test_runs_written_in_batches_are_read_by_the_stock_storage(tmp_path, monkeypatch):
