@@ -94,6 +94,18 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def configured(resource: dg.ConfigurableResource):
+    """``resource`` with its EnvVar fields resolved (the value a run's steps get).
+
+    Dagster's ``process_config_and_initialize()`` enters a throw-away Dagster instance and leaves it
+    entered until the garbage collector gets to it; when several are collected out of order, the
+    process is left pointing at a dead instance's state storage, and the next definitions load fails
+    ("Attempted to resolve undefined DagsterInstance weakref"). The context-manager form enters and
+    leaves it here, in order. None of our resources has a teardown, so the value outlives it."""
+    with resource.process_config_and_initialize_cm() as value:
+        return value
+
+
 def _locked(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
     """``resource`` exactly as the code location's environment configured it, with an empty config
     schema: a launchpad run config that sets ``resources:`` (another DATA_DIR, another Qdrant URL or
@@ -101,7 +113,7 @@ def _locked(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
     who reaches the UI can launch runs; they must not choose where a run reads, writes or sends
     secrets. EnvVar fields are still resolved when a run starts."""
     return dg.ResourceDefinition(
-        resource_fn=lambda _context: resource.process_config_and_initialize(),
+        resource_fn=lambda _context: configured(resource),
         config_schema={},
         description=f"{(type(resource).__doc__ or type(resource).__name__).strip().splitlines()[0]} "
         "Set from the code location's environment; not changeable from the launchpad.",

@@ -286,3 +286,30 @@ def test_file_still_being_written_fails_alone_and_is_retried_later(tmp_path):
     assert "changed while it was being read" in outcome.error
     # Once the copy is finished, the same file reads fine.
     assert ingest.read_stage(data, "dang-chep.txt", tmp_path / "state", "run-2").status == "ok"
+
+
+def test_a_run_leaves_no_dagster_instance_entered_behind(tmp_path, monkeypatch):
+    """A run's resources leave every Dagster instance they enter, in order: the next definitions load
+    in the process (the sensor's, the schedule's) never meets a dead instance's state storage
+    ("Attempted to resolve undefined DagsterInstance weakref", a CI failure once)."""
+    import gc
+
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    from legal_rag_pipeline.automation import SENSOR_NAME
+    from legal_rag_pipeline.definitions import build_definitions
+    from legal_rag_pipeline.settings import load_settings
+
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    before = DefsStateStorage.get()
+    gc.disable()  # what the garbage collector would tidy later must already be tidied
+    try:
+        code, out = env.ingest()
+        assert code == 0, out
+        assert DefsStateStorage.get() is before
+    finally:
+        gc.enable()
+    gc.collect()
+    assert DefsStateStorage.get() is before
+    assert build_definitions(load_settings()).resolve_sensor_def(SENSOR_NAME).name == SENSOR_NAME

@@ -36,22 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_migrate(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout  # looked up per call: tests swap sys.stdout
     from .. import migration
-    from ..definitions import build_store
+    from ..definitions import build_store, configured
     from ..errors import ConfigurationError
     from ..progress import for_terminal, showing
 
     # Outside a run, EnvVar fields hold the variable's name: resolve them (the API key) first.
-    configured = build_store(settings).process_config_and_initialize()
+    store = configured(build_store(settings))
     name = args.collection or settings.collection_name
-    configured = configured.model_copy(update={"collection_name": name})
+    store = store.model_copy(update={"collection_name": name})
     if args.source:
         source_store = migration.target_store(
-            args.source, collection_name=name, api_key=os.environ.get("QDRANT_API_KEY"), template=configured
+            args.source, collection_name=name, api_key=os.environ.get("QDRANT_API_KEY"), template=store
         )
     else:
-        source_store = configured
+        source_store = store
     api_key = os.environ.get(args.api_key_env, "").strip() or None
-    target = migration.target_store(args.to, collection_name=name, api_key=api_key, template=configured)
+    target = migration.target_store(args.to, collection_name=name, api_key=api_key, template=store)
     if migration.same_place(source_store, target):
         raise ConfigurationError(
             f"The source and the destination are the same ({target.describe()})",
