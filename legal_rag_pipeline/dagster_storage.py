@@ -13,7 +13,9 @@ A run's planned events are asked of Dagster as one event per asset carrying the 
 (its ``supports_partition_subset_in_asset_materialization_planned_events``) and stored as the one
 row per partition and asset Dagster would otherwise have built, logged and serialised one by one:
 about a third of Dagster's own cost of a run over many files. The rows are the same, so failed and
-in-progress partitions still show as such (Dagster reads them from those rows).
+in-progress partitions still show as such (Dagster reads them from those rows). Events that differ
+only in partition and time (a stage's planned events and materialisations) are serialised once per
+batch and the rest are that text with their own partition and time.
 
 Used through ``dagster.yaml``::
 
@@ -58,6 +60,8 @@ from sqlalchemy.pool import StaticPool
 # Dagster refuses control characters in a partition key, so this never is one.
 _PARTITION_PLACEHOLDER = "\x00partition\x00"
 _QUOTED_PLACEHOLDER = json.dumps(_PARTITION_PLACEHOLDER)
+_TIME_PLACEHOLDER = 1.2345678901234567e-300  # no event's time
+_QUOTED_TIME = json.dumps(_TIME_PLACEHOLDER)
 
 OPEN_RUN_DATABASES = 4  # a run's database stays open while it is written; older ones are closed
 
@@ -150,24 +154,34 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event(event)
 
     def _rows(self, events: Sequence[EventLogEntry]) -> tuple[list[EventLogEntry], list[dict]]:
-        """Each event and its row; a planned event over partitions becomes one of each per partition."""
+        """Each event and its row, serialised once for both databases.
+
+        A planned event over partitions becomes one event and row per partition. An event that
+        differs from the one before only in its partition and time (a stage's materialisations of
+        many files) is not serialised again: its row is the text of the one before with its own
+        partition and time put in, which is what serialising it gives (tested).
+        """
         out_events, rows = [], []
+        shape, template = None, None
         for event in events:
             keys = _planned_keys(event)
-            if keys is None:
-                out_events.append(event)
-                rows.append(self._event_to_row(event))
-                continue
-            template = _planned_for(event, _PARTITION_PLACEHOLDER)
-            row = self._event_to_row(template)
-            if row["event"].count(_QUOTED_PLACEHOLDER) != 1:  # not the expected shape: one by one
-                for key in keys:
-                    out_events.append(_planned_for(event, key))
-                    rows.append(self._event_to_row(out_events[-1]))
-                continue
-            for key in keys:
-                out_events.append(_planned_for(event, key))
-                rows.append({**row, "event": row["event"].replace(_QUOTED_PLACEHOLDER, json.dumps(key)), "partition": key})
+            for one in (event,) if keys is None else (_planned_for(event, key) for key in keys):
+                out_events.append(one)
+                partition = _partition_of(one)
+                if partition is None:
+                    rows.append(self._event_to_row(one))
+                    continue
+                one_shape = _shape(one)
+                if one_shape != shape:
+                    shape, template = one_shape, self._event_to_row(one_shape)
+                    if template["event"].count(_QUOTED_PLACEHOLDER) != 1 or template["event"].count(_QUOTED_TIME) != 1:
+                        template = None  # not the expected text: serialised one by one
+                if template is None:
+                    rows.append(self._event_to_row(one))
+                    continue
+                text = template["event"].replace(_QUOTED_PLACEHOLDER, json.dumps(partition))
+                rows.append({**template, "event": text.replace(_QUOTED_TIME, json.dumps(one.timestamp)),
+                             "timestamp": self._event_insert_timestamp(one), "partition": partition})
         return out_events, rows
 
     def dispose(self) -> None:
@@ -233,6 +247,29 @@ def _planned_keys(event: EventLogEntry) -> Sequence[str] | None:
         return None
     subset = dagster_event.event_specific_data.partitions_subset
     return None if subset is None else list(subset.get_partition_keys())
+
+
+def _partition_of(event: EventLogEntry) -> str | None:
+    """The partition of a planned event or a materialisation (else None)."""
+    dagster_event = event.dagster_event
+    if dagster_event is None:
+        return None
+    if dagster_event.is_asset_materialization_planned:
+        return dagster_event.event_specific_data.partition
+    if dagster_event.is_step_materialization:
+        return dagster_event.event_specific_data.materialization.partition
+    return None
+
+
+def _shape(event: EventLogEntry) -> EventLogEntry:
+    """The event with placeholders for its partition and time (what a stage's events share)."""
+    dagster_event = event.get_dagster_event()
+    data = dagster_event.event_specific_data
+    if dagster_event.is_asset_materialization_planned:
+        data = data._replace(partition=_PARTITION_PLACEHOLDER)
+    else:
+        data = data._replace(materialization=data.materialization._replace(partition=_PARTITION_PLACEHOLDER))
+    return event._replace(timestamp=_TIME_PLACEHOLDER, dagster_event=dagster_event._replace(event_specific_data=data))
 
 
 def _planned_for(event: EventLogEntry, key: str) -> EventLogEntry:
