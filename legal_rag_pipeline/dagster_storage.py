@@ -218,13 +218,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         check_ids = []
         with self.index_transaction() as conn:
             if indexed:
-                inserted = conn.execute(
-                    SqlEventLogStorageTable.insert().returning(
-                        SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
-                    ),
-                    indexed_rows,
-                )
-                asset_ids = [row[0] for row in inserted]
+                asset_ids = _insert_returning_ids(conn, indexed_rows)
                 self._store_asset_event_tags(conn, indexed, asset_ids)
                 # the asset row keeps the latest event of each kind: write only the last of each
                 last: dict[tuple[str, object], tuple[EventLogEntry, int]] = {}
@@ -238,6 +232,26 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 conn.execute(SqlEventLogStorageTable.insert(), statuses)
         for event, event_id in check_ids:  # opens its own index connection
             self.store_asset_check_event(event, event_id)
+
+
+def _insert_returning_ids(conn, rows: list[dict]) -> list[int]:
+    """Insert ``rows`` into the index's event table and return their ids, in order.
+
+    SQLAlchemy's ``RETURNING`` in parameter order runs one statement per row on SQLite (40,000 of
+    them for a run over 5,000 files). One ``executemany`` and one read of the ids is the same inside
+    this transaction: from its first insert it holds the database's write lock, and ``id`` is the
+    rowid, so the rows get the next ids in the order they are inserted."""
+    conn.execute(SqlEventLogStorageTable.insert(), rows)
+    newest = conn.execute(
+        SqlEventLogStorageTable.select()
+        .with_only_columns(SqlEventLogStorageTable.c.id)
+        .order_by(SqlEventLogStorageTable.c.id.desc())
+        .limit(len(rows))
+    )
+    ids = [row[0] for row in newest][::-1]
+    if len(ids) != len(rows) or ids[-1] - ids[0] != len(rows) - 1:
+        raise RuntimeError(f"the index stored {len(rows)} events but their ids are not consecutive: {ids[:3]}…")
+    return ids
 
 
 def _planned_keys(event: EventLogEntry) -> Sequence[str] | None:

@@ -275,3 +275,54 @@ def test_every_row_is_what_dagster_serialises_for_that_event(tmp_path, monkeypat
         storage.dispose()
     # each stage's planned events share one text, and so do its materialisations; the rest one by one
     assert len(serialised) == len(entries) - len(materialised) - len(planned) + 4, (len(serialised), len(entries))
+
+
+WRITER = """
+import sys, time
+import dagster as dg
+from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from legal_rag_pipeline.dagster_storage import BatchedSqliteEventLogStorage
+
+base, name = sys.argv[1], sys.argv[2]
+storage = BatchedSqliteEventLogStorage(base)
+for batch in range(15):
+    events = []
+    for i in range(200):
+        key = f"{name}-{batch:02d}-{i:03d}.txt"
+        mat = dg.AssetMaterialization(asset_key=name, partition=key, tags={"dagster/data_version": key})  # an indexed tag
+        events.append(EventLogEntry(
+            error_info=None, level=10, user_message="", run_id=f"run-{name}", timestamp=time.time(),
+            step_key=name, job_name="j",
+            dagster_event=DagsterEvent("ASSET_MATERIALIZATION", "j", event_specific_data=StepMaterializationData(mat)),
+        ))
+    storage.store_event_batch(events)
+storage.dispose()
+"""
+
+
+def test_two_processes_writing_at_once_get_each_event_its_own_id(tmp_path):
+    """The index's ids are read back after one insert per batch: with two writers at once, every tag
+    row still points at its own event (each event's data-version tag names its own file)."""
+    import sqlite3
+
+    base = tmp_path / "events"
+    base.mkdir()
+    BatchedSqliteEventLogStorage(str(base)).dispose()  # the schema, before both start
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(base), name], stderr=subprocess.PIPE, text=True)
+        for name in ("luat_a", "luat_b")
+    ]
+    for writer in writers:
+        assert writer.wait(timeout=300) == 0, writer.stderr.read()
+    db = sqlite3.connect(base / "index.db")
+    pairs = db.execute(
+        "SELECT t.value, e.partition, t.asset_key, e.asset_key FROM asset_event_tags t "
+        "JOIN event_logs e ON e.id = t.event_id WHERE t.key = 'dagster/data_version'"
+    ).fetchall()
+    assert len(pairs) == 2 * 15 * 200
+    assert all(tag == partition and tag_key == event_key for tag, partition, tag_key, event_key in pairs)
+    assert db.execute("SELECT count(DISTINCT event_id) FROM asset_event_tags WHERE key = 'dagster/data_version'").fetchone()[0] == 6000
+    spans = dict(db.execute("SELECT asset_key, min(id) || '-' || max(id) FROM event_logs GROUP BY asset_key").fetchall())
+    (a_first, a_last), (b_first, b_last) = (map(int, spans[k].split("-")) for k in ('["luat_a"]', '["luat_b"]'))
+    assert a_first < b_last and b_first < a_last, spans  # the two wrote at the same time
