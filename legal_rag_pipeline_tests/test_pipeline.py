@@ -302,7 +302,7 @@ def test_a_run_leaves_no_dagster_instance_entered_behind(tmp_path, monkeypatch):
 
     env = make_env(tmp_path, monkeypatch)
     env.copy_sample()
-    before = DefsStateStorage.get()
+    before, threshold = DefsStateStorage.get(), gc.get_threshold()
     gc.disable()  # what the garbage collector would tidy later must already be tidied
     try:
         code, out = env.ingest()
@@ -312,4 +312,5 @@ def test_a_run_leaves_no_dagster_instance_entered_behind(tmp_path, monkeypatch):
         gc.enable()
     gc.collect()
     assert DefsStateStorage.get() is before
+    assert gc.get_threshold() == threshold  # raised for the run only (cli._execute)
     assert build_definitions(load_settings()).resolve_sensor_def(SENSOR_NAME).name == SENSOR_NAME
