@@ -26,8 +26,8 @@ def main() -> int:
         for name in (SCHEDULE_NAME, PRUNE_SCHEDULE_NAME):
             schedule = defs.resolve_schedule_def(name)
             began = time.perf_counter()
-            context = dg.build_schedule_context(instance=instance, resources=defs.resources)
-            data = schedule.evaluate_tick(context)
+            with dg.build_schedule_context(instance=instance, resources=defs.resources) as context:
+                data = schedule.evaluate_tick(context)
             elapsed = time.perf_counter() - began
             decided = (
                 "; ".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,24 @@ FAST_RETRIES = {
     "max_retry_seconds": 5.0,
     "timeout_seconds": 5.0,
 }
+
+
+@pytest.fixture(autouse=True)
+def no_dagster_instance_left_entered() -> Iterator[None]:
+    """Fails, at teardown, the test that leaves a Dagster instance entered.
+
+    An evaluation context (``build_sensor_context``, ``build_schedule_context``) or an instance that is
+    not closed is left by the garbage collector, whenever it runs, and that restores Dagster's
+    "current state storage" to an instance that is gone: a later test's definitions load then fails
+    with "Attempted to resolve undefined DagsterInstance weakref" far from the cause. Collecting here
+    makes it show at the test that caused it. Use them with ``with``."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    before = DefsStateStorage.get()
+    yield
+    gc.collect()
+    if DefsStateStorage.get() is not before:
+        pytest.fail("this test left a Dagster instance or evaluation context entered: close it (`with ...`)")
 
 
 @pytest.fixture

@@ -61,8 +61,9 @@ def test_changed_files_far_apart_run_in_separate_runs_cli_and_nightly(tmp_path, 
 
     nightly = build_nightly_schedule(ingest_job)
     with get_instance() as instance:
-        context = dg.build_schedule_context(instance=instance, resources=build_resources(load_settings()))
-        requests = nightly.evaluate_tick(context).run_requests
+        # closed, like every evaluation context: what it entered is left in order, not at garbage collection
+        with dg.build_schedule_context(instance=instance, resources=build_resources(load_settings())) as context:
+            requests = nightly.evaluate_tick(context).run_requests
     assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests] == [
         (names[0], names[0]),
         (names[7], names[7]),

@@ -172,8 +172,8 @@ def test_ingest_and_sensor_run_are_recorded_in_postgres(pg_db, tmp_path, monkeyp
     try:
         cursor, run_request, result = None, None, None
         for _ in range(3):
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
-            result = sensor(context)
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+                result = sensor(context)
             cursor = result.cursor
             for request in result.dynamic_partitions_requests or []:  # what the daemon applies
                 if isinstance(request, dg.AddDynamicPartitionsRequest):

@@ -50,14 +50,14 @@ class Daemon:
 
     def tick(self) -> dg.SensorResult:
         Clock.now += 5
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources={
                 "data_folder": DataFolder(data_dir=str(self.data), state_dir=str(self.data.parent / "state"))
             },
-        )
-        result = self.sensor(context)
+        ) as context:
+            result = self.sensor(context)
         assert isinstance(result, dg.SensorResult)
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):

@@ -140,7 +140,8 @@ def test_a_link_swapped_in_between_the_sensor_tick_and_the_run_is_not_followed(e
     instance = get_instance()
     cursor, run_request = None, None
     for _ in range(3):
-        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources))
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+            result = sensor(context)
         cursor = result.cursor
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
