@@ -178,26 +178,22 @@ def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
     threshold = gc.get_threshold()
     gc.set_threshold(*RUN_GC_THRESHOLD)
     try:
-        return _execute_run(job, instance, span, confirm_delete)
+        return job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": span[0],
+                "dagster/asset_partition_range_end": span[1],
+                "legal_rag/trigger": "cli",
+            },
+            run_config={
+                "ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}},
+                # the run's events are recorded in the instance; the console gets progress and the table
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+            raise_on_error=False,
+        )
     finally:
         gc.set_threshold(*threshold)
-
-
-def _execute_run(job, instance, span: tuple[str, str], confirm_delete: bool):
-    return job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": span[0],
-            "dagster/asset_partition_range_end": span[1],
-            "legal_rag/trigger": "cli",
-        },
-        run_config={
-            "ops": {"qdrant_collection": {"config": {"confirm_mass_deletion": confirm_delete}}},
-            # the run's events are recorded in the instance; the console gets progress and the table
-            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-        },
-        raise_on_error=False,
-    )
 
 
 def _plan(settings, files, state_dir: Path):

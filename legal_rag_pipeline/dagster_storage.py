@@ -168,15 +168,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             for one in (event,) if keys is None else (_planned_for(event, key) for key in keys):
                 out_events.append(one)
                 partition = _partition_of(one)
-                if partition is None:
-                    rows.append(self._event_to_row(one))
-                    continue
-                one_shape = _shape(one)
-                if one_shape != shape:
+                if partition is not None and (one_shape := _shape(one)) != shape:
                     shape, template = one_shape, self._event_to_row(one_shape)
                     if template["event"].count(_QUOTED_PLACEHOLDER) != 1 or template["event"].count(_QUOTED_TIME) != 1:
                         template = None  # not the expected text: serialised one by one
-                if template is None:
+                if partition is None or template is None:
                     rows.append(self._event_to_row(one))
                     continue
                 text = template["event"].replace(_QUOTED_PLACEHOLDER, json.dumps(partition))

@@ -77,7 +77,9 @@ def test_server_settings_from_env_reach_the_store_and_client_kwargs(clean_env):
     assert (store.shard_number, store.replication_factor, store.write_consistency_factor) == (6, 2, 2)
     assert store.on_disk is True
     # The key is configured as an EnvVar (the UI shows its name); a run or the CLI resolves it.
-    resolved = store.process_config_and_initialize()
+    from legal_rag_pipeline.definitions import configured
+
+    resolved = configured(store)
     assert resolved.client_kwargs() == {
         "url": "https://qdrant.example.vn:6333",
         "port": 6333,
