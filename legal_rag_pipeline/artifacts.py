@@ -13,8 +13,11 @@ must survive a failed run (they cost quota), so each stage writes its result per
 
 The small records are rows of one database rather than three JSON files per source: a run over
 thousands of short files rewrote about eight of those per file (a stage's outcome four times), and
-each create-and-rename cost more than the file's own processing. Each write is one committed
-statement, so a killed run leaves every row as it was or as it became. Files are written to a
+each create-and-rename cost more than the file's own processing. Each write is one statement; a
+stage writes its files' records inside ``records_batch``, which commits them together (at least
+every ``BATCH_COMMIT_SECONDS``), so a killed run leaves every row as it was or as it became at the
+last commit: a record lost that way only makes the next run redo that file's stage (a sync marker
+is written after its points, so a lost one is a file looked up again). Files are written to a
 temporary file first and renamed into place, so a crash never leaves half a file. A state folder
 from an earlier version (``document.json``, ``status.json``, ``synced.json`` per file) is read into
 the database the first time it is opened.
@@ -31,6 +34,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import UTC, datetime
@@ -61,6 +65,9 @@ class StageOutcome:
         """The fields as a plain dict (``dataclasses.asdict`` without its deep copy)."""
         return {"source": self.source, "status": self.status, "error": self.error, "fix": self.fix,
                 "counts": dict(self.counts), "notes": list(self.notes)}
+
+
+_ID_START = '{"id": "'  # how a line of chunks.jsonl begins (json.dumps of write_chunks' dict)
 
 
 def _slug(source: str) -> str:
@@ -179,7 +186,18 @@ class FileArtifacts:
             yield Chunk(source=self.source, chunk_key=item["chunk_key"], text=item["text"], metadata=item["metadata"])
 
     def chunk_ids(self) -> list[str]:
-        return [item["id"] for item in self._read_jsonl("chunks.jsonl")]
+        """The point ids of the chunks, in order. ``write_chunks`` puts the id first, so each line's
+        id is read off its start instead of decoding the whole chunk (a line that starts otherwise
+        is decoded)."""
+        ids = []
+        with open(self.dir / "chunks.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                end = line.find('"', len(_ID_START)) if line.startswith(_ID_START) else -1
+                if end > 0 and "\\" not in line[:end]:
+                    ids.append(line[len(_ID_START):end])
+                elif line.strip():
+                    ids.append(json.loads(line)["id"])
+        return ids
 
     def has_chunks(self) -> bool:
         return (self.dir / "chunks.jsonl").exists()
@@ -210,6 +228,14 @@ class FileArtifacts:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@contextmanager
+def records_batch(state_dir: str | Path) -> Iterator[None]:
+    """The files' records written meanwhile (in ``state_dir``'s files.db) committed together: what a
+    stage does for each of many files (see ``_Records.batch``)."""
+    with _records(Path(state_dir)).batch():
+        yield
+
+
 def known_sources(state_dir: str | Path) -> list[str]:
     """Sources that have artifacts (files ingested at least once)."""
     return _records(Path(state_dir)).sources_with_status()
@@ -220,20 +246,25 @@ RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
 _LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
 BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
+BATCH_COMMIT_SECONDS = 0.5  # a batch's transaction is committed this long after it began: another process never waits long
 
 
 class _Records:
     """The rows of ``<state>/files.db``: one per source, each field a JSON document (or NULL).
 
-    One connection per process and state folder, in autocommit mode (each write is its own
-    transaction), WAL with synchronous=NORMAL: readers never wait for a writer, and a write costs a
-    few tens of microseconds instead of a file create and rename.
+    One connection per process and state folder, WAL with synchronous=NORMAL: readers never wait for
+    a writer. Outside a ``batch`` each write is its own transaction; inside one the writes go into one
+    transaction, committed ``BATCH_COMMIT_SECONDS`` after it began or when the batch ends, whichever
+    comes first (a commit per write was most of the database's cost in a run over thousands of files).
     """
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.path = state_dir / RECORDS_FILE
         self._lock = threading.Lock()
+        self._batches = 0  # open ``batch`` contexts (any thread of this process)
+        self._transaction = 0  # how many transactions ``_write`` began (the open one's number)
+        self._closed = False
         state_dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         self._db = sqlite3.connect(
@@ -293,12 +324,11 @@ class _Records:
     def put(self, source: str, field_name: str, value: dict[str, Any] | None) -> None:
         assert field_name in _FIELDS
         data = None if value is None else json.dumps(value, ensure_ascii=False)
-        with self._lock:
-            self._db.execute(
-                f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
-                f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
-                (source, data),
-            )
+        self._write(
+            f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
+            f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
+            (source, data),
+        )
 
     def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool) -> None:
         """``status[stage] = entry`` in one statement, with ``changed_at``: ``entry["at"]`` when
@@ -307,24 +337,56 @@ class _Records:
         path = f"$.{stage}"
         data = json.dumps({**entry, "changed_at": entry["at"] if changed else None}, ensure_ascii=False)
         keep_previous = f"json_set(json(?3), '$.changed_at', json_extract(status, '{path}.changed_at'))"
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
-                "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
-                f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)",
-                (source, stage, data, 1 if changed else 0),
-            )
+        self._write(
+            "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
+            "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
+            f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)",
+            (source, stage, data, 1 if changed else 0),
+        )
 
     def delete(self, source: str) -> None:
+        self._write("DELETE FROM files WHERE source = ?", (source,))
+
+    def _write(self, sql: str, parameters: tuple) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+            if self._batches and not self._db.in_transaction:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._transaction += 1
+                # committed by a timer: the stage may do slow work (a reader, an embedding call)
+                # before its next write, and the write lock is not kept from other processes meanwhile
+                timer = threading.Timer(BATCH_COMMIT_SECONDS, self._commit, (self._transaction,))
+                timer.daemon = True
+                timer.start()
+            self._db.execute(sql, parameters)
+
+    def _commit(self, transaction: int | None = None) -> None:
+        """Commit the open transaction (only if it is still ``transaction``, when given)."""
+        with self._lock:
+            if not self._closed and self._db.in_transaction and transaction in (None, self._transaction):
+                self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes made until it ends (by any thread) in one transaction, committed at its end
+        (also when it ends with an error: every write is a state a file may be left in)."""
+        with self._lock:
+            self._batches += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batches -= 1
+            if not self._batches:
+                self._commit()
 
     def sources_with_status(self) -> list[str]:
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT source FROM files WHERE status IS NOT NULL ORDER BY source")]
 
     def close(self) -> None:
+        self._commit()
         with self._lock:
+            self._closed = True
             self._db.close()
 
 
@@ -347,7 +409,8 @@ def _records(state_dir: Path) -> _Records:
     key = os.path.abspath(state_dir)
     with _OPEN_LOCK:
         records = _OPEN.get(key)
-        if records is not None and os.path.exists(records.path):
+        # inside a batch its folder is in use: no need to check it is still there
+        if records is not None and (records._batches or os.path.exists(records.path)):
             _OPEN.move_to_end(key)
             return records
         if records is not None:  # its folder was removed: start again

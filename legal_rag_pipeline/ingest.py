@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import FileArtifacts, StageOutcome, known_sources
+from .artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
 from .deletion import Deletion, DeletionLimits, check_deletion
 from .errors import PipelineError, SourceFileError
 from .paths import open_source
@@ -146,27 +146,28 @@ def read_stages(
         item.art.record_outcome("raw_documents", item.outcome, run_id)
         return item.outcome
 
-    try:
-        for source in sources:
-            item = _start_read(data_dir, source, limits, state_dir)
-            if item.outcome is None:
-                worker.submit(ReadJob(item.handle.fd, source, PurePosixPath(source).suffix.lower(), Path(state_dir), limits))
-            queued.append(item)
-            # the oldest is done, or two files are with the child (or many wait behind one): finish the oldest
-            while queued and (
-                queued[0].outcome is not None or sum(i.outcome is None for i in queued) >= 2 or len(queued) > 16
-            ):
+    with records_batch(state_dir):  # the files' records committed together
+        try:
+            for source in sources:
+                item = _start_read(data_dir, source, limits, state_dir)
+                if item.outcome is None:
+                    worker.submit(ReadJob(item.handle.fd, source, PurePosixPath(source).suffix.lower(), Path(state_dir), limits))
+                queued.append(item)
+                # the oldest is done, or two files are with the child (or many wait behind one): finish the oldest
+                while queued and (
+                    queued[0].outcome is not None or sum(i.outcome is None for i in queued) >= 2 or len(queued) > 16
+                ):
+                    yield finish(queued.popleft())
+            while queued:
                 yield finish(queued.popleft())
-        while queued:
-            yield finish(queued.popleft())
-    finally:  # a caller that stopped early: nothing left open or queued
-        for item in queued:
-            if item.outcome is None:
-                try:
-                    worker.collect()
-                except Exception:  # noqa: BLE001
-                    pass
-                item.handle.close()
+        finally:  # a caller that stopped early: nothing left open or queued
+            for item in queued:
+                if item.outcome is None:
+                    try:
+                        worker.collect()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    item.handle.close()
 
 
 def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) -> _Reading:
@@ -214,6 +215,13 @@ def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:
 
 
 # ---------------------------------------------------------------------------- normalized_records
+def normalize_stages(sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int) -> Iterator[StageOutcome]:
+    """``normalize_stage`` for each of ``sources``, in order, their records committed together."""
+    with records_batch(state_dir):
+        for source in sources:
+            yield normalize_stage(source, state_dir, run_id, token_budget)
+
+
 def normalize_stage(source: str, state_dir: Path, run_id: str | None, token_budget: int) -> StageOutcome:
     art = FileArtifacts(state_dir, source)
     if not art.stage_ok("raw_documents", run_id):
@@ -310,6 +318,13 @@ def embed_stage(
     group, so a failure later in the run never loses what was already paid for. ``progress`` gets
     the texts to embed and each group embedded ("embed", in texts).
     """
+    with records_batch(state_dir):  # the files' records committed together
+        return _embed_stage(sources, state_dir, run_id, embedder, progress)
+
+
+def _embed_stage(
+    sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress
+) -> list[StageOutcome]:
     outcomes: dict[str, StageOutcome] = {}
     pending: list[_Pending] = []
     enabled = embedder is not None and embedder.enabled()
@@ -420,6 +435,18 @@ def sync_stage(
     always compares the whole collection. ``progress`` gets the points to write and each batch
     written ("write", in points).
     """
+    with records_batch(state_dir):  # the files' records committed together (each marker after its points)
+        return _sync_stage(
+            sources, data_dir, state_dir, run_id, collection, embedder, limits=limits,
+            confirm_mass_deletion=confirm_mass_deletion, prune_vanished=prune_vanished, verify=verify,
+            progress=progress,
+        )
+
+
+def _sync_stage(
+    sources, data_dir, state_dir, run_id, collection, embedder, *, limits, confirm_mass_deletion, prune_vanished,
+    verify, progress,
+) -> tuple[list[StageOutcome], list[StageOutcome]]:
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
     if verify is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ingest
-from .artifacts import FileArtifacts, known_sources
+from .artifacts import FileArtifacts, known_sources, records_batch
 from .errors import PipelineError
 
 
@@ -145,19 +145,20 @@ def plan_ingest(
     elif time.time() - float(state.get("verified_at", 0)) >= ingest.VERIFY_AFTER_SECONDS:
         plan.full, plan.reason = True, "the last full comparison with the collection is older than a day"
     plan.vanished = sorted(set(known_sources(state_dir)) - set(files))
-    for key, path in files.items():
-        art = FileArtifacts(state_dir, key)
-        try:
-            verdict = file_in_sync(art, path, model=model, location=location, physical=physical,
-                                   token_budget=token_budget)
-        except (OSError, PipelineError):
-            verdict = False
-        if verdict is None and not art.status():
-            plan.new.append(key)
-        elif last_run_failed(art) or verdict is None:
-            plan.failed.append(key)
-        elif verdict:
-            plan.unchanged.append(key)
-        else:
-            plan.changed.append(key)
+    with records_batch(state_dir):  # a touched file's new time is a write
+        for key, path in files.items():
+            art = FileArtifacts(state_dir, key)
+            try:
+                verdict = file_in_sync(art, path, model=model, location=location, physical=physical,
+                                       token_budget=token_budget)
+            except (OSError, PipelineError):
+                verdict = False
+            if verdict is None and not art.status():
+                plan.new.append(key)
+            elif last_run_failed(art) or verdict is None:
+                plan.failed.append(key)
+            elif verdict:
+                plan.unchanged.append(key)
+            else:
+                plan.changed.append(key)
     return plan

@@ -1,5 +1,5 @@
-"""The per-file records in ``<state>/files.db``: an earlier version's JSON files are taken over, and
-several processes write the same database."""
+"""The per-file records in ``<state>/files.db``: an earlier version's JSON files are taken over,
+several processes write the same database, and a stage's batch commits its records together."""
 
 from __future__ import annotations
 
@@ -53,14 +53,16 @@ def points_sources(points: dict[str, dict]) -> set[str]:
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome
+from contextlib import nullcontext
+from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome, records_batch
 state, me = sys.argv[2], sys.argv[3]
-for i in range(300):
-    art = FileArtifacts(state, f"{me}/{i % 30}.txt")
-    art.record_outcome("raw_documents", StageOutcome(art.source, "ok", counts={"n": i}), me)
-    art.record_outcome("normalized_records", StageOutcome(art.source, "ok", counts={"n": i}), me)
-    shared = FileArtifacts(state, "shared.txt")  # the same row from both processes
-    shared.record_outcome("raw_documents" if me == "a" else "normalized_records", StageOutcome("shared.txt", "ok", counts={"n": i}), me)
+with records_batch(state) if me == "a" else nullcontext():  # one in batches, one write by write
+    for i in range(300):
+        art = FileArtifacts(state, f"{me}/{i % 30}.txt")
+        art.record_outcome("raw_documents", StageOutcome(art.source, "ok", counts={"n": i}), me)
+        art.record_outcome("normalized_records", StageOutcome(art.source, "ok", counts={"n": i}), me)
+        shared = FileArtifacts(state, "shared.txt")  # the same row from both processes
+        shared.record_outcome("raw_documents" if me == "a" else "normalized_records", StageOutcome("shared.txt", "ok", counts={"n": i}), me)
 """
 
 
@@ -89,3 +91,87 @@ def test_changed_at_moves_only_when_a_stage_changed_something(tmp_path):
     assert second["run_id"] == "r2" and second["status"] == "unchanged" and second["changed_at"] == first["changed_at"]
     art.remove()
     assert art.status() == {} and known_sources(tmp_path / "state") == []
+
+
+BATCH_WRITER = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from legal_rag_pipeline import artifacts
+from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome, records_batch
+artifacts.BATCH_COMMIT_SECONDS = 3600  # nothing committed by the timer: only the batch's end commits
+state, end = sys.argv[2], sys.argv[3]
+with records_batch(state):
+    for i in range(100):
+        FileArtifacts(state, f"batch/{i}.txt").record_outcome("raw_documents", StageOutcome("x", "ok"), "r")
+    if end == "killed":
+        os._exit(3)  # as a killed run: no commit
+"""
+
+
+def _rows(state) -> set[str]:
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        return {row[0] for row in db.execute("SELECT source FROM files")}
+
+
+def test_a_batch_commits_its_records_together_and_a_killed_one_leaves_them_as_they_were(tmp_path):
+    state = tmp_path / "state"
+    FileArtifacts(state, "before.txt").record_outcome("raw_documents", StageOutcome("before.txt", "ok"), "r0")
+    killed = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "killed"], timeout=120)
+    assert killed.returncode == 3
+    assert _rows(state) == {"before.txt"}  # the database opens; the batch's rows are not half there
+    done = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "ends"], timeout=120)
+    assert done.returncode == 0
+    assert _rows(state) == {"before.txt", *(f"batch/{i}.txt" for i in range(100))}
+
+
+def test_inside_a_batch_the_process_reads_its_writes_and_others_see_them_after(tmp_path, monkeypatch):
+    from legal_rag_pipeline import artifacts
+
+    monkeypatch.setattr(artifacts, "BATCH_COMMIT_SECONDS", 3600)
+    state = tmp_path / "state"
+    art = FileArtifacts(state, "luat.txt")
+    with artifacts.records_batch(state):
+        art.write_document({"sha256": "abc"})
+        art.record_outcome("raw_documents", StageOutcome("luat.txt", "ok"), "r1")
+        assert art.document() == {"sha256": "abc"} and art.stage_ok("raw_documents", "r1")
+        assert _rows(state) == set()  # another connection: not committed yet
+    assert _rows(state) == {"luat.txt"}
+
+
+def test_a_batch_does_not_keep_the_write_lock_from_other_processes(tmp_path, monkeypatch):
+    """A stage may work a long time between two writes (a slow reader, an embedding call): its open
+    transaction is committed by a timer, so another process can write meanwhile."""
+    from legal_rag_pipeline import artifacts
+
+    monkeypatch.setattr(artifacts, "BATCH_COMMIT_SECONDS", 0.2)
+    state = tmp_path / "state"
+    with artifacts.records_batch(state):
+        FileArtifacts(state, "a.txt").record_outcome("raw_documents", StageOutcome("a.txt", "ok"), "r1")
+        other = sqlite3.connect(state / RECORDS_FILE, timeout=60, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # waits for the timer's commit, never for the batch's end
+            other.execute("INSERT INTO files (source) VALUES ('other.txt')")
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        assert known_sources(state) == ["a.txt"]  # committed by the timer, the batch still open
+        FileArtifacts(state, "b.txt").record_outcome("raw_documents", StageOutcome("b.txt", "ok"), "r1")
+    assert _rows(state) == {"a.txt", "b.txt", "other.txt"}
+
+
+def test_chunk_ids_read_off_each_line_are_the_decoded_ids(tmp_path):
+    from legal_rag_pipeline.text.chunking import chunk_text
+    from legal_rag_pipeline.text.tokens import count_tokens
+
+    text = "LUẬT THỬ\nĐiều 1. Phạm vi\n1. Khoản một \"trích dẫn\".\n2. Khoản hai.\nĐiều 2. Hiệu lực\nLuật này có hiệu lực.\n"
+    art = FileArtifacts(tmp_path / "state", "luật/thử.txt")
+    assert art.write_chunks(chunk_text(art.source, text, 512, count_tokens)) >= 2
+    path = art.dir / "chunks.jsonl"
+    decoded = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert art.chunk_ids() == decoded == [c.point_id for c in art.read_chunks()]
+    # lines written another way (keys in another order, an escaped id) are decoded
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    items[0]["id"] = 'id-with-"quote\\'
+    path.write_text("".join(json.dumps(item, sort_keys=i % 2 == 1) + "\n" for i, item in enumerate(items)) + "\n",
+                    encoding="utf-8")
+    assert art.chunk_ids() == ['id-with-"quote\\', *decoded[1:]]

@@ -104,10 +104,7 @@ def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolde
         _each_file(
             context,
             "chunk",
-            lambda keys: (
-                ingest.normalize_stage(key, data_folder.state_path, context.run_id, data_folder.token_budget)
-                for key in keys
-            ),
+            lambda keys: ingest.normalize_stages(keys, data_folder.state_path, context.run_id, data_folder.token_budget),
         ),
     )
 
