@@ -112,6 +112,35 @@ def test_links_inside_the_folder_are_followed(folder):
     assert read(data, state, "sub/ban-sao.txt").status == "ok"
 
 
+def test_the_gate_resolves_every_kind_of_path_as_realpath_does(folder):
+    """The gate looks at each part of a key once and falls back to ``os.path.realpath`` at a link:
+    the answer is realpath's for plain files, links to files and folders (inside and out), chains,
+    loops, dangling links and missing parts."""
+    from legal_rag_pipeline.paths import _real_path
+
+    data, _, outside = folder
+    (data / "sub" / "con").mkdir(parents=True)
+    (data / "sub" / "con" / "dieu-1.txt").write_text(LAW, encoding="utf-8")
+    (data / "sub" / "ban-sao.txt").symlink_to(data / "luat.txt")
+    (data / "noi-bo").symlink_to(data / "sub", target_is_directory=True)
+    (data / "chuoi.txt").symlink_to(data / "sub" / "ban-sao.txt")
+    (data / "ra-ngoai").symlink_to(outside, target_is_directory=True)
+    (data / "vong.txt").symlink_to(data / "vong.txt")
+    (data / "treo.txt").symlink_to(data / "khong-co.txt")
+    root = os.path.realpath(data)
+    keys = ["luat.txt", "sub/con/dieu-1.txt", "sub/ban-sao.txt", "noi-bo/con/dieu-1.txt", "chuoi.txt",
+            "ra-ngoai/bi-mat.txt", "vong.txt", "treo.txt", "khong-co.txt", "sub/khong-co/x.txt", "sub/con"]
+    for key in keys:
+        real, mode = _real_path(root, tuple(key.split("/")))
+        assert real == os.path.realpath(os.path.join(root, key)), key
+        if mode is not None:
+            assert mode == os.lstat(real).st_mode, key
+    assert _real_path(root, ("ra-ngoai", "bi-mat.txt"))[0] == os.path.realpath(outside / "bi-mat.txt")
+    with pytest.raises(SourceFileError, match="leading outside"):
+        source_path(data, "ra-ngoai/bi-mat.txt")
+    assert source_path(data, "noi-bo/con/dieu-1.txt") == (data / "sub" / "con" / "dieu-1.txt").resolve()
+
+
 def test_a_link_swapped_in_after_the_check_is_not_followed(folder):
     """open_source checks the descriptor it opened: the final component is opened with O_NOFOLLOW,
     and what the kernel says was opened must lie inside the folder."""
