@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.runs import SqliteRunStorage
@@ -165,10 +165,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         shape, template = None, None
         for event in events:
             keys = _planned_keys(event)
-            for one in (event,) if keys is None else (_planned_for(event, key) for key in keys):
+            for i, one in enumerate((event,) if keys is None else (_planned_for(event, key) for key in keys)):
                 out_events.append(one)
                 partition = _partition_of(one)
-                if partition is not None and (one_shape := _shape(one)) != shape:
+                # the partitions of one planned event share its shape: looked at for the first only
+                if partition is not None and (keys is None or i == 0) and (one_shape := _shape(one)) != shape:
                     shape, template = one_shape, self._event_to_row(one_shape)
                     if template["event"].count(_QUOTED_PLACEHOLDER) != 1 or template["event"].count(_QUOTED_TIME) != 1:
                         template = None  # not the expected text: serialised one by one
@@ -179,6 +180,30 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 rows.append({**template, "event": text.replace(_QUOTED_TIME, json.dumps(one.timestamp)),
                              "timestamp": self._event_insert_timestamp(one), "partition": partition})
         return out_events, rows
+
+    def _store_asset_event_tags(self, conn, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """The stock rows, with each asset key's text made once per batch and the planned events
+        (which carry no tags) passed over."""
+        names: dict[object, str] = {}
+        values = []
+        for event_id, event in zip(event_ids, events):
+            dagster_event = event.dagster_event
+            if dagster_event is None or not (dagster_event.is_step_materialization or dagster_event.is_asset_observation):
+                continue
+            tags = self._tags_for_asset_event(event)
+            if not tags:
+                continue
+            asset_key = dagster_event.asset_key
+            name = names.get(asset_key)
+            if name is None:
+                name = names[asset_key] = asset_key.to_string()
+            timestamp = self._event_insert_timestamp(event)
+            values.extend(
+                {"event_id": event_id, "asset_key": name, "key": key, "value": value, "event_timestamp": timestamp}
+                for key, value in tags.items()
+            )
+        if values and self.has_table(AssetEventTagsTable.name):
+            conn.execute(AssetEventTagsTable.insert(), values)
 
     def dispose(self) -> None:
         self._close_all()

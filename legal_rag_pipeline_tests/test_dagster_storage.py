@@ -81,6 +81,10 @@ def _answers(instance: dg.DagsterInstance, run_id: str) -> dict:
             "materialization_count": len(
                 instance.fetch_materializations(key, limit=10_000).records
             ),
+            # the indexed tags of its events (a data version per materialisation; values differ by run)
+            "tags": sorted(
+                tuple(sorted(tags)) for tags in instance.event_log_storage.get_event_tags_for_asset(key)
+            ),
         }
     checks = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("sync"), "points_match"), limit=10
@@ -143,6 +147,7 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
     assert len(sync["materialized"]) == 198 and sync["not_materialized"] == sorted(BROKEN)
     assert len(answers["batched"]["read"]["materialized"]) == 200
     assert answers["batched"]["read"]["materialization_count"] == 200
+    assert answers["batched"]["read"]["tags"] == [("dagster/data_version",)] * 200
     # 200 partitions x 2 assets, planned and materialised: the stock storage opens connections per
     # event; the batched one keeps one per database
     assert opened["stock"] > 800, opened
