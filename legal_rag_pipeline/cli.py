@@ -163,21 +163,12 @@ def run_ingest(
     return EXIT_FAILED if failed_files else EXIT_OK
 
 
-RUN_GC_THRESHOLD = (100_000, 50, 100)  # Python's default is (700, 10, 10)
-
-
 def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
-    """One recorded run of ``job`` over ``span``, in this process.
+    """One recorded run of ``job`` over ``span``, in this process (with fewer garbage collections:
+    ``instance.fewer_collections``)."""
+    from .instance import fewer_collections
 
-    A run over thousands of files makes millions of short-lived objects (Dagster's events and their
-    records); at Python's default threshold the garbage collector runs every 700 of them and
-    re-scans the run's growing heap: 5,000 one-article files took 32 s instead of 34-38 s with the
-    threshold raised for the run (benchmarks/many_files.py measures the whole)."""
-    import gc
-
-    threshold = gc.get_threshold()
-    gc.set_threshold(*RUN_GC_THRESHOLD)
-    try:
+    with fewer_collections():
         return job.execute_in_process(
             instance=instance,
             tags={
@@ -192,8 +183,6 @@ def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
             },
             raise_on_error=False,
         )
-    finally:
-        gc.set_threshold(*threshold)
 
 
 def _plan(settings, files, state_dir: Path):

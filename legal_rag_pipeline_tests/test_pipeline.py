@@ -312,5 +312,22 @@ def test_a_run_leaves_no_dagster_instance_entered_behind(tmp_path, monkeypatch):
         gc.enable()
     gc.collect()
     assert DefsStateStorage.get() is before
-    assert gc.get_threshold() == threshold  # raised for the run only (cli._execute)
+    assert gc.get_threshold() == threshold  # raised for the run only (instance.fewer_collections)
     assert build_definitions(load_settings()).resolve_sensor_def(SENSOR_NAME).name == SENSOR_NAME
+
+
+def test_fewer_collections_raises_the_threshold_for_the_run_only():
+    import gc
+
+    from legal_rag_pipeline.instance import RUN_GC_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold() == RUN_GC_THRESHOLD
+        with fewer_collections():  # the CLI's run around an asset's own
+            assert gc.get_threshold() == RUN_GC_THRESHOLD
+        assert gc.get_threshold() == RUN_GC_THRESHOLD
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), fewer_collections():
+        raise RuntimeError("a failed run")
+    assert gc.get_threshold() == before

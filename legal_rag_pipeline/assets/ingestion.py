@@ -18,6 +18,7 @@ import dagster as dg
 from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome
 from ..errors import PipelineError
+from ..instance import fewer_collections
 from ..partitions import source_files
 from ..progress import for_run
 from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown
@@ -62,9 +63,10 @@ def _each_file(context: dg.AssetExecutionContext, stage: str, work) -> list[Stag
     keys = list(context.partition_keys)
     progress.start(stage, len(keys), "files")
     outcomes = []
-    for outcome in work(keys):
-        outcomes.append(outcome)
-        progress.advance(stage)
+    with fewer_collections():
+        for outcome in work(keys):
+            outcomes.append(outcome)
+            progress.advance(stage)
     failed = sum(o.status == "failed" for o in outcomes)
     progress.finish(stage, f"{failed} failed" if failed else "")
     return outcomes
@@ -136,9 +138,10 @@ def embedding_batches(
             "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
         )
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
-    outcomes = ingest.embed_stage(
-        list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log)
-    )
+    with fewer_collections():
+        outcomes = ingest.embed_stage(
+            list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log)
+        )
     _report(context, outcomes)
     return dg.MaterializeResult(check_results=[preflight.check_result()])
 
@@ -168,7 +171,8 @@ def qdrant_collection(
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
     keys = list(context.partition_keys)
     try:
-        yield from _sync(context, config, data_folder, qdrant, embedder, keys)
+        with fewer_collections():
+            yield from _sync(context, config, data_folder, qdrant, embedder, keys)
     except PipelineError as exc:  # one sentence in the UI, no stack trace
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
