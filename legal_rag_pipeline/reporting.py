@@ -43,6 +43,28 @@ def summary_rows(summaries: Iterable[Any]) -> list[list[str]]:
 
 
 HEADER = ["file", "status", "chunks", "written", "deleted", "embedded", "error / fix"]
+# Files a summary table lists: a larger run lists every file that did not go through, then the first
+# others up to this many (17,000 rows were over a megabyte of run metadata and of terminal).
+SUMMARY_FILES_LIMIT = 1000
+_TROUBLE = {"failed", "skipped", "not run"}
+
+
+def listed(summaries: Iterable[Any]) -> tuple[list[Any], int]:
+    """The files a summary table shows, in order, and how many it leaves out."""
+    summaries = list(summaries)
+    if len(summaries) <= SUMMARY_FILES_LIMIT:
+        return summaries, 0
+    room = max(0, SUMMARY_FILES_LIMIT - sum(s.status in _TROUBLE for s in summaries))
+    shown = []
+    for s in summaries:
+        if s.status in _TROUBLE or room > 0:
+            shown.append(s)
+            room -= s.status not in _TROUBLE
+    return shown, len(summaries) - len(shown)
+
+
+def _left_out(count: int) -> str:
+    return f"{count:,} more files went through and are not listed; `legal-rag status` shows every file."
 
 
 RUN_COUNTS = ("unchanged", "changed", "new", "removed", "failed")
@@ -85,16 +107,19 @@ def summary_markdown(
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    for row in summary_rows(per_file.values()):
+    shown, left_out = listed(per_file.values())
+    for row in summary_rows(shown):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     for outcome in vanished:
         lines.append(f"| {outcome.source} | removed | 0 | 0 | {outcome.counts.get('points_deleted', 0)} | 0 | |")
+    if left_out:
+        lines += ["", f"*{_left_out(left_out)}*"]
     return "\n".join(lines[2:] if counts is None else lines)
 
 
 def summary_text(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome]) -> str:
     """A plain-text table for the console."""
-    summaries = list(per_file.values())
+    summaries, left_out = listed(per_file.values())
     rows = summary_rows(summaries)
     notes = [list(getattr(s, "notes", [])) for s in summaries]
     rows += [[o.source, "removed", "0", "0", str(o.counts.get("points_deleted", 0)), "0", ""] for o in vanished]
@@ -104,4 +129,6 @@ def summary_text(per_file: Mapping[str, Any], vanished: Iterable[StageOutcome]) 
     for row, row_notes in zip(rows, notes, strict=True):
         out.append("  ".join(row[i].ljust(widths[i]) for i in range(6)) + ("  " + row[6] if row[6] else ""))
         out.extend(f"    {note}" for note in row_notes)
+    if left_out:
+        out.append(_left_out(left_out))
     return "\n".join(out)

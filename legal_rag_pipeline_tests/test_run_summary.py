@@ -41,3 +41,21 @@ def test_the_run_summary_counts_unchanged_changed_new_removed_failed(tmp_path, m
     }, second["run_summary"]
     assert second["files"] == 5 and second["removed_files"] == 1
     assert "**5 files in this run**: 2 unchanged, 1 changed, 1 new, 1 removed, 1 failed" in second["run_summary"]
+
+
+def test_a_large_run_lists_its_failed_files_and_the_first_others(tmp_path, monkeypatch):
+    from legal_rag_pipeline import reporting
+
+    monkeypatch.setattr(reporting, "SUMMARY_FILES_LIMIT", 3)  # as 1,000 for a run of thousands
+    env = make_env(tmp_path, monkeypatch)
+    for n in range(6):
+        (env.data / f"luat-{n}.txt").write_text(LAW.format(n=n), encoding="utf-8")
+    (env.data / "zz-hong.txt").write_bytes(b"\x00\x01\x02 not a law")  # last in order, still listed
+    code, out = env.ingest()
+    assert code != 0
+    table = _last_summary()["run_summary"]
+    for text in (table, out):
+        assert "luat-0.txt" in text and "luat-1.txt" in text and "zz-hong.txt" in text, text
+        assert "luat-2.txt" not in text and "luat-5.txt" not in text, text
+        assert "4 more files went through and are not listed; `legal-rag status` shows every file." in text
+    assert "**7 files in this run**: 0 unchanged, 0 changed, 6 new, 0 removed, 1 failed" in table
