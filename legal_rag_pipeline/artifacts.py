@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ class StageOutcome:
 _ID_START = '{"id": "'  # how a line of chunks.jsonl begins (json.dumps of write_chunks' dict)
 
 
+@lru_cache(maxsize=65_536)  # each stage asks for every file's folder
 def _slug(source: str) -> str:
     """One folder name per source: no separator survives and the hash ends it, so no key (``..``,
     ``/etc/x``, ``a/../../b``) can name a folder outside ``<state>/files``."""
@@ -241,6 +242,11 @@ def known_sources(state_dir: str | Path) -> list[str]:
     return _records(Path(state_dir)).sources_with_status()
 
 
+def known_documents(state_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The document record (``FileArtifacts.document``) of each of ``known_sources``, in one query."""
+    return _records(Path(state_dir)).documents_with_status()
+
+
 # ---------------------------------------------------------------------------- files.db
 RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
@@ -383,6 +389,20 @@ class _Records:
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT source FROM files WHERE status IS NOT NULL ORDER BY source")]
 
+    def documents_with_status(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, document FROM files WHERE status IS NOT NULL ORDER BY source"
+            ).fetchall()
+        out = {}
+        for source, text in rows:
+            try:
+                value = json.loads(text) if text else {}
+            except ValueError:
+                value = {}
+            out[source] = value if isinstance(value, dict) else {}
+        return out
+
     def close(self) -> None:
         self._commit()
         with self._lock:
@@ -396,9 +416,14 @@ _OPEN_LOCK = threading.Lock()
 _INHERITED: list[_Records] = []  # a forked child's copies of its parent's connections: never used nor closed
 
 
+_IN_BATCH: tuple[object, _Records] | None = None  # (state_dir as passed, its records) of the last batch
+
+
 def _forget_after_fork() -> None:
+    global _IN_BATCH
     _INHERITED.extend(_OPEN.values())
     _OPEN.clear()
+    _IN_BATCH = None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -406,12 +431,18 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def _records(state_dir: Path) -> _Records:
     """This process's connection to ``state_dir``'s files.db."""
+    global _IN_BATCH
+    last = _IN_BATCH
+    if last is not None and last[0] is state_dir and last[1]._batches:  # a stage's files, one after another
+        return last[1]
     key = os.path.abspath(state_dir)
     with _OPEN_LOCK:
         records = _OPEN.get(key)
         # inside a batch its folder is in use: no need to check it is still there
         if records is not None and (records._batches or os.path.exists(records.path)):
             _OPEN.move_to_end(key)
+            if records._batches:
+                _IN_BATCH = (state_dir, records)
             return records
         if records is not None:  # its folder was removed: start again
             _OPEN.pop(key).close()

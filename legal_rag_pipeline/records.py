@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Fixed namespace for point ids: never change it, or every id changes with it.
@@ -47,7 +48,7 @@ class Chunk:
     def text_sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
-    @property
+    @cached_property  # a chunk's id is asked for several times per write (a hash and a UUID each)
     def point_id(self) -> str:
         return point_id(self.source, self.chunk_key, self.text)
 
