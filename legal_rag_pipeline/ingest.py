@@ -242,9 +242,10 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
     chunk_count = 0
     over_budget = 0
     info: dict[str, str | None] = {}  # the document's number, type, issuer, dates (texts only)
+    law: str | None = None  # the first chunk's law title (kept in the document record)
 
     def chunks() -> Iterator[Chunk]:
-        nonlocal chunk_count, over_budget
+        nonlocal chunk_count, over_budget, law
         raw = art.read_raw()
         if document.get("kind") == "text":
             text = normalize_text(next(raw, {}).get("text", ""))
@@ -260,6 +261,8 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
                 skipped.append(f"{item.location}: {item.reason}")
                 continue
             chunk_count += 1
+            if chunk_count == 1:
+                law = item.metadata.get("law")
             over_budget += bool(item.metadata.get("over_budget"))
             yield item
 
@@ -270,7 +273,7 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
             "no text to ingest was found in it" + (f" ({len(skipped)} rows skipped)" if skipped else ""),
             "check that it holds law text or question/answer rows, then drop it in again",
         )
-    document.update({"chunked": version, "chunks": chunk_count})
+    document.update({"chunked": version, "chunks": chunk_count, "law": law})
     if info:
         document["document_info"] = info
     art.write_document(document)

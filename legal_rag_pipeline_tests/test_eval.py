@@ -163,6 +163,32 @@ def test_golden_set_about_the_sample_passes(tmp_path, monkeypatch):
     assert result.metadata["questions"].value == 12 and result.metadata["recall@5"].value == 1.0
 
 
+def test_golden_check_knows_from_the_records_whether_the_sample_laws_are_in(tmp_path, monkeypatch):
+    """The check's pre-check reads the law titles off files.db (one query); a file chunked by an
+    earlier version (no title in its record) is looked up in its chunks; without the sample laws
+    the check does not apply."""
+    from legal_rag_pipeline.artifacts import FileArtifacts, known_documents
+    from legal_rag_pipeline.assets.quality import GOLDEN_SET, golden_check_result
+
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    documents = known_documents(env.state)
+    assert documents["luat-mau-cu-tru.txt"]["law"]  # kept by the chunk stage
+    store = QdrantStore(path=str(env.qdrant))
+    assert golden_check_result(store, None, GOLDEN_SET, state_dir=env.state).metadata["questions"].value == 12
+    for source, document in documents.items():  # as records written before the title was kept
+        document.pop("law")
+        FileArtifacts(env.state, source).write_document(document)
+    assert golden_check_result(store, None, GOLDEN_SET, state_dir=env.state).metadata["questions"].value == 12
+    (tmp_path / "other").mkdir()
+    other = make_env(tmp_path / "other", monkeypatch)
+    (other.data / "luat-khac.txt").write_text("LUẬT KHÁC\nĐiều 1. Phạm vi\nLuật này khác.\n", encoding="utf-8")
+    assert other.ingest()[0] == 0
+    result = golden_check_result(QdrantStore(path=str(other.qdrant)), None, GOLDEN_SET, state_dir=other.state)
+    assert result.passed and "not applicable" in result.metadata["note"].value
+
+
 def test_alqac_17_laws_bm25_recall(tmp_path, monkeypatch, capsys):
     """End to end: the 17 laws ingested by the pipeline (bm25 only), then `legal-rag eval`: the figures
     of docs/retrieval.md (0.94 / 0.99 recall@1/5, MRR 0.963; 0.86 / 0.97 without the options) must hold."""

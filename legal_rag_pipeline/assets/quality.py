@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from .. import evaluation
-from ..artifacts import FileArtifacts, known_sources
+from ..artifacts import FileArtifacts, known_documents
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
@@ -41,14 +41,18 @@ def golden_set_recall(data_folder: DataFolder, qdrant: QdrantStore, embedder: Em
 
 
 def _ingested_titles(state_dir: Path) -> set[str]:
-    """Law titles of the ingested files, from the first chunk each file saved (Qdrant stays closed)."""
+    """Law titles of the ingested files (Qdrant stays closed): the first chunk's, which the document
+    record keeps (one query), or read from the chunks of a file chunked by an earlier version."""
     titles = set()
-    for source in known_sources(state_dir):
-        art = FileArtifacts(state_dir, source)
-        if art.has_chunks():
-            first = next(iter(art.read_chunks()), None)
-            if first is not None and first.metadata.get("law"):
-                titles.add(normalise_title(first.metadata["law"]))
+    for source, document in known_documents(state_dir).items():
+        if "law" in document:
+            law = document["law"]
+        else:
+            art = FileArtifacts(state_dir, source)
+            first = next(iter(art.read_chunks()), None) if art.has_chunks() else None
+            law = first.metadata.get("law") if first is not None else None
+        if law:
+            titles.add(normalise_title(law))
     return titles
 
 
