@@ -71,7 +71,7 @@ def run_ingest(
     use_event_batches()
 
     from . import ingest
-    from .artifacts import StageOutcome, known_sources
+    from .artifacts import StageOutcome, known_sources, records_batch
     from .definitions import build_definitions
     from .partitions import source_files
     from .planning import partition_spans, span_keys
@@ -134,7 +134,8 @@ def run_ingest(
     with showing(for_terminal(out, quiet, title="ingest")):
         results = [_execute(job, instance, span, confirm_delete) for span in spans]
     run_of = {key: result.run_id for files, result in zip(span_files, results) for key in files}
-    summaries = {key: ingest.file_summary(key, state_dir, run_of[key]) for key in keys if key in run_of}
+    with records_batch(state_dir):  # every file's record read, one after another
+        summaries = {key: ingest.file_summary(key, state_dir, run_of[key]) for key in keys if key in run_of}
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
     ]

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from .. import ingest
-from ..artifacts import FileArtifacts, StageOutcome
+from ..artifacts import FileArtifacts, StageOutcome, records_batch
 from ..errors import PipelineError
 from ..instance import fewer_collections
 from ..partitions import source_files
@@ -179,7 +179,9 @@ def qdrant_collection(
 
 def _sync(context, config, data_folder, qdrant, embedder, keys):
     progress = for_run(context.log)
-    synced_before = [k for k in keys if FileArtifacts(data_folder.state_path, k).synced()]
+    state = data_folder.state_path
+    with records_batch(state):  # every file's record read, one after another
+        synced_before = [k for k in keys if FileArtifacts(state, k).synced()]
     with qdrant.connect(lazy=True) as collection:
         outcomes, vanished = data_folder.sync(
             collection,
@@ -189,7 +191,8 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             confirm_mass_deletion=config.confirm_mass_deletion,
             progress=progress,
         )
-        per_file = ingest.file_summaries(keys, data_folder.state_path)
+        with records_batch(state):
+            per_file = ingest.file_summaries(keys, state)
         if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):
             # Every file of a large run is in: one result for the run's partitions, which Dagster
             # stores in batches; each file's figures are in the run summary and `legal-rag status`.
