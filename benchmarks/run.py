@@ -128,19 +128,15 @@ def ingest_cmd(profile: Path | None = None) -> list[str]:
 
 
 def corpus_texts(state: Path) -> list[str]:
-    texts = []
-    for path in sorted((state / "files").glob("*/chunks.jsonl")):
-        with open(path, encoding="utf-8") as handle:
-            texts.extend(json.loads(line)["text"] for line in handle if line.strip())
-    return texts
+    from legal_rag_pipeline.artifacts import FileArtifacts, known_sources
+
+    return [chunk.text for source in known_sources(state) for chunk in FileArtifacts(state, source).read_chunks()]
 
 
 def count_chunks(state: Path) -> int:
-    total = 0
-    for path in (state / "files").glob("*/chunks.jsonl"):
-        with open(path, "rb") as handle:
-            total += sum(1 for line in handle if line.strip())
-    return total
+    from legal_rag_pipeline.artifacts import FileArtifacts, known_sources
+
+    return sum(len(FileArtifacts(state, source).chunk_ids()) for source in known_sources(state))
 
 
 def change_one_article(path: Path, article: str = CHANGED_ARTICLE) -> str:

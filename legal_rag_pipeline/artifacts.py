@@ -3,17 +3,19 @@
 The built-in IO managers cannot store an output that spans many partitions, and the embeddings
 must survive a failed run (they cost quota), so each stage writes its result per source file:
 
-    <state>/files/<slug>-<hash>/raw.jsonl        decoded text or rows, UTF-8 (raw_documents)
-                               chunks.jsonl     normalised chunks with point ids (normalized_records)
+    <state>/files/<slug>-<hash>/raw.jsonl        decoded rows, or a text longer than the reader sends back (raw_documents)
+                               chunks.jsonl     normalised chunks, when larger than CHUNKS_IN_DB_BYTES
                                embeddings.npz   vectors by point id, with the model id (embedding_batches)
     <state>/files.db           one row per source file (SQLite, WAL):
                                document         fingerprint and reader facts (raw_documents)
                                status           the last outcome of each stage, its run and time (CLI, `status`)
                                synced           what the collection held for it after its last sync
+                         and in table chunks:   normalised chunks with point ids, JSON lines (normalized_records)
+                         and in table raw:      a short decoded text (raw_documents)
 
-The small records are rows of one database rather than three JSON files per source: a run over
-thousands of short files rewrote about eight of those per file (a stage's outcome four times), and
-each create-and-rename cost more than the file's own processing. Each write is one statement; a
+The small records, and the chunks of all but very large files, are rows of one database rather than
+files per source: a run over thousands of short files rewrote about eight small JSON files per file
+(a stage's outcome four times), and each create-and-rename cost more than the file's own processing. Each write is one statement; a
 stage writes its files' records inside ``records_batch``, which commits them together (at least
 every ``BATCH_COMMIT_SECONDS``), so a killed run leaves every row as it was or as it became at the
 last commit: a record lost that way only makes the next run redo that file's stage (a sync marker
@@ -168,40 +170,111 @@ class FileArtifacts:
                     yield json.loads(line)
 
     def write_raw(self, items: Iterable[dict[str, Any]]) -> int:
+        """The decoded records as ``raw.jsonl`` (streamed: the child reader writes rows as it reads)."""
         return self._write_jsonl("raw.jsonl", items)
 
+    def keep_raw_text(self, text: str | None) -> None:
+        """After a read: the decoded ``text`` as a row of files.db (a short text the child reader sent
+        back), or None when the child wrote ``raw.jsonl``; whichever is not the new one is removed."""
+        if text is None:
+            self._records.delete_raw(self.source)
+            return
+        self._records.put_raw(self.source, text)
+        if os.path.exists(os.path.join(self.dir, "raw.jsonl")):
+            (self.dir / "raw.jsonl").unlink()  # an earlier, larger version of this file
+
+    def has_raw(self) -> bool:
+        return self._records.has_raw(self.source) or (self.dir / "raw.jsonl").exists()
+
     def read_raw(self) -> Iterator[dict[str, Any]]:
-        return self._read_jsonl("raw.jsonl")
+        text = self._records.raw_text(self.source)
+        return self._read_jsonl("raw.jsonl") if text is None else iter([{"text": text}])
 
     def write_chunks(self, chunks: Iterable[Chunk]) -> int:
-        return self._write_jsonl(
-            "chunks.jsonl",
-            (
-                {"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}
-                for c in chunks
-            ),
-        )
+        """Save the chunks (one JSON line each, the point id first). Up to ``CHUNKS_IN_DB_BYTES`` they
+        are a row of files.db, written with the stage's other records (no file to create: at
+        17,000 files the create and rename cost more than the chunking); a larger set streams to
+        ``chunks.jsonl``."""
+        lines: list[str] = []
+        size = 0
+        items = iter(chunks)
+        for c in items:
+            line = json.dumps(
+                {"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}, ensure_ascii=False
+            )
+            lines.append(line)
+            size += len(line)
+            if size > CHUNKS_IN_DB_BYTES:
+                return self._stream_chunks(lines, items)
+        text = "".join(line + "\n" for line in lines)
+        self._records.put_chunks(self.source, text, hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest())
+        if self._has_chunks_file():
+            (self.dir / "chunks.jsonl").unlink()  # an earlier, larger set (or an earlier version's file)
+        return len(lines)
+
+    def _stream_chunks(self, first: list[str], rest: Iterator[Chunk]) -> int:
+        count = 0
+
+        def write(handle) -> None:
+            nonlocal count
+            for line in first:
+                handle.write(line.encode("utf-8"))
+                handle.write(b"\n")
+                count += 1
+            for c in rest:
+                item = {"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}
+                handle.write(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+                handle.write(b"\n")
+                count += 1
+
+        _atomic_write(self.dir / "chunks.jsonl", write)
+        self._records.delete_chunks(self.source)
+        return count
+
+    def _has_chunks_file(self) -> bool:
+        return os.path.exists(os.path.join(self.dir, "chunks.jsonl"))
+
+    def _chunk_lines(self) -> Iterator[str]:
+        text = self._records.chunks_text(self.source)
+        if text is not None:
+            yield from text.split("\n")  # JSON escapes newlines; U+2028 and the like stay inside a line
+            return
+        with open(self.dir / "chunks.jsonl", encoding="utf-8") as handle:
+            yield from handle
 
     def read_chunks(self) -> Iterator[Chunk]:
-        for item in self._read_jsonl("chunks.jsonl"):
-            yield Chunk(source=self.source, chunk_key=item["chunk_key"], text=item["text"], metadata=item["metadata"])
+        for line in self._chunk_lines():
+            if line.strip():
+                item = json.loads(line)
+                yield Chunk(source=self.source, chunk_key=item["chunk_key"], text=item["text"], metadata=item["metadata"])
 
     def chunk_ids(self) -> list[str]:
         """The point ids of the chunks, in order. ``write_chunks`` puts the id first, so each line's
         id is read off its start instead of decoding the whole chunk (a line that starts otherwise
         is decoded)."""
         ids = []
-        with open(self.dir / "chunks.jsonl", encoding="utf-8") as handle:
-            for line in handle:
-                end = line.find('"', len(_ID_START)) if line.startswith(_ID_START) else -1
-                if end > 0 and "\\" not in line[:end]:
-                    ids.append(line[len(_ID_START):end])
-                elif line.strip():
-                    ids.append(json.loads(line)["id"])
+        for line in self._chunk_lines():
+            end = line.find('"', len(_ID_START)) if line.startswith(_ID_START) else -1
+            if end > 0 and "\\" not in line[:end]:
+                ids.append(line[len(_ID_START):end])
+            elif line.strip():
+                ids.append(json.loads(line)["id"])
         return ids
 
     def has_chunks(self) -> bool:
-        return (self.dir / "chunks.jsonl").exists()
+        return self.chunks_version() is not None
+
+    def chunks_version(self) -> list[Any] | None:
+        """What changes whenever the chunks are written again (part of the sync marker): the row's
+        digest, or the file's size and time; None when there are none."""
+        stamp = self._records.chunks_stamp(self.source)
+        if stamp is not None:
+            return ["files.db", stamp]
+        try:
+            stat = (self.dir / "chunks.jsonl").stat()
+        except FileNotFoundError:
+            return None
+        return [stat.st_size, stat.st_mtime_ns]
 
     # --- embeddings -----------------------------------------------------------
     def read_embeddings(self, model_id: str) -> dict[str, np.ndarray]:
@@ -252,6 +325,7 @@ RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
 _LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
 BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
+CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of files.db; larger ones a file
 BATCH_COMMIT_SECONDS = 0.5  # a batch's transaction is committed this long after it began: another process never waits long
 
 
@@ -281,6 +355,8 @@ class _Records:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, document TEXT, status TEXT, synced TEXT)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS chunks (source TEXT PRIMARY KEY, stamp TEXT NOT NULL, lines TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS raw (source TEXT PRIMARY KEY, text TEXT NOT NULL)")
         if fresh:
             self._import_legacy()
 
@@ -352,6 +428,39 @@ class _Records:
 
     def delete(self, source: str) -> None:
         self._write("DELETE FROM files WHERE source = ?", (source,))
+        self.delete_chunks(source)
+        self.delete_raw(source)
+
+    def put_raw(self, source: str, text: str) -> None:
+        self._write("INSERT OR REPLACE INTO raw (source, text) VALUES (?, ?)", (source, text))
+
+    def delete_raw(self, source: str) -> None:
+        self._write("DELETE FROM raw WHERE source = ?", (source,))
+
+    def raw_text(self, source: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT text FROM raw WHERE source = ?", (source,)).fetchone()
+        return None if row is None else row[0]
+
+    def has_raw(self, source: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM raw WHERE source = ?", (source,)).fetchone() is not None
+
+    def put_chunks(self, source: str, lines: str, stamp: str) -> None:
+        self._write("INSERT OR REPLACE INTO chunks (source, stamp, lines) VALUES (?, ?, ?)", (source, stamp, lines))
+
+    def delete_chunks(self, source: str) -> None:
+        self._write("DELETE FROM chunks WHERE source = ?", (source,))
+
+    def chunks_text(self, source: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT lines FROM chunks WHERE source = ?", (source,)).fetchone()
+        return None if row is None else row[0]
+
+    def chunks_stamp(self, source: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT stamp FROM chunks WHERE source = ?", (source,)).fetchone()
+        return None if row is None else row[0]
 
     def _write(self, sql: str, parameters: tuple) -> None:
         with self._lock:

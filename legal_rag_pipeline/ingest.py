@@ -182,7 +182,7 @@ def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) ->
             previous
             and previous.get("sha256") == sha
             and previous.get("reader_version") == READER_VERSION
-            and (art.dir / "raw.jsonl").exists()
+            and art.has_raw()
         ):
             handle.close()
             counts = {"bytes": handle.stat.st_size, "records": previous.get("records", 0)}
@@ -197,6 +197,7 @@ def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) ->
 def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:
     before = item.handle.stat
     records, encoding = int(result["records"]), result.get("encoding")
+    item.art.keep_raw_text(result.get("text"))  # a short text came back in the answer
     item.art.write_document(
         {
             "source": item.source,
@@ -656,15 +657,12 @@ def _sync_stage(
 def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:
     """What must be unchanged for this file's points to be known in sync without reading them."""
     document = art.document() or {}
-    try:
-        stat = (art.dir / "chunks.jsonl").stat()
-    except FileNotFoundError:
-        return None
-    if not document.get("chunked"):
+    version = art.chunks_version()
+    if version is None or not document.get("chunked"):
         return None
     return {
         "chunked": document["chunked"],
-        "chunks_file": [stat.st_size, stat.st_mtime_ns],
+        "chunks_file": version,
         "points": int(document.get("chunks", 0)),
         "model": model,
         "location": location,

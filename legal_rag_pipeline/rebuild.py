@@ -1,6 +1,6 @@
 """Zero-downtime rebuild: a new versioned collection from the per-file artifacts, checked, then swapped in.
 
-    state/files/*/chunks.jsonl + embeddings.npz ──► legal_rag__<new> ──checks──► alias legal_rag ──► drop old
+    state chunks (files.db) + embeddings.npz ──► legal_rag__<new> ──checks──► alias legal_rag ──► drop old
 
 * Built from what ingest already saved per file (chunks, cached embeddings): nothing is re-read or
   re-chunked; embeddings are computed only for chunks without a vector for the configured model

@@ -13,15 +13,22 @@ from legal_rag_pipeline_tests.pipeline_env import REPO, make_env
 
 
 def _as_earlier_version(state) -> int:
-    """Turn files.db back into the per-file document.json / status.json / synced.json of before."""
+    """Turn files.db back into the per-file document.json / status.json / synced.json and
+    chunks.jsonl of before (a sync marker then names the chunks file's size and time, as it did)."""
     with sqlite3.connect(state / RECORDS_FILE) as db:
         rows = db.execute("SELECT source, document, status, synced FROM files").fetchall()
+        chunks = dict(db.execute("SELECT source, lines FROM chunks").fetchall())
     for source, *fields in rows:
         folder = FileArtifacts(state, source).dir
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "chunks.jsonl").write_text(chunks[source], encoding="utf-8")
+        stat = (folder / "chunks.jsonl").stat()
         for name, value in zip(("document.json", "status.json", "synced.json"), fields, strict=True):
             if value is not None:
-                (folder / name).write_text(json.dumps(json.loads(value), indent=1), encoding="utf-8")
+                value = json.loads(value)
+                if name == "synced.json":
+                    value["chunks_file"] = [stat.st_size, stat.st_mtime_ns]
+                (folder / name).write_text(json.dumps(value, indent=1), encoding="utf-8")
     for leftover in state.glob(RECORDS_FILE + "*"):
         leftover.unlink()
     return len(rows)
@@ -159,19 +166,79 @@ def test_a_batch_does_not_keep_the_write_lock_from_other_processes(tmp_path, mon
     assert _rows(state) == {"a.txt", "b.txt", "other.txt"}
 
 
-def test_chunk_ids_read_off_each_line_are_the_decoded_ids(tmp_path):
+def _law_chunks(source: str):
     from legal_rag_pipeline.text.chunking import chunk_text
     from legal_rag_pipeline.text.tokens import count_tokens
 
-    text = "LUẬT THỬ\nĐiều 1. Phạm vi\n1. Khoản một \"trích dẫn\".\n2. Khoản hai.\nĐiều 2. Hiệu lực\nLuật này có hiệu lực.\n"
+    text = ("LUẬT THỬ\nĐiều 1. Phạm vi\n1. Khoản một \"trích dẫn\"\u2028 dòng.\n2. Khoản hai.\n"
+            "Điều 2. Hiệu lực\nLuật này có hiệu lực.\n")
+    return list(chunk_text(source, text, 512, count_tokens))
+
+
+def test_chunks_are_a_row_of_the_database_and_a_large_set_is_a_file(tmp_path, monkeypatch):
+    from legal_rag_pipeline import artifacts
+
+    chunks = _law_chunks("luật/thử.txt")
     art = FileArtifacts(tmp_path / "state", "luật/thử.txt")
-    assert art.write_chunks(chunk_text(art.source, text, 512, count_tokens)) >= 2
+    assert art.write_chunks(chunks) == len(chunks) >= 2
+    assert not (art.dir / "chunks.jsonl").exists()  # a row of files.db, no file created
+    assert list(art.read_chunks()) == chunks and art.chunk_ids() == [c.point_id for c in chunks]
+    in_db = art.chunks_version()
+    assert in_db[0] == "files.db" and art.has_chunks()
+
+    monkeypatch.setattr(artifacts, "CHUNKS_IN_DB_BYTES", 100)  # as a set of many megabytes
+    assert art.write_chunks(chunks) == len(chunks)
+    assert (art.dir / "chunks.jsonl").exists() and art.chunks_version() not in (None, in_db)
+    assert list(art.read_chunks()) == chunks and art.chunk_ids() == [c.point_id for c in chunks]
+
+    monkeypatch.setattr(artifacts, "CHUNKS_IN_DB_BYTES", 8 << 20)
+    assert art.write_chunks(chunks[:1]) == 1  # smaller again: the row, and the file is gone
+    assert not (art.dir / "chunks.jsonl").exists() and list(art.read_chunks()) == chunks[:1]
+    assert art.chunks_version() not in (None, in_db)
+    art.remove()
+    assert not art.has_chunks() and art.chunks_version() is None
+
+
+def test_chunk_ids_read_off_each_line_are_the_decoded_ids(tmp_path, monkeypatch):
+    from legal_rag_pipeline import artifacts
+
+    monkeypatch.setattr(artifacts, "CHUNKS_IN_DB_BYTES", 0)  # the lines as a file, to rewrite them by hand
+    art = FileArtifacts(tmp_path / "state", "luật/thử.txt")
+    assert art.write_chunks(_law_chunks(art.source)) >= 2
     path = art.dir / "chunks.jsonl"
-    decoded = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()]
+    decoded = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").split("\n") if line]
     assert art.chunk_ids() == decoded == [c.point_id for c in art.read_chunks()]
     # lines written another way (keys in another order, an escaped id) are decoded
-    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
     items[0]["id"] = 'id-with-"quote\\'
     path.write_text("".join(json.dumps(item, sort_keys=i % 2 == 1) + "\n" for i, item in enumerate(items)) + "\n",
                     encoding="utf-8")
     assert art.chunk_ids() == ['id-with-"quote\\', *decoded[1:]]
+
+
+def test_a_short_text_comes_back_from_the_reader_as_a_row_and_a_long_one_as_raw_jsonl(tmp_path):
+    from legal_rag_pipeline import ingest
+    from legal_rag_pipeline.readers.worker import RAW_INLINE_BYTES
+
+    data, state = tmp_path / "data", tmp_path / "state"
+    data.mkdir()
+    short = "LUẬT THỬ\nĐiều 1. Phạm vi\nLuật này quy định việc thử.\n"
+    long = short + "".join(f"Điều {i}. Nội dung\nĐiều khoản số {i} của luật thử dài.\n" for i in range(2, 12_000))
+    assert len(long.encode("utf-8")) > RAW_INLINE_BYTES
+    art = FileArtifacts(state, "luat.txt")
+
+    (data / "luat.txt").write_text(short, encoding="utf-8")
+    assert ingest.read_stage(data, "luat.txt", state, "r1").status == "ok"
+    assert not (art.dir / "raw.jsonl").exists() and art.has_raw()  # no file made for it
+    assert list(art.read_raw()) == [{"text": short}]
+
+    (data / "luat.txt").write_text(long, encoding="utf-8")
+    assert ingest.read_stage(data, "luat.txt", state, "r2").status == "ok"
+    assert (art.dir / "raw.jsonl").exists() and list(art.read_raw()) == [{"text": long}]
+
+    (data / "luat.txt").write_text(short + "Điều 2. Hiệu lực\n", encoding="utf-8")
+    assert ingest.read_stage(data, "luat.txt", state, "r3").status == "ok"
+    assert not (art.dir / "raw.jsonl").exists() and list(art.read_raw()) == [{"text": short + "Điều 2. Hiệu lực\n"}]
+    assert ingest.read_stage(data, "luat.txt", state, "r4").status == "unchanged"
+    art.remove()
+    assert not art.has_raw()

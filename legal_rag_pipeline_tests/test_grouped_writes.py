@@ -3,8 +3,10 @@ the others of its group are written and marked in sync, and the next run finishe
 
 from __future__ import annotations
 
+import sqlite3
+
 from legal_rag_pipeline import ingest
-from legal_rag_pipeline.artifacts import FileArtifacts
+from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline.settings import load_limits
 
@@ -26,8 +28,8 @@ def test_a_file_that_cannot_be_read_back_fails_alone_in_its_group(tmp_path):
         keys.append(key)
     _stages_before_sync(data, state, keys, "r1")
     broken = keys[300]
-    chunks = FileArtifacts(state, broken).dir / "chunks.jsonl"
-    chunks.write_text(chunks.read_text(encoding="utf-8")[:-40], encoding="utf-8")  # cut mid-record
+    with sqlite3.connect(state / RECORDS_FILE) as db:  # its chunks (a row of files.db) cut mid-record
+        db.execute("UPDATE chunks SET lines = substr(lines, 1, length(lines) - 40) WHERE source = ?", (broken,))
 
     store = QdrantStore(path=str(tmp_path / "qdrant"))
     with store.connect() as collection:
@@ -41,7 +43,8 @@ def test_a_file_that_cannot_be_read_back_fails_alone_in_its_group(tmp_path):
     assert {k: counts.get(k, 0) for k in want} == want and counts.get(broken, 0) == 0
     assert all(FileArtifacts(state, k).synced() for k in want) and FileArtifacts(state, broken).synced() is None
 
-    FileArtifacts(state, broken).dir.joinpath("chunks.jsonl").unlink()  # the next run chunks it again
+    with sqlite3.connect(state / RECORDS_FILE) as db:  # its chunks gone: the next run chunks it again
+        db.execute("DELETE FROM chunks WHERE source = ?", (broken,))
     _stages_before_sync(data, state, keys, "r2")
     with store.connect() as collection:
         outcomes, _ = ingest.sync_stage(keys, data, state, "r2", collection, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from legal_rag_pipeline.artifacts import RECORDS_FILE
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline_tests.conftest import TEST_ENDPOINT_KEY
 from legal_rag_pipeline_tests.loopback import EmbeddingServer
@@ -94,6 +96,18 @@ def _files(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.glob(pattern)) if folder.exists() else 0
 
 
+def _decoded(state: Path) -> int:
+    """Files whose decoded text is kept: a row of files.db (a short text) or a raw.jsonl."""
+    rows = 0
+    if (state / RECORDS_FILE).exists():
+        try:
+            with sqlite3.connect(f"file:{state / RECORDS_FILE}?mode=ro", uri=True, timeout=1) as db:
+                rows = db.execute("SELECT count(*) FROM raw").fetchone()[0]
+        except sqlite3.Error:  # not created yet, or busy this instant
+            rows = 0
+    return rows + _files(state, "files/*/raw.jsonl")
+
+
 def _edit(path: Path, n: int) -> None:
     """Change the body of one article (a different one each time)."""
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -117,7 +131,7 @@ def test_ingest_killed_at_several_moments_then_finished_equals_a_clean_ingest(tm
         moments = []
 
         # 1. while reading (the first file's decoded text appears)
-        moments.append(("reading", killed.kill_when(lambda: _files(killed.state, "files/*/raw.jsonl") >= 1, "ingest")))
+        moments.append(("reading", killed.kill_when(lambda: _decoded(killed.state) >= 1, "ingest")))
         _edit(target, 1)
         # 2. while embedding (requests reach the server, embeddings of some files saved)
         server.reset_records()

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline import cli, ingest
+from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts
 from legal_rag_pipeline.automation import SENSOR_NAME
 from legal_rag_pipeline.definitions import build_definitions
 from legal_rag_pipeline.instance import get_instance
@@ -217,3 +218,7 @@ def test_the_launchpad_cannot_repoint_a_run(env, resource, config):
             run_config={"resources": {resource: {"config": config}}},
         )
     assert not env.state.exists() or not list(env.state.rglob("raw.jsonl"))  # nothing was read
+    assert not (env.state / RECORDS_FILE).exists() or all(  # no fingerprint nor decoded text kept either
+        FileArtifacts(env.state, key).document() is None and not FileArtifacts(env.state, key).has_raw()
+        for key in sample_keys(env)
+    )

@@ -2,7 +2,8 @@
 
 The pipeline opens and checks the file (legal_rag_pipeline/paths.py) and hands the descriptor to a
 long-lived child process over a Unix socket; the child runs the pre-checks, the reader and the
-post-checks (readers/limits.py) and writes the decoded records (``raw.jsonl``) itself. When the read
+post-checks (readers/limits.py) and writes the decoded records (``raw.jsonl``) itself, or sends a
+short text back in its answer (``RAW_INLINE_BYTES``; the parent keeps it in files.db). When the read
 takes longer than ``READ_TIMEOUT_SECONDS`` the child is killed, its half-written file removed, and
 that file fails with the reason; the next file starts a new child. One child serves every file of a
 run, so a small text file costs one round trip over the socket, not a process start.
@@ -40,6 +41,9 @@ from .limits import Limits
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 1 << 20
+# A decoded text up to this size (as JSON) comes back in the answer instead of as raw.jsonl: a run
+# over thousands of short files spent more on creating those files than on reading them.
+RAW_INLINE_BYTES = 512 << 10
 # Variables the child keeps: locale and paths only. Tokens, keys and everything else stay in the parent.
 _KEEP_ENV = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT", "TESSDATA_PREFIX"}
 
@@ -273,12 +277,28 @@ def read_into_state(fd: int, source: str, suffix: str, state_dir: Path, limits: 
                 document = read_document(path, source)
                 if document.kind == "rows":  # rows() reads the path: stream them while it exists
                     records = art.write_raw(_counted(document.rows(), source, limits))
+        inline = None
         if document.kind == "text":
             text = document.text or ""
             check_text(source, len(text), limits)
-            records = art.write_raw([{"text": text}])
+            if _fits_an_answer(text):
+                inline, records = text, 1  # in the answer: the parent keeps it in files.db, no file made
+            else:
+                records = art.write_raw([{"text": text}])
     notes = [str(n) for n in getattr(document, "notes", None) or []]
-    return {"kind": document.kind, "encoding": document.encoding, "records": records, "notes": notes}
+    answer = {"kind": document.kind, "encoding": document.encoding, "records": records, "notes": notes}
+    if inline is not None:
+        answer["text"] = inline
+    return answer
+
+
+def _fits_an_answer(text: str) -> bool:
+    if len(text) > RAW_INLINE_BYTES:  # at least a byte per character
+        return False
+    try:
+        return len(json.dumps(text, ensure_ascii=False).encode("utf-8")) <= RAW_INLINE_BYTES
+    except UnicodeEncodeError:  # not text UTF-8 can carry: written (and refused) as before
+        return False
 
 
 def _counted(rows, source: str, limits: Limits):
