@@ -437,14 +437,17 @@ class _Records:
     def delete_raw(self, source: str) -> None:
         self._write("DELETE FROM raw WHERE source = ?", (source,))
 
-    def raw_text(self, source: str) -> str | None:
+    def _value(self, sql: str, source: str) -> Any:
+        """The first column of the one row ``sql`` (with ``source`` as its parameter) finds, or None."""
         with self._lock:
-            row = self._db.execute("SELECT text FROM raw WHERE source = ?", (source,)).fetchone()
+            row = self._db.execute(sql, (source,)).fetchone()
         return None if row is None else row[0]
 
+    def raw_text(self, source: str) -> str | None:
+        return self._value("SELECT text FROM raw WHERE source = ?", source)
+
     def has_raw(self, source: str) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM raw WHERE source = ?", (source,)).fetchone() is not None
+        return self._value("SELECT 1 FROM raw WHERE source = ?", source) is not None
 
     def put_chunks(self, source: str, lines: str, stamp: str) -> None:
         self._write("INSERT OR REPLACE INTO chunks (source, stamp, lines) VALUES (?, ?, ?)", (source, stamp, lines))
@@ -453,14 +456,10 @@ class _Records:
         self._write("DELETE FROM chunks WHERE source = ?", (source,))
 
     def chunks_text(self, source: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT lines FROM chunks WHERE source = ?", (source,)).fetchone()
-        return None if row is None else row[0]
+        return self._value("SELECT lines FROM chunks WHERE source = ?", source)
 
     def chunks_stamp(self, source: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT stamp FROM chunks WHERE source = ?", (source,)).fetchone()
-        return None if row is None else row[0]
+        return self._value("SELECT stamp FROM chunks WHERE source = ?", source)
 
     def _write(self, sql: str, parameters: tuple) -> None:
         with self._lock:
