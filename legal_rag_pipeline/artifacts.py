@@ -28,6 +28,7 @@ the database the first time it is opened.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -69,7 +70,11 @@ class StageOutcome:
                 "counts": dict(self.counts), "notes": list(self.notes)}
 
 
-_ID_START = '{"id": "'  # how a line of chunks.jsonl begins (json.dumps of write_chunks' dict)
+_ID_START = '{"id": "'  # how a line of the chunks begins (_chunk_line)
+
+
+def _chunk_line(c: Chunk) -> str:
+    return json.dumps({"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}, ensure_ascii=False)
 
 
 @lru_cache(maxsize=65_536)  # each stage asks for every file's folder
@@ -180,8 +185,7 @@ class FileArtifacts:
             self._records.delete_raw(self.source)
             return
         self._records.put_raw(self.source, text)
-        if os.path.exists(os.path.join(self.dir, "raw.jsonl")):
-            (self.dir / "raw.jsonl").unlink()  # an earlier, larger version of this file
+        (self.dir / "raw.jsonl").unlink(missing_ok=True)  # an earlier, larger version of this file
 
     def has_raw(self) -> bool:
         return self._records.has_raw(self.source) or (self.dir / "raw.jsonl").exists()
@@ -199,40 +203,28 @@ class FileArtifacts:
         size = 0
         items = iter(chunks)
         for c in items:
-            line = json.dumps(
-                {"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}, ensure_ascii=False
-            )
-            lines.append(line)
+            lines.append(line := _chunk_line(c))
             size += len(line)
             if size > CHUNKS_IN_DB_BYTES:
-                return self._stream_chunks(lines, items)
+                return self._stream_chunks(itertools.chain(lines, map(_chunk_line, items)))
         text = "".join(line + "\n" for line in lines)
         self._records.put_chunks(self.source, text, hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest())
-        if self._has_chunks_file():
-            (self.dir / "chunks.jsonl").unlink()  # an earlier, larger set (or an earlier version's file)
+        (self.dir / "chunks.jsonl").unlink(missing_ok=True)  # an earlier, larger set (or an earlier version's file)
         return len(lines)
 
-    def _stream_chunks(self, first: list[str], rest: Iterator[Chunk]) -> int:
+    def _stream_chunks(self, lines: Iterable[str]) -> int:
         count = 0
 
         def write(handle) -> None:
             nonlocal count
-            for line in first:
+            for line in lines:
                 handle.write(line.encode("utf-8"))
-                handle.write(b"\n")
-                count += 1
-            for c in rest:
-                item = {"id": c.point_id, "chunk_key": c.chunk_key, "text": c.text, "metadata": c.metadata}
-                handle.write(json.dumps(item, ensure_ascii=False).encode("utf-8"))
                 handle.write(b"\n")
                 count += 1
 
         _atomic_write(self.dir / "chunks.jsonl", write)
         self._records.delete_chunks(self.source)
         return count
-
-    def _has_chunks_file(self) -> bool:
-        return os.path.exists(os.path.join(self.dir, "chunks.jsonl"))
 
     def _chunk_lines(self) -> Iterator[str]:
         text = self._records.chunks_text(self.source)
@@ -329,6 +321,17 @@ CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of fil
 BATCH_COMMIT_SECONDS = 0.5  # a batch's transaction is committed this long after it began: another process never waits long
 
 
+def _decoded(text: str | None) -> dict[str, Any] | None:
+    """A field of files.db as the JSON object it holds (None when empty or not an object)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class _Records:
     """The rows of ``<state>/files.db``: one per source, each field a JSON document (or NULL).
 
@@ -395,13 +398,7 @@ class _Records:
         assert field_name in _FIELDS
         with self._lock:
             row = self._db.execute(f"SELECT {field_name} FROM files WHERE source = ?", (source,)).fetchone()
-        if not row or row[0] is None:
-            return None
-        try:
-            value = json.loads(row[0])
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return _decoded(row[0]) if row else None
 
     def put(self, source: str, field_name: str, value: dict[str, Any] | None) -> None:
         assert field_name in _FIELDS
@@ -502,14 +499,7 @@ class _Records:
             rows = self._db.execute(
                 "SELECT source, document FROM files WHERE status IS NOT NULL ORDER BY source"
             ).fetchall()
-        out = {}
-        for source, text in rows:
-            try:
-                value = json.loads(text) if text else {}
-            except ValueError:
-                value = {}
-            out[source] = value if isinstance(value, dict) else {}
-        return out
+        return {source: _decoded(text) or {} for source, text in rows}
 
     def close(self) -> None:
         self._commit()

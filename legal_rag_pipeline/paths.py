@@ -112,8 +112,8 @@ def _real_path(root: str, parts: tuple[str, ...]) -> tuple[str, int | None]:
         try:
             mode = os.lstat(path).st_mode
         except OSError:
-            return os.path.realpath(os.path.join(root, *parts)), None
-        if stat.S_ISLNK(mode):
+            mode = None
+        if mode is None or stat.S_ISLNK(mode):
             return os.path.realpath(os.path.join(root, *parts)), None
     return path, mode
 
