@@ -39,12 +39,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
 from datetime import UTC, datetime
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from .records import Chunk
 
@@ -321,6 +322,10 @@ CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of fil
 BATCH_COMMIT_SECONDS = 0.5  # a batch's transaction is committed this long after it began: another process never waits long
 
 
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
 def _decoded(text: str | None) -> dict[str, Any] | None:
     """A field of files.db as the JSON object it holds (None when empty or not an object)."""
     if text is None:
@@ -353,6 +358,21 @@ class _Records:
         self._db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
+        for attempt in Retrying(
+            retry=retry_if_exception(_locked),
+            stop=stop_after_delay(BUSY_TIMEOUT_SECONDS),
+            wait=wait_random(0.01, 0.1),
+            reraise=True,
+        ):
+            with attempt:
+                self._set_up()
+        if fresh:
+            self._import_legacy()
+
+    def _set_up(self) -> None:
+        """WAL and the tables. Two processes opening a new files.db at once both try to turn it to
+        WAL: the one that loses gets "database is locked" at once, without SQLite's busy wait (its
+        read would have to become a write), so ``__init__`` tries again."""
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -360,8 +380,6 @@ class _Records:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS chunks (source TEXT PRIMARY KEY, stamp TEXT NOT NULL, lines TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS raw (source TEXT PRIMARY KEY, text TEXT NOT NULL)")
-        if fresh:
-            self._import_legacy()
 
     def _import_legacy(self) -> None:
         """Read an earlier version's per-file JSON records into the table, then remove them."""

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 
 from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts, StageOutcome, known_sources
 from legal_rag_pipeline_tests.pipeline_env import REPO, make_env
@@ -89,6 +90,40 @@ def test_two_processes_write_the_same_records_without_losing_an_update(tmp_path)
     assert last["raw_documents"]["counts"] == {"n": 299} and last["normalized_records"]["status"] == "ok"
 
 
+
+OPENER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from contextlib import nullcontext
+from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome, records_batch
+root, me, folders = sys.argv[2], sys.argv[3], int(sys.argv[4])
+for i in range(folders):
+    state = os.path.join(root, f"state{i}")
+    while not os.path.exists(state + ".go"):  # all processes open this new folder's files.db together
+        time.sleep(0.0005)
+    with records_batch(state) if me == "0" else nullcontext():
+        FileArtifacts(state, f"{me}.txt").record_outcome("raw_documents", StageOutcome(f"{me}.txt", "ok"), me)
+"""
+
+
+def test_processes_opening_a_new_state_folder_at_once_all_get_it(tmp_path):
+    """A sensor's run and `legal-rag ingest` may both be first on a new state folder: each turns
+    the new files.db to WAL, and none may fail on the other's lock (it did: "database is locked")."""
+    processes, folders = 4, 40
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(REPO), str(tmp_path), str(me), str(folders)],
+                         stderr=subprocess.PIPE, text=True)
+        for me in range(processes)
+    ]
+    time.sleep(3)  # their imports
+    for i in range(folders):
+        (tmp_path / f"state{i}.go").touch()
+        time.sleep(0.03)
+    results = [(o.wait(timeout=120), o.stderr.read()) for o in openers]
+    assert all(code == 0 for code, _ in results), [err.strip().splitlines()[-1:] for _, err in results]
+    for i in range(folders):
+        assert known_sources(tmp_path / f"state{i}") == [f"{me}.txt" for me in range(processes)]
+
 def test_changed_at_moves_only_when_a_stage_changed_something(tmp_path):
     art = FileArtifacts(tmp_path / "state", "luat.txt")
     art.record_outcome("raw_documents", StageOutcome("luat.txt", "ok"), "r1")
@@ -123,10 +158,10 @@ def _rows(state) -> set[str]:
 def test_a_batch_commits_its_records_together_and_a_killed_one_leaves_them_as_they_were(tmp_path):
     state = tmp_path / "state"
     FileArtifacts(state, "before.txt").record_outcome("raw_documents", StageOutcome("before.txt", "ok"), "r0")
-    killed = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "killed"], timeout=120)
+    killed = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "killed"], check=False, timeout=120)
     assert killed.returncode == 3
     assert _rows(state) == {"before.txt"}  # the database opens; the batch's rows are not half there
-    done = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "ends"], timeout=120)
+    done = subprocess.run([sys.executable, "-c", BATCH_WRITER, str(REPO), str(state), "ends"], check=False, timeout=120)
     assert done.returncode == 0
     assert _rows(state) == {"before.txt", *(f"batch/{i}.txt" for i in range(100))}
 
