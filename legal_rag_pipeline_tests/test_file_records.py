@@ -97,6 +97,7 @@ sys.path.insert(0, sys.argv[1])
 from contextlib import nullcontext
 from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome, records_batch
 root, me, folders = sys.argv[2], sys.argv[3], int(sys.argv[4])
+open(os.path.join(root, f"ready{me}"), "w").close()
 for i in range(folders):
     state = os.path.join(root, f"state{i}")
     while not os.path.exists(state + ".go"):  # all processes open this new folder's files.db together
@@ -109,13 +110,16 @@ for i in range(folders):
 def test_processes_opening_a_new_state_folder_at_once_all_get_it(tmp_path):
     """A sensor's run and `legal-rag ingest` may both be first on a new state folder: each turns
     the new files.db to WAL, and none may fail on the other's lock (it did: "database is locked")."""
-    processes, folders = 4, 40
+    processes, folders = 4, 100
     openers = [
         subprocess.Popen([sys.executable, "-c", OPENER, str(REPO), str(tmp_path), str(me), str(folders)],
                          stderr=subprocess.PIPE, text=True)
         for me in range(processes)
     ]
-    time.sleep(3)  # their imports
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{me}").exists() for me in range(processes)):  # their imports
+        assert time.monotonic() < deadline and all(o.poll() is None for o in openers)
+        time.sleep(0.05)
     for i in range(folders):
         (tmp_path / f"state{i}.go").touch()
         time.sleep(0.03)
