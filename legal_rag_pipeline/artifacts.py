@@ -156,13 +156,14 @@ class FileArtifacts:
         return run_id is None or entry.get("run_id") == run_id
 
     # --- jsonl streams --------------------------------------------------------
-    def _write_jsonl(self, name: str, items: Iterable[dict[str, Any]]) -> int:
+    def _write_lines(self, name: str, lines: Iterable[str]) -> int:
+        """``lines`` (JSON, one per line) streamed into the file ``name``; how many there were."""
         count = 0
 
         def write(handle) -> None:
             nonlocal count
-            for item in items:
-                handle.write(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+            for line in lines:
+                handle.write(line.encode("utf-8"))
                 handle.write(b"\n")
                 count += 1
 
@@ -177,7 +178,7 @@ class FileArtifacts:
 
     def write_raw(self, items: Iterable[dict[str, Any]]) -> int:
         """The decoded records as ``raw.jsonl`` (streamed: the child reader writes rows as it reads)."""
-        return self._write_jsonl("raw.jsonl", items)
+        return self._write_lines("raw.jsonl", (json.dumps(item, ensure_ascii=False) for item in items))
 
     def keep_raw_text(self, text: str | None) -> None:
         """After a read: the decoded ``text`` as a row of files.db (a short text the child reader sent
@@ -214,16 +215,7 @@ class FileArtifacts:
         return len(lines)
 
     def _stream_chunks(self, lines: Iterable[str]) -> int:
-        count = 0
-
-        def write(handle) -> None:
-            nonlocal count
-            for line in lines:
-                handle.write(line.encode("utf-8"))
-                handle.write(b"\n")
-                count += 1
-
-        _atomic_write(self.dir / "chunks.jsonl", write)
+        count = self._write_lines("chunks.jsonl", lines)
         self._records.delete_chunks(self.source)
         return count
 
