@@ -12,6 +12,10 @@
   first, the usual ranking after it (text/query.py reads the question). A law named alone is
   neither a filter nor a boost: its title is in every piece's ``bm25`` text already, and true/false
   statements name the wrong law on purpose (measured in docs/retrieval.md).
+* The law in force: by default only points in force **today** (``as_of="today"``): not starting
+  after the day (``valid_from``), not ended on or before it (``valid_to``); ``as_of="2020-06-30"``
+  gives the law as it stood that day, ``as_of=None`` every version. Each hit carries ``number``,
+  ``valid_from``, ``valid_to``, ``repealed_by`` and ``amended_by`` (validity/).
 * ``fusion_weights`` (``FUSION_WEIGHTS``): the weights of the ``bm25`` and dense lists in the
   reciprocal-rank fusion; None is Qdrant's plain fusion (equal weights).
 """
@@ -23,9 +27,11 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 from .resources.qdrant import Collection
+from .stores.base import VALID_ON
 from .text.lexical import fold_tone_marks, query_vector
 from .text.query import find_articles
 
@@ -49,11 +55,55 @@ class Hit:
     question: str | None
     page_content: str
     group: str | None = field(default=None, repr=False)  # the article (or row) it stands for
+    number: str | None = None
+    valid_from: str | None = None
+    valid_to: str | None = None
+    repealed_by: str | None = None
+    amended_by: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("group")
         return data
+
+    def validity_note(self, as_of: str | None = None) -> str:
+        """What a lawyer needs beside the text: "hết hiệu lực từ 01/01/2021 (thay thế bởi 59/2020/QH14)",
+        "sửa đổi bởi 43/2019/QH14, Điều 113, từ 01/07/2020"; "" for a point in force, unamended."""
+        day = as_of or date.today().isoformat()
+        notes = []
+        if self.valid_from and self.valid_from > day:
+            notes.append(f"chưa có hiệu lực (từ {_vn_date(self.valid_from)})")
+        if self.valid_to:
+            by = f" (bởi {self.repealed_by})" if self.repealed_by else ""
+            verb = "hết hiệu lực từ" if self.valid_to <= day else "hết hiệu lực từ ngày"
+            notes.append(f"{verb} {_vn_date(self.valid_to)}{by}")
+        for change in self.amended_by:
+            if change.get("from") and change["from"] > day:
+                continue
+            parts = [f"sửa đổi bởi {change.get('number')}"]
+            if change.get("article"):
+                parts.append(f"Điều {change['article']}")
+            if change.get("from"):
+                parts.append(f"từ {_vn_date(change['from'])}")
+            notes.append(", ".join(parts))
+        return "; ".join(notes)
+
+
+def _vn_date(iso: str) -> str:
+    """"2020-07-01" → "01/07/2020"."""
+    return f"{iso[8:10]}/{iso[5:7]}/{iso[:4]}" if len(iso) >= 10 else iso
+
+
+TODAY = "today"
+
+
+def as_of_day(as_of: str | None) -> str | None:
+    """``"today"`` → today's ISO date; an ISO date as is; None (every version) as is."""
+    if as_of == TODAY:
+        return date.today().isoformat()
+    if as_of is not None:
+        date.fromisoformat(as_of)  # ValueError for anything but YYYY-MM-DD
+    return as_of
 
 
 def normalise_title(title: str) -> str:
@@ -135,9 +185,12 @@ def _document_conditions(collection: Collection | None, wanted: DocumentFilter) 
 
 
 def _filter(
-    collection: Collection | None, law: str | None, source: str | None, document: DocumentFilter | None = None
+    collection: Collection | None, law: str | None, source: str | None, document: DocumentFilter | None = None,
+    as_of: str | None = None,
 ) -> dict[str, Any] | None:
     where: dict[str, Any] = {}
+    if as_of:
+        where[VALID_ON] = as_of
     if law:
         titles = match_law_titles(law, law_titles(collection)) if collection is not None else [law]
         # no matching title: a condition nothing satisfies, so the search answers "no results"
@@ -159,10 +212,12 @@ def search(
     variant: str | None = None,
     document: DocumentFilter | None = None,
     fusion_weights: tuple[float, float] | None = None,
+    as_of: str | None = TODAY,
 ) -> list[Hit]:
     """Top ``top_k`` hits, each a different article (or Q&A row): hybrid when a dense vector is given.
 
-    An article the question names with its law comes first (``named_article_conditions``).
+    An article the question names with its law comes first (``named_article_conditions``). Only the
+    law in force ``as_of`` ("today", a "YYYY-MM-DD" day, or None for every version) is searched.
     """
     if top_k < 1:
         return []
@@ -170,7 +225,7 @@ def search(
     if not indices and dense_vector is None:
         return []
     sparse = (indices, values) if indices else None
-    flt = _filter(collection, law, source, document)
+    flt = _filter(collection, law, source, document, as_of_day(as_of))
     pinned: list[Hit] = []
     for where in named_article_conditions(collection, query, flt):
         points = collection.query(sparse=sparse, dense=dense_vector, where=where, limit=CANDIDATES_PER_HIT,
@@ -257,6 +312,11 @@ def group_hits(points: Iterable[Any], top_k: int) -> list[Hit]:
                 question=payload.get("question"),
                 page_content=payload.get("page_content", ""),
                 group=group,
+                number=payload.get("number"),
+                valid_from=payload.get("valid_from"),
+                valid_to=payload.get("valid_to"),
+                repealed_by=payload.get("repealed_by"),
+                amended_by=list(payload.get("amended_by") or []),
             )
         )
         if len(hits) == top_k:
@@ -336,6 +396,11 @@ class SparseIndex:
                 touched[rows] = True
         keep = touched
         for key, wanted in (where or {}).items():
+            if key == VALID_ON:  # as the stores filter: not starting after the day, not ended by it
+                keep = keep & np.array([not ((p.get("valid_from") or "") > wanted)
+                                        and not (p.get("valid_to") and p["valid_to"] <= wanted)
+                                        for p in self.payloads], dtype=bool)
+                continue
             allowed = set(wanted) if isinstance(wanted, list | tuple | set) else {wanted}
             keep = keep & np.array([p.get(key) in allowed for p in self.payloads], dtype=bool)
         rows = np.flatnonzero(keep)
@@ -343,6 +408,6 @@ class SparseIndex:
         return [_Scored(self.ids[r], float(scores[r]), self.payloads[r]) for r in order]
 
     def search(self, query: str, top_k: int = 5, *, law: str | None = None, source: str | None = None,
-               variant: str | None = None) -> list[Hit]:
+               variant: str | None = None, as_of: str | None = TODAY) -> list[Hit]:
         """``search.search`` over these vectors."""
-        return search(self, query, top_k, law=law, source=source, variant=variant)
+        return search(self, query, top_k, law=law, source=source, variant=variant, as_of=as_of)

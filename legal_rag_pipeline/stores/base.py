@@ -26,7 +26,12 @@ SPARSE_NAME = "bm25"
 INDEX_FIELDS = ["source", "embedding_model", "doc_sha256"]
 # Keyword payload indexes: the fields the pipeline filters, groups and facets by.
 KEYWORD_INDEXES = ("source", "law", "article", "embedding_model", "group_key", "number", "doc_type", "issuer",
-                   "issued_on")
+                   "issued_on", "repealed_by")
+# Date payload indexes (ISO dates): the law in force on a day (validity/).
+DATETIME_INDEXES = ("valid_from", "valid_to")
+# A ``where`` key whose value is an ISO date: only points in force that day, i.e. not
+# ``valid_from`` > day and not ``valid_to`` <= day (a point without these fields is in force).
+VALID_ON = "@valid_on"
 # Points per page when a whole collection is read (Edge: 16,384 reads 69,000 payloads in 1.7 s, 2,048 in 5 s).
 FULL_SCAN_BATCH = 16384
 # ``where``: every key must match; a list value matches any of its values.
@@ -257,6 +262,11 @@ class Collection(ABC):
 
     @abstractmethod
     def delete(self, ids: Sequence[str], collection: str | None = None) -> int: ...
+
+    @abstractmethod
+    def set_payload(self, ids: Sequence[str], payload: dict[str, Any], collection: str | None = None) -> int:
+        """Set these payload fields on the points ``ids`` (other fields and the vectors untouched);
+        ids no longer in the collection are skipped. Returns how many points were updated."""
 
 
 def bm25_from_page_content(payload: dict[str, Any]) -> tuple[list[int], list[float]]:

@@ -19,6 +19,8 @@ from qdrant_client import QdrantClient, models
 
 from ..errors import StoreError
 from .base import (
+    DATETIME_INDEXES,
+    VALID_ON,
     KEYWORD_INDEXES,
     SPARSE_NAME,
     Collection,
@@ -72,12 +74,16 @@ def _filter(where: Where | None) -> models.Filter | None:
     if not where:
         return None
     must: list[models.Condition] = []
+    must_not: list[models.Condition] = []
     for key, value in where.items():
-        if isinstance(value, str):
+        if key == VALID_ON:  # in force that day: not starting after it, not ended on or before it
+            must_not.append(models.FieldCondition(key="valid_from", range=models.DatetimeRange(gt=str(value))))
+            must_not.append(models.FieldCondition(key="valid_to", range=models.DatetimeRange(lte=str(value))))
+        elif isinstance(value, str):
             must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
         else:
             must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
-    return models.Filter(must=must)
+    return models.Filter(must=must, must_not=must_not or None)
 
 
 def _stored(record: Any, vectors: bool) -> StoredPoint:
@@ -207,6 +213,8 @@ class ClientCollection(Collection):
         if not self.local:  # local mode ignores payload indexes (and warns)
             for name in KEYWORD_INDEXES:
                 self.client.create_payload_index(physical, name, models.PayloadSchemaType.KEYWORD)
+            for name in DATETIME_INDEXES:
+                self.client.create_payload_index(physical, name, models.PayloadSchemaType.DATETIME)
         else:
             local = getattr(self.client, "_client", None)
             collection = getattr(local, "collections", {}).get(physical)
@@ -330,3 +338,11 @@ class ClientCollection(Collection):
         for start in range(0, len(ids), 2048):
             self.client.delete(target, points_selector=models.PointIdsList(points=ids[start : start + 2048]), wait=True)
         return len(ids)
+
+    def set_payload(self, ids: Sequence[str], payload: dict[str, Any], collection: str | None = None) -> int:
+        target = collection or self.name
+        # only the ids that are there (a server refuses the whole call for one missing id)
+        present = [str(p.id) for p in self.client.retrieve(target, ids=list(ids), with_payload=False)] if ids else []
+        for start in range(0, len(present), 2048):
+            self.client.set_payload(target, payload=payload, points=present[start : start + 2048], wait=True)
+        return len(present)

@@ -38,7 +38,9 @@ import qdrant_edge as qe
 
 from ..errors import StoreError
 from .base import (
+    DATETIME_INDEXES,
     KEYWORD_INDEXES,
+    VALID_ON,
     SPARSE_NAME,
     Collection,
     Layout,
@@ -86,12 +88,23 @@ def _filter(where: Where | None) -> qe.Filter | None:
     if not where:
         return None
     must: list[Any] = []
+    must_not: list[Any] = []
     for key, value in where.items():
-        if isinstance(value, str):
+        if key == VALID_ON:  # in force that day: not starting after it, not ended on or before it
+            must_not.append(qe.FieldCondition(key="valid_from", range=qe.RangeDateTime(gt=str(value))))
+            must_not.append(qe.FieldCondition(key="valid_to", range=qe.RangeDateTime(lte=str(value))))
+        elif isinstance(value, str):
             must.append(qe.FieldCondition(key=key, match=qe.MatchValue(value)))
         else:
             must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(value))))
-    return qe.Filter(must=must)
+    return qe.Filter(must=must, must_not=must_not or None)
+
+
+def _create_indexes(shard: qe.EdgeShard) -> None:
+    for name in KEYWORD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+    for name in DATETIME_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
 
 
 def _stored(record: Any, vectors: bool) -> StoredPoint:
@@ -268,8 +281,7 @@ class EdgeCollection(Collection):
             shard = qe.EdgeShard.create(str(path), _config(dense_size, sparse))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.root) from None
-        for name in KEYWORD_INDEXES:
-            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        _create_indexes(shard)
         self._shards[physical] = shard
         with self._editing_catalog() as catalog:
             catalog["collections"][physical] = {"dense": dense_size, "sparse": sparse, "metadata": metadata or {}}
@@ -395,6 +407,19 @@ class EdgeCollection(Collection):
             shard.update(qe.UpdateOperation.delete_points(ids[start : start + 4096]))
         return len(ids)
 
+    def set_payload(self, ids: Sequence[str], payload: dict[str, Any], collection: str | None = None) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        shard = self.shard(collection)
+        try:
+            shard.update(qe.UpdateOperation.set_payload(ids, payload))
+        except Exception:  # noqa: BLE001 - "No point with id …": update the ones that are there
+            ids = [str(p.id) for p in shard.retrieve(ids, with_payload=False, with_vector=False)]
+            if ids:
+                shard.update(qe.UpdateOperation.set_payload(ids, payload))
+        return len(ids)
+
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
@@ -442,8 +467,7 @@ def migrate_local_folder(root: Path, store: Any, batch: int = 1024) -> dict[str,
                 path.parent.mkdir(parents=True, exist_ok=True)
                 shard = qe.EdgeShard.create(str(path), _config(layout.dense, True))
                 try:
-                    for name in KEYWORD_INDEXES:
-                        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                    _create_indexes(shard)
                     pending: list[qe.Point] = []
                     for point in source.iter_points(physical=physical, fields=True, vectors=True, batch=batch):
                         sparse = point.sparse or bm25_from_page_content(point.payload)
