@@ -250,3 +250,31 @@ def test_killed_local_mode_move_leaves_the_old_folder_and_restarts(tmp_path):
     (path / "shards" / "half-copied").mkdir(parents=True)  # what a kill during the copy leaves
     with QdrantStore(path=str(path)).connect() as c:
         assert c.count() == 10 and c.physical_names() == [c.alias_target()]
+
+
+def test_validity_payload_updates_and_the_law_in_force_on_a_day(store):
+    """set_payload changes fields without touching vectors (ids gone are skipped), and the ``@valid_on``
+    condition keeps a point unless it starts after the day or ended on or before it (no fields: in force)."""
+    from legal_rag_pipeline.stores.base import VALID_ON
+
+    points = _points(4)
+    ids = [p.id for p in points]
+    with _quiet(), store.connect() as c:
+        c.ensure(DIM, "m")
+        c.upsert(points)
+        assert c.set_payload(ids[:1], {"valid_from": "2015-07-01", "valid_to": "2021-01-01", "repealed_by": "59/2020/QH14"}) == 1
+        assert c.set_payload(ids[1:2], {"valid_from": "2021-01-01", "valid_to": None}) == 1
+        assert c.set_payload([ids[2], str(uuid.uuid4())], {"valid_from": "2030-01-01"}) == 1  # one id no longer there
+
+        def in_force(day):
+            found, _ = c.scroll(where={VALID_ON: day}, fields=["article"])
+            return sorted(int(p.payload["article"]) for p in found)
+
+        assert in_force("2020-06-30") == [0, 3]
+        assert in_force("2021-01-01") == [1, 3]
+        assert in_force("2031-01-01") == [1, 2, 3]
+        kept = c.retrieve(ids[:1], fields=True, vectors=True)[0]
+        assert kept.payload["repealed_by"] == "59/2020/QH14" and kept.payload["page_content"] == "Điều 0."
+        assert kept.dense is not None and len(kept.dense) == DIM
+        hits = c.query(sparse=([100, 101], [1.0, 1.0]), where={VALID_ON: "2020-06-30"}, limit=5, fields=["article"])
+        assert [h.payload["article"] for h in hits] == ["0"]
