@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 
@@ -216,6 +217,64 @@ def test_references_are_not_headings():
     assert [c.metadata["kind"] for c in chunks] == ["text"]
 
 
+def _articles(text: str) -> list[tuple[str, str]]:
+    """(article, article_title) of each law chunk, in order, once per article."""
+    out: list[tuple[str, str]] = []
+    for c in chunk_text("x.txt", normalize_text(text)):
+        key = (c.metadata.get("article"), c.metadata.get("article_title"))
+        if c.metadata["kind"] == "law" and (not out or out[-1] != key):
+            out.append(key)
+    return out
+
+
+@pytest.mark.parametrize("heading", [
+    "Điều 5- Nhiệm vụ của Ủy ban",
+    "Điều 5 - Nhiệm vụ của Ủy ban",
+    "Điều 5 – Nhiệm vụ của Ủy ban",
+    "Điều 5.- Nhiệm vụ của Ủy ban",
+    "Điều 5 . Nhiệm vụ của Ủy ban",
+    "Điều 5: Nhiệm vụ của Ủy ban",
+])
+def test_article_separators_dash_and_spaced_dot(heading):
+    text = f"Điều 4. Giải thích từ ngữ\nNội dung.\n{heading}\n1. Lập kế hoạch.\nĐiều 6. Hiệu lực\nHết."
+    assert _articles(text) == [("4", "Giải thích từ ngữ"), ("5", "Nhiệm vụ của Ủy ban"), ("6", "Hiệu lực")]
+
+
+def test_dash_range_is_not_a_heading():
+    text = "Điều 1. Phạm vi\nNội dung.\nĐiều 5-7 của Luật này được áp dụng.\nĐiều 2. Đối tượng\nHết."
+    assert [a for a, _ in _articles(text)] == ["1", "2"]
+
+
+def test_wrapped_cross_reference_out_of_sequence_is_body_text():
+    text = ("Điều 12. Đăng ký thay đổi\n1. Doanh nghiệp gửi hồ sơ theo quy định tại\n"
+            "Điều 116 Luật Doanh nghiệp đến phòng đăng ký kinh doanh.\n"
+            "Điều 116.\n"
+            "Điều 13. Công bố nội dung\nHết.")
+    chunks = chunk_text("x.txt", normalize_text(text))
+    assert [c.metadata["article"] for c in chunks] == ["12", "13"]
+    assert "Điều 116 Luật Doanh nghiệp đến phòng" in chunks[0].text
+
+
+def test_loose_headings_in_sequence_still_start_articles():
+    # Luat-cong-nghe-thong-tin-2006: "Điều 5" has no separator; older laws put the title on the next line
+    text = ("Điều 4. Giải thích từ ngữ\nNội dung.\n"
+            "Điều 5 Chính sách của Nhà nước về ứng dụng và phát triển công nghệ thông tin\nNội dung.\n"
+            "Điều 6\nNội dung quản lý nhà nước\nNội dung.\n"
+            "Điều 6a.\nĐiều mới bổ sung\nNội dung.\n"
+            "Điều 1\nĐiều lệ kèm theo bắt đầu lại\nNội dung.")
+    assert [a for a, _ in _articles(text)] == ["4", "5", "6", "6a", "1"]
+
+
+def test_article_list_in_an_appendix_is_not_a_heading():
+    # Luat-quy-hoach-322935.txt: after its last article, a table of the laws it amends lists "Điều 11" alone
+    text = ("Điều 58. Hiệu lực thi hành\nLuật này có hiệu lực.\nĐiều 59. Quy định chuyển tiếp\nNội dung.\n"
+            "12.\nLuật Khí tượng thủy văn số 90/2015/QH13\nĐiều 11\n13.\n"
+            "Luật Điện lực số 28/2004/QH11\nĐiều 8, Điều 8a, Điều 9, Điều 10")
+    chunks = chunk_text("x.txt", normalize_text(text))
+    assert [c.metadata["article"] for c in chunks] == ["58", "59"]
+    assert chunks[-1].text.endswith("Điều 8, Điều 8a, Điều 9, Điều 10")
+
+
 # --------------------------------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------------------------------
@@ -269,6 +328,26 @@ def test_every_real_law_chunks_within_budget():
             articles = {c.metadata["article"] for c in chunks if c.metadata["kind"] == "law"}
             assert len(articles) >= 5, (rel, len(articles))
     assert len(empty) <= 1, empty  # laws_blankline has one 0-byte file
+
+
+def test_real_laws_article_numbers_in_order():
+    """Over both law folders: articles come in increasing order (a restart at 1 allowed), and every
+    number skipped is absent from the file as a line start (a gap is the file's, not a lost heading)."""
+    need_shared()
+    files = sorted((SHARED / "laws").glob("*.txt")) + sorted((SHARED / "laws_blankline").glob("*.txt"))
+    assert len(files) == 318
+    total = 0
+    for path in files:
+        if path.stat().st_size == 0:
+            continue
+        text = normalize_text(read_document(path, path.name).text)
+        numbers = [int(a.rstrip("abcdefghijklmnopqrstuvwxyzđ")) for a, _ in _articles(text)]
+        total += len(numbers)
+        starts = {int(m.group(1)) for m in re.finditer(r"^(?:Điều|ĐIỀU)\s*(\d+)", text, re.M)}
+        backwards = [(a, b) for a, b in zip(numbers, numbers[1:]) if b <= a and b != 1]
+        lost = [n for a, b in zip(numbers, numbers[1:]) for n in range(a + 1, b) if n in starts]
+        assert not backwards and not lost, (path.name, backwards, lost)
+    assert total == 29074  # chunker 3: one fewer than chunker 2, "Điều 11" in Luat-quy-hoach's appendix table
 
 
 def test_non_nfc_law_normalises_like_its_nfc_form():

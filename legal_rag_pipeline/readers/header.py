@@ -58,7 +58,8 @@ _DATE_WORDS = re.compile(r"ngày\s+(\d{1,2})\s*(?:tháng|/|-)\s*(\d{1,2})\s*(?:n
 _DATE_NUMERIC = re.compile(r"ngày\s+(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*((?:19|20)\d{2})", re.I)
 _PLACE_DATE = re.compile(r"(?:^|\s)[\wÀ-ỹ. ]{2,40},\s*ngày\s+\d{1,2}\s+tháng\s*\d{1,2}\s+năm\s+\d{4}", re.I)
 _NATIONAL = re.compile(r"CỘNG\s+H[OÒ]\s*[AÀ]\s+XÃ\s+HỘI|Độc\s+lập\s*[-–]\s*Tự\s+do", re.I)
-_ARTICLE = re.compile(r"^(?:Điều|ĐIỀU)\s*\d+[a-zđ]?\s*[.:]", re.I)
+# "Điều 5." / "Điều 5: " / "Điều 5 - " (not the range "Điều 5-7")
+_ARTICLE = re.compile(r"^(?:Điều|ĐIỀU)\s*\d+[a-zđ]?\s*(?:[.:]|[-–—](?!\s*\d))", re.I)
 _CHAPTER = re.compile(r"^(?:Chương|CHƯƠNG|Phần thứ|PHẦN THỨ)\s+\S+", re.I)
 _EFFECT = re.compile(
     r"có\s+hiệu\s+lực(?:\s+thi\s+hành)?(?:\s+kể)?\s+từ\s+ngày\s+"

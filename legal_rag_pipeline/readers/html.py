@@ -29,7 +29,8 @@ _BLOCK = {
 }
 _DROP = "script, style, noscript, template, iframe, object, embed, svg, canvas, button, select, input, textarea"
 _CHROME = "nav, header, footer, form, aside, menu"
-_ARTICLE_LINE = re.compile(r"^\s*(?:Điều|ĐIỀU)\s*\d+[a-zđ]?\s*[.:]", re.M)
+# "Điều 5." / "Điều 5: " / "Điều 5 - " (not the range "Điều 5-7")
+_ARTICLE_LINE = re.compile(r"^\s*(?:Điều|ĐIỀU)\s*\d+[a-zđ]?\s*(?:[.:]|[-–—](?!\s*\d))", re.M)
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_:.-]+)""", re.I)
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 

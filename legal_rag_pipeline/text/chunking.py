@@ -21,7 +21,12 @@ TokenCounter = Callable[[str], int]
 # ---------------------------------------------------------------------------------------------------
 # Structure recognition (lines are already normalised: stripped, NFC)
 # ---------------------------------------------------------------------------------------------------
-_ARTICLE = re.compile(r"(?:Điều|ĐIỀU)\s*(\d+[a-zđ]?)(?![\w/,-])(.*)$")
+_ARTICLE = re.compile(r"(?:Điều|ĐIỀU)\s*(\d+)([a-zđ]?)(?![\w/,])(.*)$")
+# What separates an article's number from its title: "." / ":" (repeated, maybe a space before, maybe
+# a dash after: "Điều 1 . ", "Điều 5.- ") or a dash not starting a range ("Điều 5- ", "Điều 5 – ";
+# not "Điều 5-7").
+_ARTICLE_SEPARATOR = re.compile(r"\s*(?:[.:]+(?:\s*[-–—])?|[-–—](?!\s*\d))\s*")
+_NEXT_WITHIN = 3  # a loose heading may skip at most two missing articles ("Điều 12" → "Điều 15")
 _CHAPTER = re.compile(r"(?:Chương|CHƯƠNG)\s+([IVXLCDM]+|\d+)(?![\w/])\s*(.*)$")
 _SECTION = re.compile(r"(?:Mục|MỤC)\s+(\d+|[IVXLCDM]+)(?![\w/])\s*(.*)$")
 _PART = re.compile(r"(?:Phần|PHẦN)\s+(thứ\s+\S+|THỨ\s+\S+|[IVXLCDM]+|\d+)(?![\w/])\s*(.*)$")
@@ -36,25 +41,41 @@ def _is_upperish(s: str) -> bool:
     return bool(letters) and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
 
 
-def _match_article(line: str) -> tuple[str, str] | None:
+def _match_article(line: str, after: str | None = None) -> tuple[str, str] | None:
     """(number, title) when ``line`` is an article heading, else None.
 
-    Headings: "Điều 12. Tên", "Điều 12: Tên", "Điều 12" alone, "Điều15.", "Điều 10 Thanh tra..."
-    (no separator, capital next). Not headings: "Điều 11 của Luật này.", "Điều 6, khoản 2 Điều 46".
+    Firm headings, a separator then a title, are taken wherever they are (an excerpt can skip
+    articles; a law with appended regulations restarts at 1): "Điều 12. Tên", "Điều 12: Tên",
+    "Điều 12.Tên", "Điều 5- Tên", "Điều 5 - Tên", "Điều 5.- Tên", "Điều 1 . Tên".
+    Loose headings, "Điều 12" / "Điều 12." alone (title on the next line) or "Điều 10 Thanh tra..."
+    (no separator, capital next), are what a line wrap makes of a cross-reference ("…quy định tại" /
+    "Điều 116 Luật Doanh nghiệp…"), so when ``after`` (the previous article's number) is given they
+    must follow it: a number up to ``_NEXT_WITHIN`` higher, the same number with a letter ("10a"
+    after "10"), or 1. Never headings: "Điều 11 của Luật này.", "Điều 6, khoản 2 Điều 46", "Điều 5-7".
     """
     m = _ARTICLE.match(line)
     if not m:
         return None
-    number, rest = m.group(1).lower(), m.group(2)
-    if not rest.strip():
-        return number, ""
-    if rest[0] in ".:":
-        return number, rest.lstrip(".: ").strip()
-    if rest[0] == " ":
-        first = rest.strip()[0]
-        if first.isupper() or first in "\"“'(":
-            return number, rest.strip()
-    return None
+    number, rest = m.group(1) + m.group(2).lower(), m.group(3)
+    sep = _ARTICLE_SEPARATOR.match(rest)
+    if (sep and sep.end() == len(rest)) or not rest.strip():
+        title = ""  # "Điều 12." / "Điều 12": loose
+    elif sep:
+        return number, rest[sep.end():].strip()
+    elif rest[0] == " " and (rest.strip()[0].isupper() or rest.strip()[0] in "\"“'("):
+        title = rest.strip()
+    else:
+        return None
+    if after is not None and not _follows(number, after):
+        return None
+    return number, title
+
+
+def _follows(number: str, previous: str) -> bool:
+    """True when article ``number`` can come right after article ``previous`` (see ``_match_article``)."""
+    n, n_letter = int(number.rstrip("abcdefghijklmnopqrstuvwxyzđ")), number.lstrip("0123456789")
+    p, p_letter = int(previous.rstrip("abcdefghijklmnopqrstuvwxyzđ")), previous.lstrip("0123456789")
+    return n == 1 or p < n <= p + _NEXT_WITHIN or (n == p and n_letter != p_letter and bool(n_letter))
 
 
 def _match_heading(regex: re.Pattern[str], line: str) -> tuple[str, str] | None:
@@ -307,7 +328,7 @@ def _parse_law(lines: list[str]) -> tuple[list[str], list[_Article]]:
         if not line:
             i += 1
             continue
-        art = _match_article(line)
+        art = _match_article(line, articles[-1].number if articles else None)
         if art:
             number, title = art
             articles.append(_Article(number, title, line, [], part, chapter, section))
@@ -357,8 +378,7 @@ def _law_chunks(source: str, text: str, budget: int, count: TokenCounter) -> lis
         if count(heading) > budget // _MAX_HEADING_SHARE:
             # "Điều 1:Hội đồng nhân dân là ..." – the "title" is the article's first sentence
             heading = f"Điều {art.number}."
-            rest = _ARTICLE.match(art.heading).group(2).lstrip(".: ").strip()  # type: ignore[union-attr]
-            body_lines.insert(0, rest)
+            body_lines.insert(0, art.title)
             art_title = ""
         body = "\n".join(line for line in body_lines if line)
         meta = {"kind": "law", "law": title, "part": art.part, "chapter": art.chapter, "section": art.section,
