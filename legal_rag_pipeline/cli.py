@@ -231,6 +231,7 @@ def _prune_only(settings, confirm_delete: bool, out) -> int:
             return EXIT_OK
         try:
             _, vanished = data_folder.sync(collection, embedder, [], None, confirm_mass_deletion=confirm_delete)
+            data_folder.update_validity(collection)
         except PipelineError as exc:
             print(str(exc), file=out)
             return EXIT_FAILED
@@ -242,7 +243,8 @@ def _prune_only(settings, confirm_delete: bool, out) -> int:
 
 # ---------------------------------------------------------------------------- search
 def run_search(
-    settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=None, document=None
+    settings, queries: Sequence[str], top_k: int, as_json: bool, law=None, source=None, out=None, document=None,
+    as_of: str | None = "today",
 ) -> int:
     out = out or sys.stdout
     from .definitions import build_embedder, build_store
@@ -266,6 +268,7 @@ def run_search(
                 source=source,
                 document=document,
                 fusion_weights=settings.fusion_weights,
+                as_of=as_of,
             )
             if as_json:
                 print(json.dumps({"query": query, "hits": [h.as_json() for h in hits]}, ensure_ascii=False), file=out)
@@ -279,6 +282,9 @@ def run_search(
                     x for x in (hit.law, f"Điều {hit.article}" if hit.article else None, hit.source) if x
                 )
                 print(f"{rank:>2}. {hit.score:.3f}  {where}", file=out)
+                note = hit.validity_note(None if as_of in (None, "today") else as_of)
+                if hit.number or note:
+                    print(f"    {' · '.join(x for x in (hit.number, note) if x)}", file=out)
                 text = hit.page_content.replace("\n", " ")
                 print(f"    {text[:240]}{'…' if len(text) > 240 else ''}", file=out)
     return EXIT_OK
@@ -311,10 +317,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", help="only documents of this issuer, e.g. 'Chính phủ'")
     p.add_argument("--issued-after", help="only documents issued on or after this date (YYYY-MM-DD)")
     p.add_argument("--issued-before", help="only documents issued on or before this date (YYYY-MM-DD)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--as-of", metavar="YYYY-MM-DD", help="the law as it stood that day (default: in force today)")
+    when.add_argument("--all-versions", action="store_true", help="every version: repealed and not yet in force too")
 
     for module in _command_modules():
         module.register(sub)
     return parser
+
+
+def _as_of(args) -> str | None | bool:
+    """``--as-of``/``--all-versions`` as search's ``as_of`` ("today", a day, None); False after
+    printing why a date cannot be read."""
+    if getattr(args, "all_versions", False):
+        return None
+    value = getattr(args, "as_of", None)
+    if not value:
+        return "today"
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        print(f"--as-of {value!r} is not a date: write it as YYYY-MM-DD, e.g. --as-of 2020-06-30.", file=sys.stderr)
+        return False
 
 
 def _command_modules():
@@ -346,8 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .search import DocumentFilter
 
             document = DocumentFilter(args.number, args.doc_type, args.issuer, args.issued_after, args.issued_before)
+            as_of = _as_of(args)
+            if as_of is False:
+                return EXIT_CONFIG
             return run_search(
-                settings, queries, args.top_k, args.json, law=args.law, source=args.source, document=document
+                settings, queries, args.top_k, args.json, law=args.law, source=args.source, document=document,
+                as_of=as_of,
             )
         return args.handler(args, settings)
     except ConfigurationError as exc:

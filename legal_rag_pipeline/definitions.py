@@ -8,6 +8,7 @@ import dagster as dg
 
 from .assets.ingestion import ASSETS
 from .assets.quality import QUALITY_CHECKS, QUALITY_JOBS
+from .assets.validity import law_validity
 from .automation import build_automation
 from .instance import use_event_batches
 from .partitions import source_files
@@ -21,7 +22,8 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*ASSETS),
     partitions_def=source_files,
     executor_def=dg.in_process_executor,
-    description="Read, chunk, embed and sync the selected files (one run for many files).",
+    description="Read, chunk, embed and sync the selected files (one run for many files); the writer step also "
+    "keeps the law in force across the folder current (law_validity).",
 )
 
 
@@ -123,7 +125,7 @@ def _locked(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
 def build_definitions(settings: Settings) -> dg.Definitions:
     automation = build_automation(ingest_job)
     return dg.Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, law_validity],
         asset_checks=QUALITY_CHECKS,
         jobs=[ingest_job, *QUALITY_JOBS, *automation.jobs],
         sensors=automation.sensors,

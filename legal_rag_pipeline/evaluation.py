@@ -278,6 +278,7 @@ def evaluate(
     progress: Any = None,
     options: bool = True,
     fusion_weights: tuple[float, float] | None = None,
+    as_of: str | None = "today",
 ) -> EvalReport:
     """Search every question (with its options, unless ``options`` is False) and score the hits.
 
@@ -317,6 +318,7 @@ def evaluate(
             law=law,
             source=source,
             fusion_weights=fusion_weights,
+            as_of=as_of,
         )
         results.append(score(q, hits, mapped))
     if progress is not None:

@@ -35,6 +35,8 @@ from .records import Chunk, Row, SkippedRow
 from .resources.qdrant import Collection, PointRecord
 from .settings import load_limits
 from .text.chunking import chunk_rows, chunk_text
+from .validity.resolve import point_validity
+from .validity.sync import applied_view
 from .text.lexical import document_sparse_vector
 from .text.normalize import normalize_text
 from .text.tokens import count_tokens
@@ -42,11 +44,13 @@ from .text.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 # Bump when a reader or the chunker changes output for the same bytes: files are re-read/re-chunked.
-READER_VERSION = "2"  # 2: .docx/.doc/.rtf/.pdf/.html readers (issue 12)
-CHUNKER_VERSION = "2"  # 2: the document's number, type, issuer and dates in every chunk (readers/header.py)
+READER_VERSION = "3"  # 3: a saved vbpl.vn page's own status in the document record ("page_validity")
+CHUNKER_VERSION = "3"  # 3: "Điều 5 - …"/"Điều 1 . …" headings; a loose "Điều N" out of sequence is text
 # Texts embedded together (across files) before their vectors are saved: keeps batches full while
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024
+# Bump when validity/extract.py reads the same text differently: facts are read again, nothing re-chunked.
+VALIDITY_VERSION = "1"
 BM25_ONLY_MODEL = "none (bm25 only)"
 # An ingest whose files are all unchanged since their last successful sync does not open Qdrant
 # (embedded mode loads the whole collection to open it). The collection is still read in full and
@@ -208,6 +212,7 @@ def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:
             "kind": result["kind"],
             "records": records,
             "reader_version": READER_VERSION,
+            "page_validity": result.get("page_validity"),  # a saved vbpl.vn page's own status, else None
         }
     )
     counts = {"bytes": before.st_size, "records": records}
@@ -237,6 +242,11 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
     document = art.document() or {}
     version = f"{CHUNKER_VERSION}:{token_budget}:{document.get('sha256')}"
     if document.get("chunked") == version and art.has_chunks():
+        if document.get("kind") == "text" and document.get("validity_version") != VALIDITY_VERSION:
+            # a newer reading of validity: the facts again, from the text, without re-chunking
+            text = normalize_text(next(art.read_raw(), {}).get("text", ""))
+            document.update(_validity_facts(source, text, document.get("document_info") or {}))
+            art.write_document(document)
         return StageOutcome(source, "unchanged", counts={"chunks": document.get("chunks", 0)})
 
     skipped: list[str] = []
@@ -251,6 +261,7 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
         if document.get("kind") == "text":
             text = normalize_text(next(raw, {}).get("text", ""))
             info.update(document_info(text))
+            document.update(_validity_facts(source, text, info))
             produced: Iterable[Chunk | SkippedRow] = (
                 Chunk(c.source, c.chunk_key, c.text, {**c.metadata, **info})
                 for c in chunk_text(source, text, token_budget, count_tokens)
@@ -288,6 +299,21 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
     return StageOutcome(
         source, "ok", counts={"chunks": chunk_count, "skipped_rows": len(skipped)}, notes=notes
     )
+
+
+def _validity_facts(source: str, text: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The document record's validity facts (validity/extract.py). Reading them never fails a file: a
+    text that cannot be read for validity is kept in force, and the reason is listed."""
+    from .validity.extract import read_validity
+    from .validity.model import DocumentFacts
+    from .validity.sync import FACTS_KEY
+
+    try:
+        facts = read_validity(text, info)
+    except Exception as exc:  # noqa: BLE001 - a bug in a reading must not stop the file
+        log.warning("%s: validity not read (%s); the document is taken as in force", source, exc)
+        facts = DocumentFacts(number=info.get("number"), unreadable=[f"validity not read: {type(exc).__name__}: {exc}"])
+    return {FACTS_KEY: facts.to_json(), "validity_version": VALIDITY_VERSION}
 
 
 def _rows_from_raw(items: Iterable[dict[str, Any]]) -> Iterator[Row | SkippedRow]:
@@ -575,8 +601,9 @@ def _sync_stage(
             return []
         art = FileArtifacts(state_dir, source)
         vectors = art.read_embeddings(model) if enabled else {}
+        validity = applied_view(art.document(), f"{location}|{physical}")  # what its other points carry
         return [
-            _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None)
+            _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None, validity)
             for i, chunk in enumerate(art.read_chunks())
             if chunk.point_id in ids
         ]
@@ -702,7 +729,9 @@ def _dense_size(ready: Sequence[str], state_dir: Path, model: str, collection: C
     return int(embedder.dimension())
 
 
-def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector: Any) -> PointRecord:
+def _point(
+    chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector: Any, validity: dict[str, Any] | None = None
+) -> PointRecord:
     md = dict(chunk.metadata)
     metadata = {**md, "source": chunk.source, "chunk_key": chunk.chunk_key}
     article = md.get("article")
@@ -722,6 +751,9 @@ def _point(chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector:
         "ingested_at": now,
         "group_key": group,
     }
+    if md.get("kind") in ("law", "law_preamble") or validity:
+        # valid_from, valid_to, repealed_by, amended_by, ... as the file's other points carry them (validity/)
+        payload.update(point_validity(validity, md))
     sparse = document_sparse_vector(lexical_text(chunk))
     return PointRecord(
         id=chunk.point_id,

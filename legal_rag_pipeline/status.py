@@ -8,6 +8,7 @@ so it works while the daemon is up and, for everything but the counts, while a r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ class FileStatus:
     run_id: str | None = None
     at: str | None = None  # when its last run handled it (UTC)
     since: str | None = None  # when its points last changed (UTC)
+    # the law in force, as its points carry it (validity/): status ("in force", "not in force since …
+    # (repealed by …)", "partly not in force", ", amended"), number, valid_from, valid_to, repealed_by, …
+    validity: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +70,11 @@ def file_status(source: str, state_dir: Path, path: Path | None) -> FileStatus:
         at=latest.get("at"),
         since=(status.get("qdrant_collection") or {}).get("changed_at"),
     )
+    applied = (document.get("validity_applied") or {}).get("view")
+    if applied:
+        from .validity.resolve import FileValidity, file_status as validity_status
+
+        result.validity = validity_status(FileValidity.from_json(applied), date.today().isoformat())  # type: ignore[arg-type]
     failed = next(((stage, e) for stage, e in entries if e and e.get("status") == "failed"), None)
     if path is None:
         result.status = "removed"

@@ -22,6 +22,13 @@ COLLECTION_CHECKS = [
     dg.AssetCheckSpec("search_probe", asset=ASSET, description="A search finds a chunk of each newly ingested file (at most 100 per run, spread over it)."),
 ]
 
+# Evaluated with the corpus view of validity (assets/validity.py), after the sync.
+NUMBER_CHECK = "number_names_one_document"
+NUMBER_CHECK_SPEC = dg.AssetCheckSpec(
+    NUMBER_CHECK, asset=ASSET,
+    description="No document number (số hiệu) is carried by two files: copies are reported, not merged (a warning).",
+)
+
 
 def run_collection_checks(
     collection: Collection,

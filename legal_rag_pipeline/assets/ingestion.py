@@ -158,7 +158,7 @@ class CollectionConfig(dg.Config):
     deps=[embedding_batches],
     pool=WRITER_POOL,
     output_required=False,
-    check_specs=checks.COLLECTION_CHECKS,
+    check_specs=[*checks.COLLECTION_CHECKS, checks.NUMBER_CHECK_SPEC],
     description="The Qdrant collection in sync with the data folder: new and changed chunks upserted by "
     "stable id, stale points deleted after the upsert, removed files' points deleted.",
 )
@@ -191,6 +191,7 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             confirm_mass_deletion=config.confirm_mass_deletion,
             progress=progress,
         )
+        validity = data_folder.update_validity(collection)  # the law in force across the folder (law_validity)
         with records_batch(state):
             per_file = ingest.file_summaries(keys, state)
         if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):
@@ -219,6 +220,10 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
                 **{f"files_{name}": value for name, value in counts.items()},
             },
         )
+        from .validity import validity_check, validity_materialization
+
+        yield validity_materialization(validity)
+        yield validity_check(validity, asset=context.asset_key)
         progress.start("check", len(checks.COLLECTION_CHECKS), "checks")
         yield from progress.counted(
             "check", checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes), every=1

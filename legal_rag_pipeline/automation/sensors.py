@@ -274,10 +274,14 @@ def prune_vanished_files(
             _, vanished = data_folder.sync(
                 collection, embedder, [], context.run_id, confirm_mass_deletion=config.confirm_mass_deletion
             )
+            validity = data_folder.update_validity(collection)  # a removed law's successors and predecessors
     except PipelineError as exc:  # one sentence in the UI, no stack trace
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     removed = {o.source: o.counts.get("points_deleted", 0) for o in vanished}
     context.log.info(f"Removed the points of {len(removed)} files no longer in the data folder: {removed}")
+    from ..assets.validity import validity_materialization
+
+    context.log_event(validity_materialization(validity))
     context.log_event(
         dg.AssetObservation(
             asset_key="qdrant_collection",

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qdrant-search", action="store_true",
                    help="send every bm25 query to Qdrant (default on embedded Qdrant: the same scoring in memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar: plain progress lines")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--as-of", metavar="YYYY-MM-DD", help="search the law as it stood that day (default: in force today)")
+    when.add_argument("--all-versions", action="store_true", help="search every version: repealed and not yet in force too")
     p.set_defaults(handler=run_eval)
 
 
@@ -49,6 +52,11 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     from ..progress import for_terminal, showing
     from ..text.lexical import active_variant
 
+    from ..cli import _as_of
+
+    as_of = _as_of(args)
+    if as_of is False:
+        return 2
     ks = evaluation.parse_ks(args.k)
     questions = evaluation.load_questions(args.questions)
     law_map = evaluation.load_law_map(args.law_map)
@@ -64,7 +72,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
             report = evaluation.evaluate(
                 collection, questions, ks=ks, law_map=law_map, embedder=embedder, law=args.law, source=args.source,
                 engine="qdrant" if args.qdrant_search else "auto", progress=progress,
-                options=not args.no_options, fusion_weights=settings.fusion_weights,
+                options=not args.no_options, fusion_weights=settings.fusion_weights, as_of=as_of,
             )
     comparison = evaluation.compare(report, before) if before is not None else None
     if args.json:

@@ -116,6 +116,10 @@ def run_status(args: argparse.Namespace, settings, out=None) -> int:
             print(f"    {s.fix}", file=out)
         elif s.status == "removed":
             print("    no longer in the data folder; the next run removes its points", file=out)
+        if s.validity and s.validity.get("status") != "in force":
+            v = s.validity
+            detail = "; ".join([*v.get("parts_ended", [])[:3], *(f"amended by {a}" for a in v.get("amended_by", [])[:3])])
+            print(f"    validity: {v['status']}" + (f" — {detail}" if detail else ""), file=out)
 
     tally: dict[str, int] = {}
     for s in statuses:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,9 @@ from pydantic import Field
 
 if TYPE_CHECKING:
     from ..deletion import DeletionLimits
+
+
+log = logging.getLogger(__name__)
 
 
 class DataFolder(dg.ConfigurableResource):
@@ -49,7 +53,7 @@ class DataFolder(dg.ConfigurableResource):
         (deletion.py) is lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
         from .. import ingest
 
-        return ingest.sync_stage(
+        result = ingest.sync_stage(
             list(sources),
             self.data_path,
             self.state_path,
@@ -60,3 +64,19 @@ class DataFolder(dg.ConfigurableResource):
             confirm_mass_deletion=confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
             **({"progress": progress} if progress is not None else {}),
         )
+        return result
+
+    def update_validity(self, collection):
+        """The validity fields of every ingested file's points in line with the corpus view (payload
+        updates only; validity/sync.py): after every sync (the writer step, the prune job and the CLI's
+        prune), since a file added, changed or removed can change what other files' points say."""
+        from ..validity.sync import apply_validity
+
+        report = apply_validity(self.state_path, collection)
+        if report.files_updated or report.failed:
+            log.info(
+                "Validity: %d files' points updated (%d points, %.1f s)%s", report.files_updated,
+                report.points_updated, report.seconds,
+                f"; {len(report.failed)} not updated, retried next run" if report.failed else "",
+            )
+        return report

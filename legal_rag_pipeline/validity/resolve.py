@@ -92,9 +92,13 @@ def _heading_number(heading: str | None) -> str | None:
 
 
 def title_key(title: str | None) -> str:
-    """A law title as a comparable key: NFC, case-folded, punctuation dropped."""
+    """A law title as a comparable key: NFC, case-folded, punctuation and a trailing year dropped
+    ("Luật Thi đua, Khen thưởng năm 2003" → "luật thi đua khen thưởng")."""
     text = unicodedata.normalize("NFC", title or "").casefold()
-    return " ".join(_WORDS.findall(text))
+    words = _WORDS.findall(text)
+    if words and re.fullmatch(r"(?:19|20)\d{2}", words[-1]):
+        words = words[:-2] if len(words) > 1 and words[-2] == "năm" else words[:-1]
+    return " ".join(words)
 
 
 def _year(value: str | None) -> int | None:
