@@ -400,3 +400,11 @@ def test_corpus_all_files() -> None:
     assert files == 318
     assert counts[REPEALS] >= 220 and counts[ABOLISHES] >= 40 and counts[AMENDS] >= 130
     assert median < 0.05
+
+
+def test_article_of_an_amending_law_named_by_its_title() -> None:
+    # Luật Thuế giá trị gia tăng 2008, Điều 15: the number is the amending law's, the scope is its Điều 2
+    facts = law("Điều 15. Hiệu lực thi hành\n3. Bãi bỏ Điều 2 của Luật sửa đổi, bổ sung một số Điều của Luật thuế tiêu "
+                "thụ đặc biệt và Luật thuế giá trị gia tăng số 57/2005/QH11.")
+    [rel] = facts.relations
+    assert (rel.kind, rel.target.number, rel.scopes) == (ABOLISHES, "57/2005/QH11", (Scope(ARTICLE, article="2"),))

@@ -272,6 +272,7 @@ def _year_of(number: str | None, rest: str) -> int | None:
 
 def _clean_title(kind: str, words: str) -> str | None:
     words = re.sub(r"\s+", " ", words).strip(" ,;:.-–")
+    words = re.sub(r"\s+(?:đã\s+)?được\s.*$", "", words)
     words = re.sub(r"\s+(?:số|ngày|năm)$", "", words).strip(" ,;:.-–")
     if not words:
         return None
@@ -332,9 +333,16 @@ def find_targets(text: str) -> list[_Ref]:
             if title and re.fullmatch(r"(?:Bộ luật|Luật|Pháp lệnh|Nghị định|Nghị quyết|Thông tư|Quyết định)",
                                       title, re.IGNORECASE):
                 title = None
+            prefix, start = text[prev_end:m.start()], m.start()
+            if refs and not refs[-1].anchored and not prefix.strip() \
+                    and re.search(r"sửa\s+đổi|bổ\s+sung", refs[-1].target.title or "", re.IGNORECASE):
+                # "Luật sửa đổi, bổ sung … của Luật A và Luật B số 57/2005/QH11": one document, whose
+                # number is the amending law's; the words before it are its own ("Điều 2 của").
+                popped = refs.pop()
+                prefix, start = popped.prefix, popped.start
             if number or title:
                 refs.append(_Ref(Target(number=number, title=None if number else title, year=year),
-                                 text[prev_end:m.start()], m.start(), end, True))
+                                 prefix, start, end, True))
                 prev_end = end
                 continue
         # No number, date or year: the title runs to the end of the phrase ("Pháp lệnh về … hết hiệu lực").
