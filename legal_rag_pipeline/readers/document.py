@@ -27,6 +27,7 @@ class Document:
     text: str | None = None
     rows: Callable[[], Iterator[Row | SkippedRow]] | None = None
     notes: list[str] = field(default_factory=list)
+    page_validity: dict | None = None  # a saved vbpl.vn page's own status (readers/html.py page_validity)
 
 
 def _wrap_os_error(source: str, exc: OSError) -> SourceFileError:
@@ -84,7 +85,8 @@ def read_document(path: Path, source: str) -> Document:
             raise SourceFileError(source, "empty file (0 bytes)", "put some content in it, or remove it")
         if suffix in DOCUMENT_SUFFIXES:  # Word, RTF, PDF, HTML: readers/formats.py
             read = read_document_text(path, source)
-            return Document(source, "text", read.encoding, text=read.text, notes=[f"format {read.format}", *read.notes])
+            return Document(source, "text", read.encoding, text=read.text,
+                            notes=[f"format {read.format}", *read.notes], page_validity=read.page_validity)
         if suffix == ".xlsx":
             tabular.excel_plan(path, source)
             return Document(source, "rows", None, rows=_guarded(source, lambda: tabular.excel_rows(path, source)))

@@ -32,6 +32,7 @@ class DocumentText:
     notes: list[str] = field(default_factory=list)
     legacy: str | None = None  # "tcvn3", "vni", "tcvn3+vni" when a conversion was applied
     ocr_pages: int = 0
+    page_validity: dict | None = None  # a saved vbpl.vn page's own status (readers/html.py page_validity)
 
 
 def is_legal_text(text: str) -> bool:
@@ -120,7 +121,7 @@ def read_document_text(path: Path, source: str) -> DocumentText:
         from . import legacy as legacy_mod
         from .html import html_text
 
-        text, encoding, layout = html_text(data, source)
+        text, encoding, layout, validity = html_text(data, source)
         notes.append(f"HTML, text from {layout}")
         applied = None
         guess, why = legacy_mod.guess_encoding(text)
@@ -132,7 +133,7 @@ def read_document_text(path: Path, source: str) -> DocumentText:
                                           "number or type in its header)",
                                   "save the page of the document itself (on vbpl.vn: the \"Toàn văn\" tab) "
                                   "and drop it in again")
-        return DocumentText(text, "html", encoding, notes, applied)
+        return DocumentText(text, "html", encoding, notes, applied, page_validity=validity)
     if fmt == "damaged-zip":
         raise SourceFileError(source, "a corrupt or truncated Office document (its ZIP container is damaged)",
                               "open it in Word or LibreOffice, save it again and drop it in again (or copy it "

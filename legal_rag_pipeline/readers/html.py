@@ -10,6 +10,8 @@ naive join of text nodes splits into ``Điều`` / ``1.``. The legal text is tak
 * any other page: the smallest element holding (nearly) every article heading, else the whole body
   without navigation, scripts and forms.
 
+``page_validity`` reads the status vbpl.vn shows above the text ("Còn hiệu lực", "Ngày có hiệu lực: …").
+
 selectolax's Lexbor parser never fetches anything a page refers to (no scripts, no images, no URLs).
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
+from datetime import date
 from typing import Any
 
 from ..errors import SourceFileError
@@ -135,8 +139,9 @@ def _densest(tree: Any) -> Any | None:
     return best
 
 
-def html_text(data: bytes, source: str) -> tuple[str, str, str]:
-    """(text, encoding, layout) of a saved page; layout says where the text was found."""
+def html_text(data: bytes, source: str) -> tuple[str, str, str, dict[str, Any] | None]:
+    """(text, encoding, layout, page validity) of a saved page; layout says where the text was found,
+    page validity is the page's own status (``page_validity``), None when it shows none."""
     from selectolax.lexbor import LexborHTMLParser
 
     text, encoding = decode_html(data)
@@ -145,6 +150,7 @@ def html_text(data: bytes, source: str) -> tuple[str, str, str]:
     except Exception as exc:  # noqa: BLE001 - the parser's own errors
         raise SourceFileError(source, f"not a readable HTML page ({exc})",
                               "save the page again from the browser (File → Save as, web page) and drop it in again") from exc
+    validity = page_validity(tree)  # before anything is taken out of the page
     for node in tree.css(_DROP):
         node.decompose()
     content = tree.css_first("#toanvancontent")
@@ -160,4 +166,90 @@ def html_text(data: bytes, source: str) -> tuple[str, str, str]:
             root, layout = tree.body, "page body"
     if root is None:
         raise SourceFileError(source, "an HTML page with no body", "save the page again from the browser and drop it in again")
-    return "\n".join(_lines(root)), encoding, layout
+    return "\n".join(_lines(root)), encoding, layout, validity
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page's own status: vbpl.vn shows the state's reading above the text, as of the day it was saved
+# ---------------------------------------------------------------------------------------------------
+# older layout: <div class="vbInfo"><ul><li><span>Hiệu lực: </span>Hết hiệu lực một phần</li>
+#   <li><span>Ngày có hiệu lực: </span>01/01/2018</li> (also "Ngày hết hiệu lực: …"), outside #toanvancontent;
+# current layout: <div class="lawDocumentHeader_…"> with <div class="effStatus_…">Còn hiệu lực</div> and
+#   <span class="lawDocumentHeader_dateLabel_…">Ngày có hiệu lực:</span><span …>01/03/2026</span>.
+_PAGE_HEADERS = ".vbInfo, [class*=\"lawDocumentHeader\"]"  # the first in the page: the outermost
+_PAGE_STATUS_TAG = "[class*=\"effStatus\"], [class*=\"StatusTag\"]"
+_PAGE_LABELS = {
+    "hiệu lực": "status",
+    "tình trạng hiệu lực": "status",
+    "trạng thái hiệu lực": "status",
+    "ngày có hiệu lực": "effective_from",
+    "ngày hết hiệu lực": "valid_to",
+    "ngày cập nhật": "updated_on",
+}
+_PAGE_DATE = re.compile(r"^(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{4})$")
+
+
+def page_validity(page: bytes | Any) -> dict[str, Any] | None:
+    """The status a vbpl.vn page shows for its document (``page``: the saved bytes, or the parsed
+    tree), or None for a page that shows none.
+
+    ``{"status": the page's words ("Hết hiệu lực một phần"), "in_force": True for "Còn hiệu lực" and
+    "… một phần", False for "Hết hiệu lực toàn bộ" / "Ngưng hiệu lực", None for "Chưa có hiệu lực" or
+    words not known, "effective_from": "Ngày có hiệu lực" as ISO date, "valid_to": "Ngày hết hiệu
+    lực", "updated_on": "Ngày cập nhật"}`` (None where the page has no such line). Only the page's
+    header block is read, never the legal text below it.
+    """
+    if isinstance(page, (bytes, bytearray)):
+        from selectolax.lexbor import LexborHTMLParser
+
+        page = LexborHTMLParser(decode_html(bytes(page))[0])
+    header = page.css_first(_PAGE_HEADERS)
+    if header is None:
+        return None
+    found: dict[str, str] = {}
+    for label in header.css("span, b, strong, label, dt, th"):
+        words = unicodedata.normalize("NFC", " ".join(label.text().split()))
+        key = _PAGE_LABELS.get(words.rstrip(": ").casefold()) if words.endswith(":") else None
+        if key is None or key in found or label.parent is None:
+            continue
+        line = unicodedata.normalize("NFC", " ".join(label.parent.text().split()))
+        value = line.split(words, 1)[-1].strip()
+        if value and len(value) <= 80:
+            found[key] = value
+    if "status" not in found:
+        tag = header.css_first(_PAGE_STATUS_TAG)
+        words = unicodedata.normalize("NFC", " ".join(tag.text().split())) if tag is not None else ""
+        if "hiệu lực" in words.casefold() and len(words) <= 80:
+            found["status"] = words
+    if not found:
+        return None
+    status = found.get("status")
+    return {
+        "status": status,
+        "in_force": _in_force(status),
+        "effective_from": _page_date(found.get("effective_from")),
+        "valid_to": _page_date(found.get("valid_to")),
+        "updated_on": _page_date(found.get("updated_on")),
+    }
+
+
+def _in_force(status: str | None) -> bool | None:
+    words = (status or "").casefold()
+    if not words or words.startswith("chưa"):  # "Chưa có hiệu lực", "Chưa xác định"
+        return None
+    if "một phần" in words or words.startswith(("còn hiệu lực", "có hiệu lực", "đang có hiệu lực")):
+        return True
+    if words.startswith(("hết hiệu lực", "ngưng hiệu lực", "tạm ngưng hiệu lực", "đình chỉ")):
+        return False
+    return None
+
+
+def _page_date(value: str | None) -> str | None:
+    """The ISO date of a page's day-first date ("01/03/2026" → "2026-03-01"), None for none."""
+    m = _PAGE_DATE.match(value or "")
+    if not m:
+        return None
+    try:
+        return date(int(m.group(3)), int(m.group(2)), int(m.group(1))).isoformat()
+    except ValueError:
+        return None

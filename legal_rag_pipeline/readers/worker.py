@@ -289,6 +289,8 @@ def read_into_state(fd: int, source: str, suffix: str, state_dir: Path, limits: 
     answer = {"kind": document.kind, "encoding": document.encoding, "records": records, "notes": notes}
     if inline is not None:
         answer["text"] = inline
+    if document.kind == "text" and document.page_validity:  # a saved vbpl.vn page's own status
+        answer["page_validity"] = document.page_validity
     return answer
 
 
