@@ -163,7 +163,8 @@ def test_search_cli_prints_law_and_article(env, capsys):
     assert cli.main(["search", "nồng độ cồn", "--json", "--top-k", "3"]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
     assert line["query"] == "nồng độ cồn" and 1 <= len(line["hits"]) <= 3
-    assert set(line["hits"][0]) == {"id", "score", "source", "law", "article", "question", "page_content"}
+    assert set(line["hits"][0]) == {"id", "score", "source", "law", "article", "question", "page_content",
+                                    "number", "valid_from", "valid_to", "repealed_by", "amended_by"}
     # top-k are different articles
     keys = [(h["source"], h["article"] or h["id"]) for h in line["hits"]]
     assert len(keys) == len(set(keys))

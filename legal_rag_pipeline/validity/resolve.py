@@ -214,7 +214,7 @@ class FileValidity:
         amended = []
         seen = set()
         for a in self.amendments:
-            if a.article is not None and a.article != article:
+            if a.article is None or a.article != article:  # a whole-document amendment: in the status only
                 continue
             entry = {"number": a.number, "article": a.by_article, "from": a.on}
             key = (a.number, a.by_article, a.on)

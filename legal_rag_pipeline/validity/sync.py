@@ -39,7 +39,7 @@ def facts_of(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, DocumentFa
     (Q&A sheets, records from before validity) are left out: their points carry no validity fields."""
     facts: dict[str, DocumentFacts] = {}
     for source, document in documents.items():
-        if FACTS_KEY not in document and PAGE_KEY not in document:
+        if FACTS_KEY not in document and not document.get(PAGE_KEY):
             continue
         value = DocumentFacts.from_json(document.get(FACTS_KEY))
         if document.get(PAGE_KEY):
