@@ -103,6 +103,11 @@ def test_an_amended_article_stays_law_and_says_by_what():
     assert view.status("v.txt", "2021-01-01")["status"] == "partly not in force, amended"
     # the amending provision is linked to what it changes
     assert view.files["e.txt"].payload(art("113"))["amends_articles"] == [{"number": "74/2014/QH13", "article": "32"}]
+    # each piece of the amending article links to what its own clauses change
+    piece = {**art("113"), "clause": "2-4"}
+    assert view.files["e.txt"].payload(piece)["amends_articles"] == []
+    assert view.files["e.txt"].payload({**art("113"), "clause": "1"})["amends_articles"] == [
+        {"number": "74/2014/QH13", "article": "32"}]
 
 
 def test_relations_that_cannot_be_trusted_change_nothing():

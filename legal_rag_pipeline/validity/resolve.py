@@ -169,7 +169,8 @@ class FileValidity:
     article_from: dict[str, str] = field(default_factory=dict)
     endings: list[Ending] = field(default_factory=list)
     amendments: list[Amendment] = field(default_factory=list)
-    amends_articles: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # own article → targets
+    # own article → what its clauses change: [{"number", "article", "clause": the amending clause}]
+    amends_articles: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)
 
     # -------------------------------------------------------------- (de)serialisation
     def to_json(self) -> dict[str, Any]:
@@ -222,7 +223,12 @@ class FileValidity:
                 seen.add(key)
                 amended.append(entry)
         amended.sort(key=lambda e: (e["from"] or "", e["number"] or ""))
-        links = self.amends_articles.get(article or "") if article else None
+        links: list[dict[str, str | None]] = []
+        for link in self.amends_articles.get(article or "", []) if article else []:
+            if _in_clauses(link.get("clause"), metadata.get("clause")):
+                entry = {"number": link["number"], "article": link["article"]}
+                if entry not in links:
+                    links.append(entry)
         return {
             "valid_from": valid_from,
             "valid_to": valid_to,
@@ -230,8 +236,20 @@ class FileValidity:
             "amended_by": amended,
             "validity_source": self.source,
             "valid_from_text": self.valid_from_text if self.source == "page" else None,
-            "amends_articles": list(links) if links else [],
+            "amends_articles": links,
         }
+
+
+def _in_clauses(clause: str | None, chunk_clauses: str | None) -> bool:
+    """True when the amending clause ``clause`` ("2") lies in a chunk's clauses ("2", "1-3"; None: the
+    whole article): each piece of an amending article links to what its own clauses change."""
+    if not clause or not chunk_clauses:
+        return True
+    low, _, high = str(chunk_clauses).partition("-")
+    try:
+        return int(low) <= int(clause) <= int(high or low)
+    except ValueError:
+        return clause in (low, high)
 
 
 def _covers(scope: Scope, metadata: Mapping[str, Any]) -> bool:
@@ -414,7 +432,7 @@ def resolve(facts: Mapping[str, DocumentFacts]) -> CorpusValidity:
             if relation.kind not in ENDING_KINDS and relation.source_article:
                 links = files[source].amends_articles.setdefault(relation.source_article, [])
                 for scope in relation.scopes or (Scope(DOCUMENT),):
-                    link = {"number": relation.target.label(), "article": scope.article}
+                    link = {"number": relation.target.label(), "article": scope.article, "clause": relation.source_clause}
                     if link not in links:
                         links.append(link)
         rows.append(RelationRow(
@@ -434,7 +452,7 @@ def resolve(facts: Mapping[str, DocumentFacts]) -> CorpusValidity:
         fv.endings.sort(key=lambda e: (e.on, e.by or "", repr(e.scope), repr(e.exceptions)))
         fv.amendments.sort(key=lambda a: (a.on or "", a.number or "", a.article or "", a.by_article or "", a.kind))
         for links in fv.amends_articles.values():
-            links.sort(key=lambda link: (link["number"] or "", link["article"] or ""))
+            links.sort(key=lambda link: (link["number"] or "", link["article"] or "", link["clause"] or ""))
     duplicates = {n: sorted(s) for n, s in by_number.items() if len(s) > 1}
     return CorpusValidity(files=files, relations=rows, duplicates=duplicates, problems=problems)
 
