@@ -24,9 +24,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_files import legal_rag, project  # noqa: E402
-from run import write_results  # noqa: E402
-from sensor_scale import LAWS, REPO, split_laws  # noqa: E402
+from many_files import legal_rag, project
+from run import write_results
+from sensor_scale import LAWS, REPO, split_laws
 
 sys.path.insert(0, str(REPO))
 MARKER = "validity"

@@ -14,7 +14,7 @@ import os
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
-from .deletion import Deletion, DeletionLimits, check_deletion
+from .deletion import DeletionLimits, check_deletion
 from .errors import PipelineError, SourceFileError
 from .paths import open_source
 from .progress import NO_PROGRESS, Progress
@@ -34,12 +34,13 @@ from .readers.worker import ReadJob, shared_worker
 from .records import Chunk, Row, SkippedRow
 from .resources.qdrant import Collection, PointRecord
 from .settings import load_limits
+from .sync_plan import FileChunks, SyncPlan, plan_sync
 from .text.chunking import chunk_rows, chunk_text
-from .validity.resolve import point_validity
-from .validity.sync import applied_view
 from .text.lexical import document_sparse_vector
 from .text.normalize import normalize_text
 from .text.tokens import count_tokens
+from .validity.resolve import point_validity
+from .validity.sync import applied_view
 
 log = logging.getLogger(__name__)
 
@@ -428,15 +429,6 @@ def _groups(pending: list[_Pending], size: int) -> Iterator[list[_Pending]]:
 
 
 # ---------------------------------------------------------------------------- qdrant_collection
-@dataclass
-class SyncPlan:
-    upserts: dict[str, list[str]] = field(default_factory=dict)  # source -> ids to write
-    deletes: dict[str, list[str]] = field(default_factory=dict)  # source -> ids to delete
-    vanished: list[str] = field(default_factory=list)  # sources whose file is gone
-    collection_points: int = 0
-    net_removed: int = 0
-
-
 def sync_stage(
     sources: Sequence[str],
     data_dir: Path,
@@ -477,6 +469,7 @@ def _sync_stage(
     sources, data_dir, state_dir, run_id, collection, embedder, *, limits, confirm_mass_deletion, prune_vanished,
     verify, progress,
 ) -> tuple[list[StageOutcome], list[StageOutcome]]:
+    """Reads what the plan needs (sync_plan.py), runs the deletion guard on it, then ``_write``."""
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
     if verify is None:
@@ -484,49 +477,26 @@ def _sync_stage(
     outcomes: dict[str, StageOutcome] = {}
     ready: list[str] = []
     for source in sources:
-        art = FileArtifacts(state_dir, source)
-        if art.stage_ok("embedding_batches", run_id):
+        if FileArtifacts(state_dir, source).stage_ok("embedding_batches", run_id):
             ready.append(source)
         else:
             outcomes[source] = StageOutcome(source, "skipped", error="not embedded in this run (see embedding_batches)")
-
     present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
     location = collection.location()
 
     # Fast and targeted paths: trust the markers of unchanged files (see the docstring).
-    pending: list[str] = list(ready)
-    known_vanished: list[str] | None = None
+    pending, known_vanished = list(ready), None
     if sources and present and not verify:
-        physical = collection.physical_name()
-        state = _read_sync_state(state_dir)
-        if (
-            physical
-            and state.get("location") == location
-            and state.get("collection") == physical
-            and time.time() - float(state.get("verified_at", 0)) < VERIFY_AFTER_SECONDS
-        ):
-            marks = {s: _sync_mark(FileArtifacts(state_dir, s), model, location, physical) for s in ready}
-            trusted = [s for s in ready if marks[s] is not None and FileArtifacts(state_dir, s).synced() == marks[s]]
-            known_vanished = (
-                sorted(s for s in known_sources(state_dir) if s not in present and s not in set(sources))
-                if prune_vanished
-                else []
-            )
-            trusted_set = set(trusted)
-            pending = [s for s in ready if s not in trusted_set]
-            for source in trusted:
+        trusted = _trusted(ready, sources, present, state_dir, collection, model, location, prune_vanished)
+        if trusted is not None:
+            marks, known_vanished = trusted
+            pending = [s for s in ready if s not in marks]
+            for source, points in marks.items():
                 outcomes[source] = StageOutcome(
-                    source,
-                    "unchanged",
-                    counts={
-                        "chunks": int(marks[source]["points"]),  # type: ignore[index]
-                        "points_written": 0,
-                        "points_deleted": 0,
-                        TRUSTED: 1,
-                    },
+                    source, "unchanged", counts={"chunks": points, "points_written": 0, "points_deleted": 0, TRUSTED: 1}
                 )
             if not pending and not known_vanished:
-                for source in trusted:
+                for source in marks:
                     FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcomes[source], run_id)
                 progress.start("write", 0, "points")
                 progress.finish("write", "every file in sync: nothing to write")
@@ -542,89 +512,109 @@ def _sync_stage(
         index = collection.point_index([*pending, *(known_vanished or [])])
         total_points = collection.count()
 
-    plan = SyncPlan(collection_points=total_points)
-    doc_sha: dict[str, str] = {}
-    chunk_counts: dict[str, int] = {}
-    unreadable = set()
+    files: list[FileChunks] = []
     for source in pending:
         art = FileArtifacts(state_dir, source)
         try:
-            ids = art.chunk_ids()
+            files.append(FileChunks(source, art.chunk_ids(), (art.document() or {}).get("sha256", "")))
         except Exception as exc:  # noqa: BLE001 - its chunks cannot be read back: it fails alone
             outcomes[source] = _failed(source, "qdrant_collection", exc)
-            unreadable.add(source)
-            continue
-        chunk_counts[source] = len(ids)
-        sha = (art.document() or {}).get("sha256", "")
-        doc_sha[source] = sha
-        existing = index.get(source, {})
-        wanted = set(ids)
-        fresh = all(
-            p.get("doc_sha256") == sha and p.get("embedding_model") == model for p in existing.values()
-        )
-        plan.upserts[source] = [pid for pid in ids if pid not in existing or not fresh]
-        plan.deletes[source] = [pid for pid in existing if pid not in wanted]
-        plan.net_removed += max(0, len(existing) - len(wanted))
-    pending = [s for s in pending if s not in unreadable]
-    if prune_vanished:
-        pending_set = set(pending)
-        if full:
-            plan.vanished = sorted(s for s in index if s not in present and s not in pending_set and s is not None)
-        else:
-            plan.vanished = [s for s in known_vanished or [] if index.get(s)]
-        plan.net_removed += sum(len(index[s]) for s in plan.vanished)
+    guarded = bool(total_points) and not confirm_mass_deletion
+    plan = plan_sync(
+        files, index, model=model, present=present, total_points=total_points, full=full,
+        known_vanished=known_vanished or [], prune_vanished=prune_vanished,
+        # only the changed and vanished files were looked up: the others hold points by their sync marker
+        held_elsewhere=(s for s in known_sources(state_dir) if FileArtifacts(state_dir, s).synced())
+        if guarded and not full else (),
+    )
+    if guarded and plan.deletion is not None:
+        check_deletion(plan.deletion, limits or DeletionLimits(), collection=collection.name, data_dir=data_dir)
 
-    if total_points and not confirm_mass_deletion:
-        held = {s for s, ids in index.items() if s is not None and ids}
-        if not full:  # only the changed and vanished files were looked up: the others by their sync marker
-            held |= {s for s in known_sources(state_dir) if FileArtifacts(state_dir, s).synced()}
-        check_deletion(
-            Deletion(
-                files_held=len(held),
-                points_held=total_points,
-                vanished=list(plan.vanished),
-                shrunk=[s for s in pending if len(index.get(s, {})) > chunk_counts[s]],
-                points_removed=plan.net_removed,
-                folder_empty=not present,
-            ),
-            limits or DeletionLimits(),
-            collection=collection.name,
-            data_dir=data_dir,
-        )
-
-    progress.start("write", sum(len(ids) for ids in plan.upserts.values()), "points")
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-
-    def points_of(source: str) -> list[PointRecord]:
-        ids = set(plan.upserts[source])
-        if not ids:
-            return []
+    target = _Target(collection, state_dir, model, enabled, location, physical)
+    vanished_outcomes = _write(plan, target, outcomes, index, progress)
+    if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
+        keep = set(sources) | set(plan.vanished)
+        for source in known_sources(state_dir):
+            if source not in present and source not in keep:
+                FileArtifacts(state_dir, source).remove()
+    for source in known_vanished or []:  # no points left (removed by an earlier run): drop the artifacts
+        if source not in plan.vanished:
+            FileArtifacts(state_dir, source).remove()
+    for source, outcome in outcomes.items():
         art = FileArtifacts(state_dir, source)
-        vectors = art.read_embeddings(model) if enabled else {}
-        validity = applied_view(art.document(), f"{location}|{physical}")  # what its other points carry
-        return [
-            _point(chunk, i, doc_sha[source], model, now, vectors.get(chunk.point_id) if enabled else None, validity)
-            for i, chunk in enumerate(art.read_chunks())
-            if chunk.point_id in ids
-        ]
+        if not outcome.ok:
+            art.clear_synced()
+        art.record_outcome("qdrant_collection", outcome, run_id)
+    if full and physical:
+        _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
+    return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _trusted(
+    ready: list[str], sources: Sequence[str], present: set[str], state_dir: Path, collection: Collection, model: str,
+    location: str, prune_vanished: bool,
+) -> tuple[dict[str, int], list[str]] | None:
+    """When the collection was compared in full with the folder recently: the files whose sync marker
+    still matches ({source: points}) and the known files gone from the folder; None otherwise."""
+    physical = collection.physical_name()
+    state = _read_sync_state(state_dir)
+    if not (
+        physical
+        and state.get("location") == location
+        and state.get("collection") == physical
+        and time.time() - float(state.get("verified_at", 0)) < VERIFY_AFTER_SECONDS
+    ):
+        return None
+    marks = {s: _sync_mark(FileArtifacts(state_dir, s), model, location, physical) for s in ready}
+    trusted = {
+        s: int(mark["points"]) for s, mark in marks.items() if mark is not None and FileArtifacts(state_dir, s).synced() == mark
+    }
+    wanted = set(sources)
+    vanished = sorted(s for s in known_sources(state_dir) if s not in present and s not in wanted) if prune_vanished else []
+    return trusted, vanished
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how ``_write`` writes: the collection, the state folder, the model, the store's names."""
+
+    collection: Collection
+    state_dir: Path
+    model: str
+    enabled: bool
+    location: str
+    physical: str | None
+
+
+def _write(
+    plan: SyncPlan, target: _Target, outcomes: dict[str, StageOutcome], index: Mapping[str | None, Mapping[str, Any]],
+    progress: Progress,
+) -> list[StageOutcome]:
+    """Carry ``plan`` out: each file's points upserted, then its stale points deleted and its sync marker
+    written; then the vanished files' points deleted. Returns the vanished files' outcomes.
+
+    Upserts come first and deletions after, so a crash in between leaves extra points (fixed by the next
+    run), never missing ones. Small files are written together: their points go in one upsert of up to
+    WRITE_GROUP_POINTS (one Edge update per file cost more than the file's points). A file whose points
+    cannot be read fails alone; a failed upsert fails the files of its group, and nothing of theirs is
+    deleted or marked."""
+    collection, state_dir = target.collection, target.state_dir
+    progress.start("write", plan.points_to_write(), "points")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
 
     def finish(source: str, written: int) -> StageOutcome:
         """After its points are written: its stale points deleted, then its sync marker."""
         art = FileArtifacts(state_dir, source)
         deleted = collection.delete(plan.deletes[source])
-        mark = _sync_mark(art, model, location, physical)
+        mark = _sync_mark(art, target.model, target.location, target.physical)
         if mark is not None:
             art.write_synced(mark)
         return StageOutcome(
             source,
             "ok" if (written or deleted) else "unchanged",
-            counts={"chunks": chunk_counts[source], "points_written": written, "points_deleted": deleted},
+            counts={"chunks": plan.chunk_counts[source], "points_written": written, "points_deleted": deleted},
         )
 
-    # Small files are written together: their points go in one upsert of up to WRITE_GROUP_POINTS
-    # (one Edge update per file cost more than the file's points), then each file's stale points are
-    # deleted and its marker written. A file whose points cannot be read fails alone; a failed upsert
-    # fails the files of its group, and nothing of theirs is deleted or marked.
     group: list[tuple[str, int]] = []
     batch: list[PointRecord] = []
 
@@ -640,9 +630,10 @@ def _sync_stage(
         group.clear()
         batch.clear()
 
-    for source in pending:
+    for source in plan.upserts:
         try:
-            points = points_of(source)
+            points = _points_of(FileArtifacts(state_dir, source), set(plan.upserts[source]), plan.doc_sha[source],
+                                target, now)
         except Exception as exc:  # noqa: BLE001
             outcomes[source] = _failed(source, "qdrant_collection", exc)
             continue
@@ -660,25 +651,23 @@ def _sync_stage(
         vanished_outcomes.append(
             StageOutcome(source, "ok", counts={"points_deleted": deleted}, notes=["file removed from the data folder"])
         )
-    for source in known_vanished or []:  # no points left (removed by an earlier run): drop the artifacts
-        if source not in plan.vanished:
-            FileArtifacts(state_dir, source).remove()
-    if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
-        keep = set(sources) | set(plan.vanished)
-        for source in known_sources(state_dir):
-            if source not in present and source not in keep:
-                FileArtifacts(state_dir, source).remove()
-
     deleted = sum(o.counts.get("points_deleted", 0) for o in [*outcomes.values(), *vanished_outcomes])
     progress.finish("write", f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "")
-    for source, outcome in outcomes.items():
-        art = FileArtifacts(state_dir, source)
-        if not outcome.ok:
-            art.clear_synced()
-        art.record_outcome("qdrant_collection", outcome, run_id)
-    if full and physical:
-        _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
-    return [outcomes[s] for s in sources], vanished_outcomes
+    return vanished_outcomes
+
+
+def _points_of(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target, now: str) -> list[PointRecord]:
+    """The file's points among ``ids``, with their vectors from its embedding cache and the validity view
+    its other points carry."""
+    if not ids:
+        return []
+    vectors = art.read_embeddings(target.model) if target.enabled else {}
+    validity = applied_view(art.document(), f"{target.location}|{target.physical}")
+    return [
+        _point(chunk, i, doc_sha, target.model, now, vectors.get(chunk.point_id) if target.enabled else None, validity)
+        for i, chunk in enumerate(art.read_chunks())
+        if chunk.point_id in ids
+    ]
 
 
 def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:

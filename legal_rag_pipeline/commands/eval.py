@@ -48,11 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     out = out or sys.stdout
     from .. import evaluation
+    from ..cli import _as_of
     from ..definitions import build_embedder, build_store
     from ..progress import for_terminal, showing
     from ..text.lexical import active_variant
-
-    from ..cli import _as_of
 
     as_of = _as_of(args)
     if as_of is False:

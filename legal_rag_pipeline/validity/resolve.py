@@ -197,9 +197,9 @@ class FileValidity:
         """The earliest ending that covers a chunk with this metadata (article, chapter, section)."""
         best: Ending | None = None
         for ending in self.endings:
-            if _covers(ending.scope, metadata) and not any(_covers(x, metadata) for x in ending.exceptions):
-                if best is None or ending.on < best.on:
-                    best = ending
+            covered = _covers(ending.scope, metadata) and not any(_covers(x, metadata) for x in ending.exceptions)
+            if covered and (best is None or ending.on < best.on):
+                best = ending
         return best
 
     def payload(self, metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""The sync's pure plan (sync_plan.py): what to upsert, delete and show the deletion guard, without a store."""
+
+from __future__ import annotations
+
+from legal_rag_pipeline.deletion import DeletionLimits, MassDeletionRefused, check_deletion
+from legal_rag_pipeline.sync_plan import FileChunks, plan_sync
+
+MODEL = "m"
+
+
+def held(source: str, ids: list[str], sha: str = "s1", model: str = MODEL) -> dict:
+    return {source: {i: {"source": source, "doc_sha256": sha, "embedding_model": model} for i in ids}}
+
+
+def test_a_new_file_is_written_whole_and_an_unchanged_one_not_at_all():
+    index = held("a.txt", ["a1", "a2"])
+    plan = plan_sync(
+        [FileChunks("a.txt", ["a1", "a2"], "s1"), FileChunks("b.txt", ["b1"], "s9")],
+        index, model=MODEL, present={"a.txt", "b.txt"}, total_points=2, full=True,
+    )
+    assert plan.upserts == {"a.txt": [], "b.txt": ["b1"]} and plan.deletes == {"a.txt": [], "b.txt": []}
+    assert plan.vanished == [] and plan.net_removed == 0 and plan.points_to_write() == 1
+    assert plan.deletion is not None and plan.deletion.files_held == 1 and not plan.deletion.vanished
+
+
+def test_a_changed_file_writes_its_new_chunks_then_drops_its_stale_ones():
+    index = held("a.txt", ["a1", "a2", "a3"], sha="old")
+    plan = plan_sync([FileChunks("a.txt", ["a1", "a4"], "new")], index, model=MODEL, present={"a.txt"},
+                     total_points=3, full=True)
+    # another text: every point of the file is rewritten (its payload holds the text's digest)
+    assert plan.upserts["a.txt"] == ["a1", "a4"] and sorted(plan.deletes["a.txt"]) == ["a2", "a3"]
+    assert plan.net_removed == 1 and plan.deletion.shrunk == ["a.txt"]
+
+
+def test_another_model_rewrites_every_point():
+    index = held("a.txt", ["a1", "a2"], model="old-model")
+    plan = plan_sync([FileChunks("a.txt", ["a1", "a2"], "s1")], index, model=MODEL, present={"a.txt"},
+                     total_points=2, full=True)
+    assert plan.upserts["a.txt"] == ["a1", "a2"] and plan.deletes["a.txt"] == []
+
+
+def test_vanished_files_full_and_targeted():
+    index = {**held("a.txt", ["a1"]), **held("gone.txt", ["g1", "g2"]), **held("b.txt", ["b1"])}
+    full = plan_sync([FileChunks("a.txt", ["a1"], "s1")], index, model=MODEL, present={"a.txt", "b.txt"},
+                     total_points=4, full=True)
+    assert full.vanished == ["gone.txt"] and full.net_removed == 2
+    assert full.deletion.vanished == ["gone.txt"] and full.deletion.points_removed == 2
+    # targeted: only the files the state folder knew are looked for, the others counted by their marker
+    targeted = plan_sync([], {**held("gone.txt", ["g1"]), "old.txt": {}}, model=MODEL, present={"a.txt"},
+                         total_points=5, full=False, known_vanished=["gone.txt", "old.txt"], held_elsewhere=["a.txt", "b.txt"])
+    assert targeted.vanished == ["gone.txt"] and targeted.deletion.files_held == 3
+    # pruning off: nothing vanishes
+    assert plan_sync([], index, model=MODEL, present=set(), total_points=4, full=True, prune_vanished=False).vanished == []
+
+
+def test_what_the_guard_sees_refuses_a_vanished_folder():
+    index = {**held("a.txt", ["a1"]), **held("b.txt", ["b1"]), **held("c.txt", ["c1"])}
+    plan = plan_sync([], index, model=MODEL, present=set(), total_points=3, full=True)
+    assert plan.deletion.folder_empty and sorted(plan.deletion.vanished) == ["a.txt", "b.txt", "c.txt"]
+    try:
+        check_deletion(plan.deletion, DeletionLimits(), collection="legal_rag", data_dir="/srv/data")
+    except MassDeletionRefused as refused:
+        assert "legal-rag ingest --confirm-delete" in str(refused)
+    else:
+        raise AssertionError("a vanished folder was not refused")
+    # one file of three removed on purpose: allowed
+    one = plan_sync([], index, model=MODEL, present={"a.txt", "b.txt"}, total_points=3, full=True)
+    check_deletion(one.deletion, DeletionLimits(), collection="legal_rag", data_dir="/srv/data")
+    assert one.vanished == ["c.txt"]
+
+
+def test_an_empty_collection_has_nothing_to_guard():
+    plan = plan_sync([FileChunks("a.txt", ["a1"], "s1")], {}, model=MODEL, present={"a.txt"}, total_points=0, full=True)
+    assert plan.deletion is None and plan.upserts == {"a.txt": ["a1"]}
