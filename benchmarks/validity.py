@@ -126,8 +126,8 @@ def main() -> int:
         f"## The law in force: relations found and the corpus view's cost — {began} UTC\n",
         f"`python benchmarks/validity.py --results benchmarks/RESULTS.md`; load {load[0]:.1f} → {load[1]:.1f}, "
         f"{os.cpu_count()} cores.\n",
-        f"Read from the {c['files']} laws of `laws` and `laws_blankline` ({c['read_ms_per_file']:.1f} ms a file, "
-        f"resolved together in {c['resolve_s'] * 1000:.0f} ms): relations found {dict(c['found'])}; applied between "
+        f"Read from the {c['files']} laws of `laws` and `laws_blankline` (normalised, chunked and read for validity in "
+        f"{c['read_ms_per_file']:.1f} ms a file; resolved together in {c['resolve_s'] * 1000:.0f} ms): relations found {dict(c['found'])}; applied between "
         f"files of the folder {dict(c['applied'])}; not applied {dict(c['not_applied'])}. Today "
         f"{c['documents_not_in_force']} documents are not in force and {c['documents_partly']} partly; "
         f"{c['articles_not_in_force']:,} articles not in force, {c['articles_amended']:,} amended; "

@@ -32,6 +32,20 @@ def outcome_metadata(outcome: StageOutcome, summary: Any | None = None) -> dict[
     return metadata
 
 
+def validity_metadata(status: dict[str, Any] | None) -> dict[str, Any]:
+    """A document's validity on its partition: status, dates, what repealed or amended it (validity/)."""
+    if not status:
+        return {}
+    metadata: dict[str, Any] = {"validity": status["status"]}
+    for key in ("number", "valid_from", "valid_to", "repealed_by"):
+        if status.get(key):
+            metadata[key] = status[key]
+    changes = [*status.get("parts_ended", []), *(f"amended by {a}" for a in status.get("amended_by", []))]
+    if changes:
+        metadata["validity_changes"] = dg.MetadataValue.md("\n".join(f"- {c}" for c in changes[:50]))
+    return metadata
+
+
 def summary_rows(summaries: Iterable[Any]) -> list[list[str]]:
     rows = []
     for s in summaries:

@@ -15,6 +15,7 @@ from typing import Any
 from .artifacts import FileArtifacts, known_sources
 from .ingest import STAGES
 from .readers import scan_data_dir
+from .validity.sync import applied_status
 
 
 @dataclass
@@ -70,11 +71,7 @@ def file_status(source: str, state_dir: Path, path: Path | None) -> FileStatus:
         at=latest.get("at"),
         since=(status.get("qdrant_collection") or {}).get("changed_at"),
     )
-    applied = (document.get("validity_applied") or {}).get("view")
-    if applied:
-        from .validity.resolve import FileValidity, file_status as validity_status
-
-        result.validity = validity_status(FileValidity.from_json(applied), date.today().isoformat())  # type: ignore[arg-type]
+    result.validity = applied_status(document, date.today().isoformat())
     failed = next(((stage, e) for stage, e in entries if e and e.get("status") == "failed"), None)
     if path is None:
         result.status = "removed"

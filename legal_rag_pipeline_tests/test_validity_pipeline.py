@@ -104,6 +104,12 @@ def test_a_successor_dropped_in_and_taken_out_flips_the_old_law_with_no_embeddin
     assert all(p["valid_from"] == "2021-01-01" and p.get("valid_to") is None for p in points[DN_2020])
     validity = [m for m in first.asset_materializations_for_node("qdrant_collection") if m.asset_key.path == ["law_validity"]]
     assert len(validity) == 1 and validity[0].metadata["documents_not_in_force"].value == 1
+    # each file's partition shows its validity in the UI
+    partitions = {m.partition: m.metadata for m in first.asset_materializations_for_node("qdrant_collection")
+                  if m.asset_key.path == ["qdrant_collection"]}
+    assert partitions[DN_2020]["validity"].value == "in force" and partitions[DN_2020]["number"].value == "59/2020/QH14"
+    if DN_2014 in partitions:  # in the run's range (unchanged): its new status is on its partition too
+        assert partitions[DN_2014]["repealed_by"].value == "59/2020/QH14"
 
     today = _search("thành lập doanh nghiệp")
     assert today and {h["source"] for h in today} == {DN_2020}

@@ -12,6 +12,7 @@ that did not, so those show as failed partitions in the UI while every other fil
 
 
 from collections.abc import Iterator, Sequence
+from datetime import date
 
 import dagster as dg
 
@@ -21,11 +22,12 @@ from ..errors import PipelineError
 from ..instance import fewer_collections
 from ..partitions import source_files
 from ..progress import for_run
-from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown
+from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown, validity_metadata
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import READY_CHECK, Embedder, RunPreflight
 from ..resources.qdrant import QdrantStore
 from ..settings import load_limits
+from ..validity.sync import applied_status
 from . import checks
 
 GROUP = "ingestion"
@@ -199,12 +201,15 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             # stores in batches; each file's figures are in the run summary and `legal-rag status`.
             yield dg.MaterializeResult()
         else:  # the files that reached the collection, each with its figures; the others fail below
+            today = date.today().isoformat()
             for outcome in outcomes:
                 if outcome.ok:
+                    document = FileArtifacts(state, outcome.source).document()
                     yield dg.AssetMaterialization(
                         asset_key=context.asset_key,
                         partition=outcome.source,
-                        metadata=outcome_metadata(outcome, per_file.get(outcome.source)),
+                        metadata={**outcome_metadata(outcome, per_file.get(outcome.source)),
+                                  **validity_metadata(applied_status(document, today))},
                     )
         counts = run_counts(per_file, vanished, synced_before)
         summary = summary_markdown(

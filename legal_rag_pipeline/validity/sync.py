@@ -25,7 +25,7 @@ from typing import Any
 
 from ..artifacts import FileArtifacts, known_documents, records_batch
 from .model import DocumentFacts
-from .resolve import CorpusValidity, FileValidity, point_validity, resolve
+from .resolve import CorpusValidity, FileValidity, file_status, point_validity, resolve
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ def applied_view(document: Mapping[str, Any] | None, collection_key: str) -> dic
     """The validity view a file's points carry in this collection (None: none recorded)."""
     applied = (document or {}).get(APPLIED_KEY) or {}
     return applied.get("view") if applied.get("collection") == collection_key else None
+
+
+def applied_status(document: Mapping[str, Any] | None, today: str) -> dict[str, Any] | None:
+    """A file's validity as its points carry it, as a person reads it (``resolve.file_status``)."""
+    view = ((document or {}).get(APPLIED_KEY) or {}).get("view")
+    validity = FileValidity.from_json(view) if view else None
+    return file_status(validity, today) if validity else None
 
 
 @dataclass
