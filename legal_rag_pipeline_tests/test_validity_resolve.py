@@ -193,3 +193,39 @@ def test_points_are_grouped_by_the_payload_they_get():
     groups = payload_groups(fv, [("p1", art("1", "Chương I")), ("p2", art("58", "Chương V")), ("p3", art("59", "Chương V"))])
     assert sorted((p["valid_to"] or "", ids) for p, ids in groups) == [("", ["p1"]), ("2014-07-01", ["p2", "p3"])]
     assert FileValidity.from_json(fv.to_json()).digest() == fv.digest()
+
+
+# ------------------------------------------------------------------------------------------------ real laws
+def _real_view(*names: str):
+    from legal_rag_pipeline.readers.header import document_info
+    from legal_rag_pipeline.text.normalize import normalize_text
+    from legal_rag_pipeline.validity.extract import read_validity
+    from legal_rag_pipeline_tests.pipeline_env import shared_data
+
+    data = shared_data()
+    facts = {}
+    for name in names:
+        text = normalize_text((data / name).read_text(encoding="utf-8"))
+        facts[name] = read_validity(text, document_info(text))
+    return resolve(facts)
+
+
+def test_real_pairs_nobody_listed():
+    """Pairs found in the two folders: Luật Dạy nghề ended by Luật Giáo dục nghề nghiệp, Luật Kinh doanh bảo
+    hiểm 2000 by the 2022 law (whose own articles 95 and 109-116 start only in 2028), Luật Điện ảnh 2006 by
+    the 2022 law; Luật Phí và lệ phí, named in Luật Giáo dục 2019's repeal clause as an earlier amending act,
+    stays in force."""
+    day_nghe, gdnn = "laws_blankline/luat-day-nghe.txt", "laws/Luat-Giao-duc-nghe-nghiep-2014-259733.txt"
+    kdbh_2000, kdbh_2022 = "laws/Luat-Kinh-doanh-bao-hiem-2000-24-2000-QH10-47229.txt", "laws/Luat-Kinh-doanh-bao-hiem-2022-465916.txt"
+    film_2006, film_2022 = "laws/Luat-dien-anh-2006-62-2006-QH11-12986.txt", "laws/Luat-Dien-anh-2022-486445.txt"
+    fees, education = "laws/Luat-phi-va-le-phi-2015-298376.txt", "laws/Luat-giao-duc-2019-367665.txt"
+    view = _real_view(day_nghe, gdnn, kdbh_2000, kdbh_2022, film_2006, film_2022, fees, education)
+    assert view.files[day_nghe].payload(art("1"))["valid_to"] == "2015-07-01"
+    assert view.files[day_nghe].payload(art("1"))["repealed_by"] == "74/2014/QH13"
+    assert view.files[kdbh_2000].payload(art("1"))["repealed_by"] == "08/2022/QH15"
+    assert view.files[kdbh_2000].payload(art("1"))["valid_to"] == "2023-01-01"
+    assert view.files[kdbh_2022].payload(art("95"))["valid_from"] == "2028-01-01"
+    assert view.files[kdbh_2022].payload(art("1"))["valid_from"] == "2023-01-01"
+    assert view.files[film_2006].payload(art("1"))["valid_to"] == "2023-01-01"
+    for kept in (gdnn, fees, kdbh_2022, film_2022, education):
+        assert view.status(kept, "2026-12-02")["status"].startswith("in force"), kept
