@@ -229,3 +229,23 @@ def test_real_pairs_nobody_listed():
     assert view.files[film_2006].payload(art("1"))["valid_to"] == "2023-01-01"
     for kept in (gdnn, fees, kdbh_2022, film_2022, education):
         assert view.status(kept, "2026-12-02")["status"].startswith("in force"), kept
+
+
+def test_a_pages_official_status_reaches_the_view_from_the_document_record():
+    """The read stage keeps a vbpl.vn page's status as ``page_validity``; the normalize stage keeps the text's
+    facts: both meet in the view, the page's dates first. A Q&A sheet (no facts, no page) has no view."""
+    from legal_rag_pipeline.validity.sync import FACTS_KEY, PAGE_KEY, facts_of
+
+    text = DocumentFacts(number="100/2015/QH13", year=2015, effective_from="2016-07-01")
+    records = {
+        "vbpl.html": {FACTS_KEY: text.to_json(),
+                      PAGE_KEY: {"status": "Hết hiệu lực toàn bộ", "in_force": False, "effective_from": "2018-01-01",
+                                 "valid_to": "2025-07-01", "updated_on": None}},
+        "hoi-dap.xlsx": {PAGE_KEY: None},
+    }
+    view = resolve(facts_of(records))
+    assert list(view.files) == ["vbpl.html"]
+    payload = view.files["vbpl.html"].payload(art("1"))
+    assert (payload["valid_from"], payload["valid_from_text"], payload["valid_to"], payload["validity_source"]) == (
+        "2018-01-01", "2016-07-01", "2025-07-01", "page")
+    assert view.status("vbpl.html", "2026-01-01")["status"] == "not in force since 2025-07-01"
