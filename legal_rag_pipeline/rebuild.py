@@ -41,6 +41,7 @@ from .readers import scan_data_dir
 from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
 from .stores.base import bm25_from_page_content
 from .text.lexical import active_variant
+from .validity.sync import corpus_view, record_applied
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,12 @@ def embed_missing(
     return embedded
 
 
-def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) -> Iterator[tuple[str, Any]]:
+def _points(
+    sources: Sequence[str], state_dir: Path, model: str, enabled: bool, validity: dict[str, Any] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Each file's points, with the validity fields of the corpus view (``validity``: source → FileValidity)."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    validity = validity or {}
     for source in sources:
         art = FileArtifacts(state_dir, source)
         sha = (art.document() or {}).get("sha256", "")
@@ -160,7 +165,7 @@ def _points(sources: Sequence[str], state_dir: Path, model: str, enabled: bool) 
                 raise RebuildFailed(
                     f"{source}: chunk {chunk.chunk_key} has no {model} embedding", "run `legal-rag ingest`, then rebuild"
                 )
-            yield source, ingest._point(chunk, i, sha, model, now, vector)
+            yield source, ingest._point(chunk, i, sha, model, now, vector, validity.get(source))
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -357,7 +362,8 @@ def rebuild(
                 if on_batch is not None:
                     on_batch(Progress(alias, new, old, written, total, collection))
 
-            for source, point in _points(sources, state_dir, model, enabled):
+            in_force, _ = corpus_view(state_dir)  # the law in force, written with the points (validity/)
+            for source, point in _points(sources, state_dir, model, enabled, in_force.files):
                 batch.append(point)
                 counts[source] += 1
                 if len(batch) >= batch_size:
@@ -384,6 +390,8 @@ def rebuild(
             if before_swap is not None:
                 before_swap(view)
             collection.point_alias(new)
+            record_applied(state_dir, {s: in_force.files[s] for s in sources if s in in_force.files},
+                           f"{collection.location()}|{new}")
         except BaseException:
             collection.drop_physical(new)
             raise

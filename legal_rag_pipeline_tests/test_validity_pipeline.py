@@ -194,3 +194,19 @@ def test_parts_amendments_and_a_law_named_but_not_repealed(tmp_path, monkeypatch
 
     cli.run_search(load_settings(), ["Điều 32 Luật Giáo dục nghề nghiệp"], 3, False, out=out)
     assert "sửa đổi bởi 43/2019/QH14, Điều 113, từ 01/07/2020" in out.getvalue(), out.getvalue()
+
+    # A rebuild (a new collection behind the alias) writes the validity with the points: nothing to redo after.
+    from legal_rag_pipeline import rebuild
+    from legal_rag_pipeline.definitions import build_embedder, build_store
+
+    settings = load_settings()
+    store = build_store(settings, resolve=True)
+    report = rebuild.rebuild(store, build_embedder(settings, resolve=True), settings.state_dir, settings.data_dir)
+    assert report.new != report.old
+    rebuilt = _by_source(env)
+    assert all(p.get("valid_to") == "2024-01-01" for p in rebuilt[THI_DUA_2003])
+    assert {p["article"] for p in rebuilt[KHIEU_NAI] if p.get("valid_to")} == ended
+    from legal_rag_pipeline.validity.sync import apply_validity
+
+    with store.connect() as collection:
+        assert apply_validity(settings.state_dir, collection).files_updated == 0

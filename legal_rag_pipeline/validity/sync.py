@@ -146,11 +146,22 @@ def apply_validity(
                 report.failed[source] = f"{type(exc).__name__}: {exc}"
                 log.warning("Validity of %s not updated: %s", source, exc)
                 continue
-            document = dict(art.document() or {})
-            document[APPLIED_KEY] = {"collection": key, "digest": wanted.digest(), "view": wanted.to_json()}
-            art.write_document(document)
+            _record(art, key, wanted)
             report.files_updated += 1
             if on_file:
                 on_file(source)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _record(art: FileArtifacts, collection_key: str, validity: FileValidity) -> None:
+    document = dict(art.document() or {})
+    document[APPLIED_KEY] = {"collection": collection_key, "digest": validity.digest(), "view": validity.to_json()}
+    art.write_document(document)
+
+
+def record_applied(state_dir: Path, views: Mapping[str, FileValidity], collection_key: str) -> None:
+    """Record that these files' points carry these views (a rebuild wrote them with its points)."""
+    with records_batch(state_dir):
+        for source, validity in views.items():
+            _record(FileArtifacts(state_dir, source), collection_key, validity)
