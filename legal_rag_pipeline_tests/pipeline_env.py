@@ -104,3 +104,22 @@ HOLD_FOLDER = (
     "import sys, time; from legal_rag_pipeline.resources.qdrant import QdrantStore; "
     "c = QdrantStore(path=sys.argv[1]).open(); c.lock(); print('ready', flush=True); time.sleep(120)"
 )
+
+
+def sensor_tick(defs, instance, cursor: str | None):
+    """One tick of the real data-folder sensor, played as the daemon plays it: evaluated, its partition
+    requests applied to ``instance``. Returns the tick's result (its ``cursor`` is the next tick's)."""
+    import dagster as dg
+
+    from legal_rag_pipeline.automation.sensors import SENSOR_NAME
+
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+        result = sensor(context)
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from legal_rag_pipeline_tests.pipeline_env import REPO, PipelineEnv, make_env
+from legal_rag_pipeline_tests.pipeline_env import REPO, PipelineEnv, make_env, sensor_tick
 
 DEPLOY = REPO / "deploy"
 PG_VARS = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
@@ -167,20 +167,12 @@ def test_ingest_and_sensor_run_are_recorded_in_postgres(pg_db, tmp_path, monkeyp
     )
     settings = load_settings()
     defs = build_definitions(settings)
-    sensor = defs.resolve_sensor_def(SENSOR_NAME)
     instance = get_instance()
     try:
         cursor, run_request, result = None, None, None
         for _ in range(3):
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
-                result = sensor(context)
+            result = sensor_tick(defs, instance, cursor)  # what the daemon does
             cursor = result.cursor
-            for request in result.dynamic_partitions_requests or []:  # what the daemon applies
-                if isinstance(request, dg.AddDynamicPartitionsRequest):
-                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-                else:
-                    for key in request.partition_keys:
-                        instance.delete_dynamic_partition(request.partitions_def_name, key)
             if result.run_requests:
                 (run_request,) = result.run_requests
                 break

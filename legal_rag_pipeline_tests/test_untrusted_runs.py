@@ -22,7 +22,7 @@ from legal_rag_pipeline.instance import get_instance
 from legal_rag_pipeline.partitions import source_files
 from legal_rag_pipeline.settings import load_settings
 from legal_rag_pipeline_tests import hostile_files as hostile
-from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env
+from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env, sensor_tick
 
 ENV_MARKER = "planted-env-marker-Zq81vXk"
 FILE_MARKER = "planted-file-marker-Pw47nLc"
@@ -137,16 +137,11 @@ def test_a_link_swapped_in_between_the_sensor_tick_and_the_run_is_not_followed(e
     law = env.data / "luat-moi.txt"
     law.write_text("LUẬT MỚI\nĐiều 1. Phạm vi\nLuật này quy định thử.\n", encoding="utf-8")
     defs = build_definitions(load_settings())
-    sensor = defs.resolve_sensor_def(SENSOR_NAME)
     instance = get_instance()
     cursor, run_request = None, None
     for _ in range(3):
-        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
-            result = sensor(context)
+        result = sensor_tick(defs, instance, cursor)
         cursor = result.cursor
-        for request in result.dynamic_partitions_requests or []:
-            if isinstance(request, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         if result.run_requests:
             (run_request,) = result.run_requests
             break

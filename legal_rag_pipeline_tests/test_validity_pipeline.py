@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline import cli
-from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env, shared_data
+from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env, sensor_tick, shared_data
 
 DN_2014 = "Luat-Doanh-nghiep-2014-259730.txt"
 DN_2020 = "Luat-Doanh-nghiep-so-59-2020-QH14-427301.txt"
@@ -55,19 +55,11 @@ def _sensor_run(cursor: str | None) -> tuple[dg.ExecuteInProcessResult, str | No
     from legal_rag_pipeline.settings import load_settings
 
     defs = build_definitions(load_settings())
-    sensor = defs.resolve_sensor_def(SENSOR_NAME)
     instance = dg.DagsterInstance.get()
     try:
         for _ in range(4):
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
-                result = sensor(context)
+            result = sensor_tick(defs, instance, cursor)
             cursor = result.cursor
-            for request in result.dynamic_partitions_requests or []:
-                if isinstance(request, dg.AddDynamicPartitionsRequest):
-                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-                else:
-                    for key in request.partition_keys:
-                        instance.delete_dynamic_partition(request.partitions_def_name, key)
             if result.run_requests:
                 (request,) = result.run_requests
                 job = defs.resolve_job_def(request.job_name)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from legal_rag_pipeline.readers.header import (
+    _DATE_WORDS,
     _NUMBER,
     _OLD_NUMBER,
     _iso,
@@ -72,7 +73,6 @@ _INSIDE_TITLE = re.compile(
     r"(?:\s+(?:của|và)\s+[^,;]{0,60}?)?)?\s+(?:của|đối\s+với)\s+(?:các\s+)?$",
     re.IGNORECASE,
 )
-_DATE_WORDS = re.compile(r"ngày\s+(\d{1,2})\s*(?:tháng|/|-)\s*(\d{1,2})\s*(?:năm|/|-)\s*((?:19|20)\d{2})", re.IGNORECASE)
 _YEAR = re.compile(r"(?<!\d)năm\s+((?:19|20)\d{2})(?!\d)", re.IGNORECASE)
 # "… đã được sửa đổi, bổ sung một số điều theo Luật số 44/2009/QH12, Luật số 74/2014/QH13 và …":
 # the acts after "theo" / "bởi" only amended the target; they are not targets themselves.

@@ -116,19 +116,10 @@ def _doc_year(facts: DocumentFacts) -> int | None:
 
 
 def _scope_text(scope: Scope) -> str:
-    parts = []
-    if scope.point:
-        parts.append(f"điểm {scope.point}")
-    if scope.clause:
-        parts.append(f"khoản {scope.clause}")
-    if scope.article:
-        parts.append(f"Điều {scope.article}")
-    if scope.section:
-        parts.append(f"Mục {scope.section}")
-    if scope.chapter:
-        parts.append(f"Chương {scope.chapter}")
-    if scope.part:
-        parts.append(f"Phần {scope.part}")
+    """Scope(POINT, article="86", clause="1", point="b") → "điểm b khoản 1 Điều 86"."""
+    named = (("điểm", scope.point), ("khoản", scope.clause), ("Điều", scope.article), ("Mục", scope.section),
+             ("Chương", scope.chapter), ("Phần", scope.part))
+    parts = [f"{label} {value}" for label, value in named if value]
     return " ".join(parts) or "toàn văn"
 
 
