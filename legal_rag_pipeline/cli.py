@@ -94,6 +94,9 @@ def run_ingest(
     if new:
         instance.add_dynamic_partitions(source_files.name, new)
     before = set(known_sources(state_dir))
+    if keys and not before and (settings.qdrant_server_mode or Path(settings.qdrant_path).exists()):
+        print(f"No local state in {state_dir} (a new machine, another directory or a lost folder): every file is read "
+              "again, and texts the collection already holds are not embedded again.", file=out)
 
     if scan is None:
         print(f"The data folder {data_dir} does not exist.", file=out)

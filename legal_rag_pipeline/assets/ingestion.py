@@ -130,19 +130,22 @@ def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolde
         )
     ],
     description="Dense vectors for new or changed chunks, saved per file before anything is written to "
-    "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks.",
+    "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks, nor for chunks the "
+    "collection already holds with this model (their vectors are taken from it).",
 )
 def embedding_batches(
-    context: dg.AssetExecutionContext, data_folder: DataFolder, embedder: Embedder
+    context: dg.AssetExecutionContext, data_folder: DataFolder, embedder: Embedder, qdrant: QdrantStore
 ) -> dg.MaterializeResult:
     if not embedder.enabled():
         context.log.warning(
             "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
         )
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
-    with fewer_collections():
+    # the collection is looked up for vectors it already holds (opened only when some text needs one)
+    with fewer_collections(), qdrant.connect(lazy=True) as collection:
         outcomes = ingest.embed_stage(
-            list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log)
+            list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log),
+            collection=collection if embedder.enabled() else None,
         )
     _report(context, outcomes)
     return dg.MaterializeResult(check_results=[preflight.check_result()])

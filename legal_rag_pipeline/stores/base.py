@@ -241,6 +241,23 @@ class Collection(ABC):
                 result[source][point.id] = point.payload
         return result
 
+    def vectors_of(self, ids: Sequence[str], model: str, batch: int = 1024) -> dict[str, Any]:
+        """The dense vectors the collection already holds for these point ids, embedded by ``model``
+        (``{id: float32 array}``; ids it lacks, or holds from another model, are left out). A point id
+        is derived from its file, its chunk and its text, so a vector found here is the one the text
+        would get: embedding it again would only pay twice."""
+        import numpy as np
+
+        found: dict[str, Any] = {}
+        ids = list(ids)
+        if not ids or not self.exists() or not self.dense_size():
+            return found
+        for start in range(0, len(ids), batch):
+            for point in self.retrieve(ids[start : start + batch], fields=["embedding_model"], vectors=True):
+                if point.dense is not None and point.payload.get("embedding_model") == model:
+                    found[str(point.id)] = np.asarray(point.dense, dtype=np.float32)
+        return found
+
     def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
         """Points per source file (indexed counts; one pass where filters are evaluated in Python)."""
         sources = list(sources)
