@@ -30,11 +30,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -46,6 +48,8 @@ from typing import Any
 
 import numpy as np
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+log = logging.getLogger(__name__)
 
 from .records import Chunk
 
@@ -347,6 +351,28 @@ class _Records:
         self._closed = False
         state_dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
+        try:
+            self._connect()
+        except sqlite3.DatabaseError as exc:
+            if _locked(exc):
+                raise
+            # Unreadable (a disk fault, a copy cut short): it is only a cache of what the files and the
+            # collection hold, so it is set aside and built again by the next stages.
+            aside = self.path.with_name(f"{RECORDS_FILE}.unreadable-{int(time.time())}")
+            self._db.close()
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            log.warning(
+                "The state folder's %s could not be read (%s): set aside as %s; every file is read again, and "
+                "texts the collection already holds are not embedded again.", RECORDS_FILE, exc, aside.name,
+            )
+            fresh = True
+            self._connect()
+        if fresh:
+            self._import_legacy()
+
+    def _connect(self) -> None:
         self._db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
@@ -358,8 +384,7 @@ class _Records:
         ):
             with attempt:
                 self._set_up()
-        if fresh:
-            self._import_legacy()
+                self._db.execute("SELECT count(*) FROM files").fetchone()  # a damaged file fails here at the latest
 
     def _set_up(self) -> None:
         """WAL and the tables. Two processes opening a new files.db at once both try to turn it to
