@@ -72,7 +72,8 @@ def test_materialize_all_from_the_browser(tmp_path: Path):
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 page.set_default_timeout(60_000)
-                page.goto(f"{url}/asset-groups")
+                # Lineage shows two groups; the ingestion group holds the four per-file assets.
+                page.goto(f"{url}/locations/legal_rag_pipeline/asset-groups/ingestion")
                 materialize = page.get_by_role("button", name="Materialize all")
                 expect(materialize).to_be_enabled(timeout=120_000)
                 for asset in (
@@ -119,7 +120,13 @@ def test_materialize_all_from_the_browser(tmp_path: Path):
                 metadata = page.locator("tr")
                 for field in ("status", "chunks", "points_written", "points_deleted", "texts_embedded"):
                     expect(metadata.filter(has_text=field).first).to_be_visible()
-                page.goto(f"{url}/asset-groups")
+                # The law in force across the folder, recorded by the run's writer step.
+                page.goto(f"{url}/assets/law_validity")
+                expect(page.get_by_text("Latest materialization")).to_be_visible()
+                for field in ("documents", "relations_found", "documents_not_in_force", "not_in_force"):
+                    expect(page.locator("tr").filter(has_text=field).first).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "ui-6-law-validity.png"))
+                page.goto(f"{url}/locations/legal_rag_pipeline/asset-groups/ingestion")
                 expect(page.get_by_text(re.compile(r"\d+ / \d+ Passed")).first).to_be_visible(timeout=60_000)
                 expect(page.get_by_text("100% filled").first).to_be_visible()
                 page.screenshot(path=str(ARTIFACTS / "ui-5-asset-graph-materialized.png"))

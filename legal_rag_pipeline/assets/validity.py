@@ -6,8 +6,9 @@ Not partitioned: validity depends on every file (dropping Luật Doanh nghiệp 
 resolve the view after their sync, bring the points' validity fields in line (payload updates, no
 embedding) and record a materialisation of ``law_validity`` with the view's figures (relations
 found, documents not in force, references to documents not in the folder, problems). A number
-carried by two files is a warning of the check ``number_names_one_document`` on ``qdrant_collection``.
-Materialising ``law_validity`` alone in the UI does the same without a sync.
+carried by two files is a warning of the check ``number_names_one_document`` on ``qdrant_collection``
+(evaluated by every writer step). Materialising ``law_validity`` alone in the UI applies and reports the
+view without a sync.
 
 It is recorded by the writer step rather than run as a downstream step because ``qdrant_collection``
 reports per-file materialisations without an output, so Dagster skips anything downstream of it.
@@ -85,6 +86,7 @@ def validity_materialization(report: ValidityReport) -> dg.AssetMaterialization:
 
 
 def validity_check(report: ValidityReport, asset: dg.AssetKey | str) -> dg.AssetCheckResult:
+    """``number_names_one_document``: a warning naming the numbers carried by several files."""
     duplicates = report.view.duplicates
     return dg.AssetCheckResult(
         asset_key=asset,
@@ -106,8 +108,6 @@ def validity_check(report: ValidityReport, asset: dg.AssetKey | str) -> dg.Asset
     kinds={"qdrant"},
     deps=[qdrant_collection],
     pool=WRITER_POOL,
-    check_specs=[dg.AssetCheckSpec(NUMBER_CHECK, asset=ASSET,
-                                   description="No document number (số hiệu) is carried by two files (a warning).")],
     description="Which documents and articles are in force: repeals, abolitions and amendments read from every "
     "file's text (and vbpl.vn pages' official status), resolved across the folder, written to the points as "
     "valid_from / valid_to / repealed_by / amended_by (payload updates only). Kept current by every ingest run.",
@@ -120,4 +120,4 @@ def law_validity(context: dg.AssetExecutionContext, data_folder: DataFolder, qdr
         f"Validity: {metadata['documents']} documents, {metadata['relations_applied']} relations applied, "
         f"{metadata['documents_not_in_force']} not in force; {report.files_updated} files' points updated"
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[validity_check(report, ASSET)])
+    return dg.MaterializeResult(metadata=metadata)
