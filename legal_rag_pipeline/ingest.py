@@ -743,9 +743,12 @@ def _write_sync_state(state_dir: Path, value: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def forget_sync_state(state_dir: Path, sources: Iterable[str] = ()) -> None:
-    """Make the next run compare the collection in full (after a failed check, for instance)."""
-    (Path(state_dir) / SYNC_STATE_FILE).unlink(missing_ok=True)
+def forget_sync_state(state_dir: Path, sources: Iterable[str] = (), *, everything: bool = False) -> None:
+    """After a failed check: ``sources`` lose their sync marker, so the next run (and the nightly plan)
+    runs and checks them again; the other files keep theirs. ``everything``: the next run compares the
+    whole collection with the folder (when the collection itself is in doubt, e.g. its vector size)."""
+    if everything:
+        (Path(state_dir) / SYNC_STATE_FILE).unlink(missing_ok=True)
     for source in sources:
         FileArtifacts(state_dir, source).clear_synced()
 
