@@ -13,6 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 TEMPLATE = Path(__file__).parent / "instance_config" / "dagster.yaml"
+# A home whose history is in Dagster's sharded layout (a database per run + index.db) keeps a
+# storage that reads it: the one-file storage of new homes cannot.
+SHARDED_TEMPLATE = Path(__file__).parent / "instance_config" / "dagster-sharded.yaml"
 DEFAULT_HOME = ".dagster_home"
 WRITER_POOL = "qdrant_writer"
 EVENT_BATCH_SIZE = "1000"
@@ -21,6 +24,8 @@ EVENT_BATCH_SIZE = "1000"
 EARLIER_TEMPLATES = {
     "6d3794fb5cf18be3770ba8028e408c78296072b6b75aa6f6804808af847b6c09",
     "893726a4e435ed3a2a5b2fa84f23d6bc83e84b55ff0e441d6833620cccb063d5",
+    "4fe9f2af62ad9a1eb436017a73dffc4d4cd33e0fb7000e4c18d31df6f5df29f2",  # the sharded batched storage
+    "c76c2a56ac307285f992788c1334f63ae14821111dbdcc2f72f4160a6d30681e",  # the same, kept for a sharded history
 }
 
 
@@ -59,7 +64,10 @@ def ensure_dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"
     if not config.exists() or hashlib.sha256(config.read_bytes()).hexdigest() in EARLIER_TEMPLATES:
-        shutil.copyfile(TEMPLATE, config)
+        sharded = (home / "history" / "runs" / "index.db").exists()
+        template = SHARDED_TEMPLATE if sharded else TEMPLATE
+        if not config.exists() or config.read_bytes() != template.read_bytes():
+            shutil.copyfile(template, config)
     return home
 
 

@@ -1,15 +1,17 @@
-"""The batched SQLite storage (dagster_storage.py) stores what Dagster's own SQLite storage stores.
+"""The batched SQLite storages (dagster_storage.py) store what Dagster's own SQLite storages store.
 
 The same partitioned run (a single-run backfill over 200 dynamic partitions, per-partition metadata,
 two files that fail in the last stage, an asset check) is executed on a stock SQLite instance and on
 the project's instance; the UI-facing answers (materialised and failed partitions, planned events,
 latest materialisation, asset checks, run status) must be identical, while the batched storage opens
 a handful of connections instead of several per event, and Dagster builds one planned event per asset
-instead of one per partition and asset.
+instead of one per partition and asset. The one-file storage of new homes answers the same, except
+that a partition's planned row is gone once the partition is materialised in its run.
 """
 
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from legal_rag_pipeline import instance as project_instance
-from legal_rag_pipeline.dagster_storage import BatchedSqliteEventLogStorage
+from legal_rag_pipeline.dagster_storage import BatchedSqliteEventLogStorage, OneFileSqliteEventLogStorage
 
 FILES = dg.DynamicPartitionsDefinition(name="files")
 KEYS = [f"luat-{i:03d}/dieu-{i:04d}.txt" for i in range(200)]
@@ -105,6 +107,33 @@ def _instance(home: Path, storage_yaml: str) -> dg.DagsterInstance:
 
 
 STOCK = f"storage:\n  sqlite:\n    base_dir: {{}}\n"
+# Dagster's own consolidated event log, reading the one-file storage's database
+STOCK_ONE_FILE = """
+run_storage:
+  module: dagster._core.storage.runs
+  class: SqliteRunStorage
+  config: {{base_dir: {0}/history}}
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config: {{base_dir: {0}/history/events}}
+schedule_storage:
+  module: dagster._core.storage.schedules
+  class: SqliteScheduleStorage
+  config: {{base_dir: {0}/schedules}}
+"""
+SHARDED = project_instance.SHARDED_TEMPLATE.read_text(encoding="utf-8")
+ONE_FILE = project_instance.TEMPLATE.read_text(encoding="utf-8")
+
+
+def _without_materialized_plans(answers: dict) -> dict:
+    """The answers with the planned rows of materialised partitions left out (as the one-file storage)."""
+    out = {**answers, **{name: dict(answers[name]) for name in ("read", "sync")}}
+    for name in ("read", "sync"):
+        out[name]["planned"] = [p for p in out[name]["planned"] if p not in out[name]["materialized"]]
+    kept = [("ASSET_MATERIALIZATION_PLANNED", p) for name in ("read", "sync") for p in out[name]["planned"]]
+    out["run_events"] = sorted([e for e in answers["run_events"] if e[0] != "ASSET_MATERIALIZATION_PLANNED"] + kept)
+    return out
 
 
 def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypatch):
@@ -116,18 +145,21 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
 
     event.listen(Engine, "connect", count)
     built = []  # the planned events Dagster hands the batched storage
-    rows = BatchedSqliteEventLogStorage._rows
+    from legal_rag_pipeline.dagster_storage import _Batches
+
+    rows = _Batches._rows
 
     def watched(storage, events):
         built.extend(e for e in events if e.dagster_event and e.dagster_event.is_asset_materialization_planned)
         return rows(storage, events)
 
-    monkeypatch.setattr(BatchedSqliteEventLogStorage, "_rows", watched)
+    monkeypatch.setattr(_Batches, "_rows", watched)
     try:
         answers, opened = {}, {}
         for name, yaml_text in (
             ("stock", STOCK.format(tmp_path / "stock")),
-            ("batched", project_instance.TEMPLATE.read_text(encoding="utf-8")),
+            ("batched", SHARDED),
+            ("one_file", ONE_FILE),
         ):
             home = tmp_path / name
             monkeypatch.setenv("DAGSTER_HOME", str(home))
@@ -139,10 +171,16 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
                 answers[name] = _answers(instance, result.run_id)
                 if name == "batched":
                     assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+                if name == "one_file":
+                    assert isinstance(instance.event_log_storage, OneFileSqliteEventLogStorage)
     finally:
         event.remove(Engine, "connect", count)
 
     assert answers["batched"] == answers["stock"]
+    # the one-file storage: the same, but a materialised partition's planned row is gone
+    one_file = answers["one_file"]
+    assert one_file["read"]["planned"] == [] and one_file["sync"]["planned"] == sorted(BROKEN)
+    assert one_file == _without_materialized_plans(answers["stock"])
     sync = answers["batched"]["sync"]
     assert len(sync["materialized"]) == 198 and sync["not_materialized"] == sorted(BROKEN)
     assert len(answers["batched"]["read"]["materialized"]) == 200
@@ -152,9 +190,10 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
     # event; the batched one keeps one per database
     assert opened["stock"] > 800, opened
     assert opened["batched"] < 40, opened
+    assert opened["one_file"] < 80, opened
     # the same 400 planned rows, of which Dagster built two events (one per asset) instead of 400
     assert len(answers["batched"]["read"]["planned"]) + len(answers["batched"]["sync"]["planned"]) == 400
-    assert sorted(e.dagster_event.asset_key.to_user_string() for e in built) == ["read", "sync"]
+    assert sorted(e.dagster_event.asset_key.to_user_string() for e in built) == ["read", "read", "sync", "sync"]
     assert all(len(e.dagster_event.event_specific_data.partitions_subset) == 200 for e in built)
 
 
@@ -183,31 +222,38 @@ def test_a_planned_event_is_stored_as_each_partitions_own(tmp_path):
     assert sorted(row["partition"] for row in rows) == sorted(keys)
     for stored, row in zip(events, rows):
         alone = _planned_for(event, row["partition"])
-        assert stored == alone and row["event"] == serialize_value(alone)
+        assert stored == alone and json.loads(row["event"]) == json.loads(serialize_value(alone))
+        assert len(row["event"]) < len(serialize_value(alone))  # compact JSON
         assert deserialize_value(row["event"], EventLogEntry).dagster_event.partition == row["partition"]
         assert deserialize_value(row["event"], EventLogEntry).dagster_event.event_specific_data.partitions_subset is None
 
 
-def test_runs_written_in_batches_are_read_by_the_stock_storage(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("ours", "theirs", "stock_class"),
+    [(SHARDED, STOCK, "SqliteEventLogStorage"), (ONE_FILE, STOCK_ONE_FILE, "ConsolidatedSqliteEventLogStorage")],
+    ids=["sharded", "one-file"],
+)
+def test_runs_written_in_batches_are_read_by_the_stock_storage(tmp_path, monkeypatch, ours, theirs, stock_class):
     """Same files, same schema: going back to Dagster's own storage loses nothing."""
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with _instance(home, project_instance.TEMPLATE.read_text(encoding="utf-8")) as instance:
+    with _instance(home, ours) as instance:
         run_id = _run(instance).run_id
         written = _answers(instance, run_id)
-    (home / "dagster.yaml").write_text(STOCK.format(home), encoding="utf-8")
+    (home / "dagster.yaml").write_text(theirs.format(home), encoding="utf-8")
     with dg.DagsterInstance.from_config(str(home)) as stock:
-        assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert type(stock.event_log_storage).__name__ == stock_class
         assert _answers(stock, run_id) == written
 
 
-def test_a_second_process_sees_the_events_as_they_are_written(tmp_path, monkeypatch):
+@pytest.mark.parametrize("template", [SHARDED, ONE_FILE], ids=["sharded", "one-file"])
+def test_a_second_process_sees_the_events_as_they_are_written(tmp_path, monkeypatch, template):
     """The webserver and daemon read the same files while a run writes: nothing is held back."""
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with _instance(home, project_instance.TEMPLATE.read_text(encoding="utf-8")) as instance:
+    with _instance(home, template) as instance:
         run_id = _run(instance).run_id  # the connections stay open in this process
         reader = subprocess.run(
             [
@@ -243,10 +289,21 @@ def test_a_new_or_untouched_dagster_home_gets_the_batched_storage(tmp_path, monk
     edited = tmp_path / "edited"
     edited.mkdir()
     (edited / "dagster.yaml").write_bytes(old.stdout + b"# mine\n")
+    # a home with a history in the sharded layout keeps a storage that reads it
+    earlier_with_history = tmp_path / "earlier-with-history"
+    (earlier_with_history / "history" / "runs").mkdir(parents=True)
+    (earlier_with_history / "history" / "runs" / "index.db").write_bytes(b"")
+    (earlier_with_history / "dagster.yaml").write_bytes(old.stdout)
+    sharded = tmp_path / "sharded"
+    (sharded / "history" / "runs").mkdir(parents=True)
+    (sharded / "history" / "runs" / "index.db").write_bytes(b"")
+    (sharded / "dagster.yaml").write_bytes(project_instance.SHARDED_TEMPLATE.read_bytes())
     for home, expected in (
         (tmp_path / "new", project_instance.TEMPLATE.read_bytes()),
         (earlier, project_instance.TEMPLATE.read_bytes()),
         (edited, old.stdout + b"# mine\n"),
+        (earlier_with_history, project_instance.SHARDED_TEMPLATE.read_bytes()),
+        (sharded, project_instance.SHARDED_TEMPLATE.read_bytes()),
     ):
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         project_instance.ensure_dagster_home()
@@ -275,7 +332,7 @@ def test_every_row_is_what_dagster_serialises_for_that_event(tmp_path, monkeypat
         events, rows = storage._rows(entries)
         assert events == entries
         for entry, row in zip(entries, rows):
-            assert row == to_row(entry) and row["event"] == serialize_value(entry)
+            assert row == to_row(entry) and json.loads(row["event"]) == json.loads(serialize_value(entry))
     finally:
         storage.dispose()
     # each stage's planned events share one text, and so do its materialisations; the rest one by one
@@ -287,10 +344,10 @@ import sys, time
 import dagster as dg
 from dagster._core.events import DagsterEvent, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
-from legal_rag_pipeline.dagster_storage import BatchedSqliteEventLogStorage
+from legal_rag_pipeline import dagster_storage
 
-base, name = sys.argv[1], sys.argv[2]
-storage = BatchedSqliteEventLogStorage(base)
+base, name, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+storage = getattr(dagster_storage, kind)(base)
 for batch in range(15):
     events = []
     for i in range(200):
@@ -306,21 +363,28 @@ storage.dispose()
 """
 
 
-def test_two_processes_writing_at_once_get_each_event_its_own_id(tmp_path):
+@pytest.mark.parametrize(
+    ("kind", "database"),
+    [("BatchedSqliteEventLogStorage", "index.db"), ("OneFileSqliteEventLogStorage", "event_log.db")],
+    ids=["sharded", "one-file"],
+)
+def test_two_processes_writing_at_once_get_each_event_its_own_id(tmp_path, kind, database):
     """The index's ids are read back after one insert per batch: with two writers at once, every tag
     row still points at its own event (each event's data-version tag names its own file)."""
     import sqlite3
 
     base = tmp_path / "events"
     base.mkdir()
-    BatchedSqliteEventLogStorage(str(base)).dispose()  # the schema, before both start
+    from legal_rag_pipeline import dagster_storage
+
+    getattr(dagster_storage, kind)(str(base)).dispose()  # the schema, before both start
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(base), name], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", WRITER, str(base), name, kind], stderr=subprocess.PIPE, text=True)
         for name in ("luat_a", "luat_b")
     ]
     for writer in writers:
         assert writer.wait(timeout=300) == 0, writer.stderr.read()
-    db = sqlite3.connect(base / "index.db")
+    db = sqlite3.connect(base / database)
     pairs = db.execute(
         "SELECT t.value, e.partition, t.asset_key, e.asset_key FROM asset_event_tags t "
         "JOIN event_logs e ON e.id = t.event_id WHERE t.key = 'dagster/data_version'"
