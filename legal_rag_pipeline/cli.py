@@ -250,11 +250,11 @@ def run_search(
     as_of: str | None = "today",
 ) -> int:
     out = out or sys.stdout
-    from .definitions import build_embedder, build_store
     from .search import search
+    from .services import open_embedder, open_store  # not definitions: a search needs no Dagster
 
-    store = build_store(settings, resolve=True)
-    embedder = build_embedder(settings, resolve=True)
+    store = open_store(settings)
+    embedder = open_embedder(settings)
     with store.connect() as collection:
         if not collection.exists():
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)

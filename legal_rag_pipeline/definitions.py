@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from .assets.ingestion import ASSETS
@@ -13,8 +11,17 @@ from .automation import build_automation
 from .instance import use_event_batches
 from .partitions import source_files
 from .resources.data_folder import DataFolder
-from .resources.embeddings import Embedder, HuggingFaceEmbedder, LocalEmbedder
+from .resources.embeddings import Embedder
 from .resources.qdrant import QdrantStore
+from .services import (
+    ENDPOINT_KEY_VARS,
+    QDRANT_KEY_VARS,
+    TOKEN_VARS,
+    dense_embedder,
+    secret_name,
+    secret_value,
+    store_fields,
+)
 from .settings import Settings, load_env_file, load_settings
 
 ingest_job = dg.define_asset_job(
@@ -29,55 +36,27 @@ ingest_job = dg.define_asset_job(
 
 def _secret(*names: str, resolve: bool = False) -> str | dg.EnvVar | None:
     """The first variable that is set: as an EnvVar (the UI shows its name, never its value) for
-    Dagster runs, or its value (``resolve=True``) for resources used outside a run (CLI search)."""
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value if resolve else dg.EnvVar(name)
-    return None
+    Dagster runs, or its value (``resolve=True``) for resources used outside a run (CLI commands)."""
+    name = secret_name(*names)
+    if name is None:
+        return None
+    return secret_value(name) if resolve else dg.EnvVar(name)
 
 
 def build_embedder(settings: Settings, *, resolve: bool = False) -> Embedder:
-    backend = settings.dense_backend
-    if backend == "local":
-        return LocalEmbedder(model=settings.model, batch_size=settings.batch_size)
-    if backend == "api":
-        return HuggingFaceEmbedder(
-            model=settings.model,
-            provider=settings.provider,
-            token=_secret("HF_TOKEN", "HUGGINGFACE_API_KEY", resolve=resolve),
-            endpoint_url=settings.endpoint_url,
-            endpoint_api_key=_secret("EMBEDDINGS_ENDPOINT_API_KEY", resolve=resolve),
-            batch_size=settings.batch_size,
-            concurrency=settings.concurrency,
-            timeout_seconds=settings.timeout_seconds,
-            max_retry_seconds=settings.max_retry_seconds,
-            backoff_seconds=settings.backoff_seconds,
-            max_attempts=settings.max_attempts,
-        )
-    return Embedder()
+    """The embedder resource (``services.dense_embedder``; ``Embedder`` when BM25-only)."""
+    embedder = dense_embedder(
+        settings,
+        token=_secret(*TOKEN_VARS, resolve=resolve),
+        endpoint_api_key=_secret(*ENDPOINT_KEY_VARS, resolve=resolve),
+    )
+    return Embedder() if embedder is None else embedder
 
 
 def build_store(settings: Settings, *, resolve: bool = False, lock_wait_seconds: float | None = None) -> QdrantStore:
+    """The store resource (``services.store_fields``); `legal-rag search` opens ``services.open_store``."""
     extra = {} if lock_wait_seconds is None else {"lock_wait_seconds": lock_wait_seconds}
-    return QdrantStore(
-        **extra,
-        path=None if settings.qdrant_server_mode else settings.qdrant_path,
-        engine=settings.qdrant_engine,
-        url=settings.qdrant_url,
-        host=settings.qdrant_host,
-        port=settings.qdrant_port,
-        api_key=_secret("QDRANT_API_KEY", resolve=resolve),
-        collection_name=settings.collection_name,
-        https=settings.qdrant_https,
-        prefer_grpc=settings.qdrant_prefer_grpc,
-        grpc_port=settings.qdrant_grpc_port,
-        timeout_seconds=settings.qdrant_timeout,
-        shard_number=settings.qdrant_shard_number,
-        replication_factor=settings.qdrant_replication_factor,
-        write_consistency_factor=settings.qdrant_write_consistency_factor,
-        on_disk=settings.qdrant_on_disk,
-    )
+    return QdrantStore(**extra, **store_fields(settings), api_key=_secret(*QDRANT_KEY_VARS, resolve=resolve))
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:

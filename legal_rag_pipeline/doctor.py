@@ -50,9 +50,9 @@ class Report:
 
 
 def run_checks(settings: Any) -> Report:
-    from .definitions import build_embedder, build_store
+    from .services import open_embedder, open_store
 
-    embedder = build_embedder(settings, resolve=True)
+    embedder = open_embedder(settings)
     rows: list[Row] = []
     model_dim: int | None = None
     if not embedder.enabled():
@@ -74,7 +74,7 @@ def run_checks(settings: Any) -> Report:
         if checks and all(c.ok for c in checks):
             model_dim = embedder.dimension()  # known from the probe: no further call
 
-    store = build_store(settings, resolve=True)
+    store = open_store(settings)
     try:
         with store.connect() as collection:
             collection.lock()  # an embedded folder held by another process says so here

@@ -30,8 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from .resources.qdrant import Collection
-from .stores.base import VALID_ON
+from .stores.base import VALID_ON, Collection
 from .text.lexical import fold_tone_marks, query_vector
 from .text.query import find_articles
 

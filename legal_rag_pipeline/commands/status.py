@@ -33,12 +33,12 @@ def _when(value: str | None) -> str:
 
 def _collection_counts(settings, sources: list[str]) -> tuple[dict[str, int] | None, dict, str | None]:
     """(points per file, collection facts, why not available)."""
-    from ..definitions import build_store
     from ..errors import PipelineError
+    from ..services import open_store
 
     if not settings.qdrant_server_mode and not Path(settings.qdrant_path).exists():
         return {}, {"name": settings.collection_name, "exists": False}, None  # opening would create the folder
-    store = build_store(settings, resolve=True)
+    store = open_store(settings)
     try:
         with store.connect() as collection:
             if not collection.exists():

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_random_exponential
 
+from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
 from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
 from legal_rag_pipeline.resources.embeddings_errors import Target
@@ -47,53 +47,12 @@ ENDPOINT_PLACEHOLDER_KEY = "no-endpoint-api-key"  # sent instead of the HF token
 logger = dg.get_dagster_logger("legal_rag_pipeline.embeddings")
 
 
-@dataclass(frozen=True)
-class Check:
-    """One line of ``legal-rag doctor``: what was checked, whether it passed, and what to do if not."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-class Embedder(dg.ConfigurableResource):
+class Embedder(NoEmbeddings, dg.ConfigurableResource):
     """No dense embeddings: the pipeline stores and searches BM25 sparse vectors only.
 
     Subclasses compute dense vectors; every ``embed()`` returns float32 ``(len(texts), dimension())``,
-    L2-normalised, in input order.
+    L2-normalised, in input order. The BM25-only behaviour is ``embedder_base.NoEmbeddings``.
     """
-
-    def enabled(self) -> bool:
-        return False
-
-    def model_id(self) -> str:
-        """Stored in each point's payload as ``embedding_model`` ("" when disabled)."""
-        return ""
-
-    def describe(self) -> str:
-        return "no dense embeddings (BM25-only search)"
-
-    def dimension(self) -> int:
-        return 0
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        raise ConfigurationError(
-            "Dense embeddings are disabled (BM25-only mode)",
-            f"set {errors.TOKEN_SETTING} or {errors.ENDPOINT_SETTING} to compute dense vectors",
-        )
-
-    def preflight(self, probe: bool = True) -> list[Check]:
-        """Prerequisites in order (``legal-rag doctor``, the run's preflight). ``probe=False`` skips the
-        one tiny embedding call, for a run whose first batch is the probe."""
-        return [
-            Check(
-                "dense embeddings",
-                True,
-                "not configured: search is BM25-only",
-                f"set {errors.TOKEN_SETTING} or {errors.ENDPOINT_SETTING} to add dense vectors",
-            )
-        ]
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""`legal-rag search`, `status` and `doctor` start without Dagster (issue 22 item 3, issue 24 item 4).
+
+Importing dagster costs about half a second of a cold start on two cores, and none of these
+commands needs it: they open the plain ``stores.store.Store`` and ``embedder_base.NoEmbeddings``
+(``services.py``). These tests fail when someone brings a heavy import back on their path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+from legal_rag_pipeline.resources.qdrant import QdrantStore
+from legal_rag_pipeline.stores.store import Store
+from legal_rag_pipeline_tests.pipeline_env import SAMPLE_DATA, make_env
+
+# None of them is needed to answer a question from an embedded, BM25-only collection.
+HEAVY = ("dagster", "sqlalchemy", "pandas", "pyarrow", "huggingface_hub", "qdrant_client")
+
+# Runs each command in one fresh interpreter and reports, per command, its exit code, the heavy
+# modules loaded so far and its output.
+RUN_COMMANDS = """
+import contextlib, io, json, sys
+from legal_rag_pipeline.cli import main
+
+heavy = json.loads(sys.argv[1])
+report = []
+for argv in json.loads(sys.argv[2]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    report.append({"argv": argv, "code": code, "loaded": [m for m in heavy if m in sys.modules], "out": out.getvalue()})
+print(json.dumps(report))
+"""
+
+
+def test_search_status_and_doctor_import_no_dagster(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)
+    (env.data / "luat-mau-cu-tru.txt").write_bytes((SAMPLE_DATA / "luat-mau-cu-tru.txt").read_bytes())
+    code, out = env.ingest()
+    assert code == 0, out
+
+    commands = [["search", "đăng ký thường trú", "--top-k", "2"], ["status"], ["doctor"]]
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_COMMANDS, json.dumps(HEAVY), json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    for entry in report:
+        assert entry["code"] == 0, entry
+        assert entry["loaded"] == [], f"`legal-rag {entry['argv'][0]}` imported {entry['loaded']}"
+    search, status, doctor = (entry["out"] for entry in report)
+    assert "Query: đăng ký thường trú  [bm25]" in search and " 1. " in search  # a real answer
+    assert "luat-mau-cu-tru.txt" in status and "1 files: 1 ingested" in status
+    assert "All checks passed." in doctor
+
+
+def test_plain_store_has_the_resource_fields_and_defaults():
+    """``Store`` (no Dagster) and the ``QdrantStore`` resource share their methods; their fields are
+    declared twice, and must stay the same."""
+    plain = {f.name: f.default for f in dataclasses.fields(Store)}
+    resource = {name: info.default for name, info in QdrantStore.model_fields.items()}
+    assert plain == resource
+    kwargs = {
+        "path": "/tmp/q",
+        "collection_name": "x",
+        "api_key": "secret-key-123",
+        "url": "http://example.vn:6333",
+    }
+    assert Store(**kwargs).client_kwargs() == QdrantStore(**kwargs).client_kwargs()
+    assert Store(**kwargs).location() == QdrantStore(**kwargs).location()
+    assert Store(**kwargs).describe() == QdrantStore(**kwargs).describe()
+    assert "secret-key-123" not in repr(Store(**kwargs))  # the key is never shown
+    assert Store().model_copy(update={"url": None}) == Store()
