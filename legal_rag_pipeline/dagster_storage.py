@@ -32,7 +32,7 @@ PostgreSQL keeps them) instead of one database per run plus an index that holds 
 second time. Its rows are written as compact JSON (the same values; Dagster's reader parses any
 JSON) in 16 KiB pages with incremental vacuum, so the history retention (history.py) gives freed pages
 back to the disk. A run over 5,148 one-article files wrote 157 MB into the sharded storage and
-NNN MB into this one (benchmarks/national_scale.py measures it at 70,000 files). A home that already
+50 MB into this one (benchmarks/national_scale.py measures it at 70,000 files). A home that already
 holds a sharded history keeps its storage (instance.py), since the other one cannot read it.
 
 It relies on internals of the pinned Dagster version (``pyproject.toml``); test_dagster_storage.py
@@ -357,11 +357,13 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
                 self.store_asset_check_event(event, event_id)
 
     def give_back_free_pages(self) -> int:
-        """Return the pages deleted rows left to the file system (after the history retention)."""
-        with sqlite3.connect(self.get_db_path(), timeout=SQLITE_BUSY_TIMEOUT_SECONDS) as db:
+        """Return the pages deleted rows left to the file system (after the history retention); bytes."""
+        with self._db_lock, sqlite3.connect(self.get_db_path(), timeout=SQLITE_BUSY_TIMEOUT_SECONDS) as db:
             free = db.execute("PRAGMA freelist_count").fetchone()[0]
-            db.execute("PRAGMA incremental_vacuum")
-        return free * PAGE_SIZE
+            db.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step: read to the end
+            left = db.execute("PRAGMA freelist_count").fetchone()[0]
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return (free - left) * PAGE_SIZE
 
 
 def _drop_materialized_plans(conn, events: Sequence[EventLogEntry]) -> None:

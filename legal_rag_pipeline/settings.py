@@ -111,6 +111,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Hybrid search: weights of the bm25 and dense lists in the reciprocal-rank fusion (None: equal).
     fusion_weights: tuple[float, float] | None = None
+    # Dagster's run history older than this many days is pruned (history.py); each file's latest status stays.
+    history_days: float = 30.0
 
     @property
     def hf_token_var(self) -> str:
@@ -180,11 +182,16 @@ def load_settings() -> Settings:
         max_attempts=_env_int("EMBEDDINGS_MAX_ATTEMPTS", 6),
         limits=load_limits(),
         fusion_weights=_env_weights("FUSION_WEIGHTS"),
+        history_days=_env_float("DAGSTER_HISTORY_DAYS", 30.0),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(
             f"QDRANT_PATH {qdrant_path} is inside DATA_DIR {data_dir}",
             "point QDRANT_PATH at a folder outside the data folder, or the database would be ingested as data",
+        )
+    if settings.history_days < 0:
+        raise ConfigurationError(
+            f"DAGSTER_HISTORY_DAYS={settings.history_days:g} is negative", "set it to a number of days such as 30"
         )
     if settings.batch_size < 1 or settings.concurrency < 1:
         raise ConfigurationError(
