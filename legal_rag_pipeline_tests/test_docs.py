@@ -45,7 +45,7 @@ def help_options(command: str) -> set[str]:
 
 def sections(text: str) -> dict[str, str]:
     """``## `legal-rag X` `` sections of docs/cli.md by command."""
-    found = re.split(r"(?m)^## `legal-rag (\w+)`\s*$", text)
+    found = re.split(r"(?m)^## `legal-rag ([\w-]+)`\s*$", text)
     return dict(zip(found[1::2], found[2::2], strict=True))
 
 
