@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,6 +299,11 @@ def records_batch(state_dir: str | Path) -> Iterator[None]:
         yield
 
 
+def plan_rows(state_dir: str | Path, stages: Sequence[str]) -> dict[str, tuple]:
+    """Every file's record as the ingest plan reads it (see ``_Records.plan_rows``)."""
+    return _records(Path(state_dir)).plan_rows(stages)
+
+
 def known_sources(state_dir: str | Path) -> list[str]:
     """Sources that have artifacts (files ingested at least once)."""
     return _records(Path(state_dir)).sources_with_status()
@@ -489,6 +494,21 @@ class _Records:
 
     def chunks_text(self, source: str) -> str | None:
         return self._value("SELECT lines FROM chunks WHERE source = ?", source)
+
+    def plan_rows(self, stages: Sequence[str]) -> dict[str, tuple]:
+        """Every file's record as the ingest plan reads it, in one query (no full document decoded):
+        source → (sha256, reader_version, chunked, size, mtime_ns, chunks, synced text, chunks stamp,
+        then each of ``stages``' status, and whether there is a status at all)."""
+        statuses = ", ".join(f"json_extract(f.status, '$.{stage}.status')" for stage in stages)
+        sql = (
+            "SELECT f.source, json_extract(f.document, '$.sha256'), json_extract(f.document, '$.reader_version'), "
+            "json_extract(f.document, '$.chunked'), json_extract(f.document, '$.size'), "
+            "json_extract(f.document, '$.mtime_ns'), json_extract(f.document, '$.chunks'), f.synced, c.stamp, "
+            f"{statuses}, f.status IS NOT NULL AND f.status != '{{}}' "
+            "FROM files f LEFT JOIN chunks c ON c.source = f.source"
+        )
+        with self._lock:
+            return {row[0]: row[1:] for row in self._db.execute(sql)}
 
     def chunks_stamp(self, source: str) -> str | None:
         return self._value("SELECT stamp FROM chunks WHERE source = ?", source)

@@ -714,13 +714,19 @@ def _points_of(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target,
 def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:
     """What must be unchanged for this file's points to be known in sync without reading them."""
     document = art.document() or {}
-    version = art.chunks_version()
-    if version is None or not document.get("chunked"):
+    return sync_mark(document.get("chunked"), int(document.get("chunks", 0)), art.chunks_version(), model, location, physical)
+
+
+def sync_mark(
+    chunked: str | None, points: int, chunks_version: list[Any] | None, model: str, location: str, physical: str | None
+) -> dict[str, Any] | None:
+    """The sync marker of a file whose document record says ``chunked`` and ``points`` (None: no chunks)."""
+    if chunks_version is None or not chunked:
         return None
     return {
-        "chunked": document["chunked"],
-        "chunks_file": version,
-        "points": int(document.get("chunks", 0)),
+        "chunked": chunked,
+        "chunks_file": chunks_version,
+        "points": points,
         "model": model,
         "location": location,
         "collection": physical,

@@ -16,13 +16,14 @@ folder recently (``ingest.VERIFY_AFTER_SECONDS``), like the sync stage itself.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ingest
-from .artifacts import FileArtifacts, known_sources, records_batch
+from .artifacts import FileArtifacts, known_sources, plan_rows, records_batch
 from .errors import PipelineError
 
 
@@ -96,33 +97,37 @@ def span_size(order: Sequence[str], span: tuple[str, str]) -> int:
 
 
 def file_in_sync(
-    art: FileArtifacts, path: Path, *, model: str, location: str, physical: str | None, token_budget: int
+    art: FileArtifacts, row: tuple | None, path: Path, *, model: str, location: str, physical: str | None, token_budget: int
 ) -> bool | None:
-    """True: in sync; False: changed; None: never ingested (new)."""
-    document = art.document()
-    if not document or not document.get("sha256"):
+    """True: in sync; False: changed; None: never ingested (new). ``row``: the file's record as
+    ``artifacts.plan_rows`` reads it (None when it has none)."""
+    if row is None:
         return None
-    if document.get("reader_version") != ingest.READER_VERSION:
+    sha256, reader_version, chunked, size, mtime_ns, chunks, synced, stamp = row[:8]
+    if not sha256:
+        return None
+    if reader_version != ingest.READER_VERSION:
         return False
-    if document.get("chunked") != f"{ingest.CHUNKER_VERSION}:{token_budget}:{document['sha256']}":
+    if chunked != f"{ingest.CHUNKER_VERSION}:{token_budget}:{sha256}":
         return False
     try:
         st = path.stat()
     except OSError:
         return False  # it runs, and its read says what is wrong
-    if (st.st_size, st.st_mtime_ns) != (document.get("size"), document.get("mtime_ns")):
-        if st.st_size != document.get("size") or ingest.file_sha256(path) != document["sha256"]:
+    if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        if st.st_size != size or ingest.file_sha256(path) != sha256:
             return False
-        art.write_document({**document, "mtime_ns": st.st_mtime_ns})  # touched, not changed
-    mark = ingest._sync_mark(art, model, location, physical)
-    return mark is not None and art.synced() == mark
+        art.write_document({**(art.document() or {}), "mtime_ns": st.st_mtime_ns})  # touched, not changed
+    version = ["files.db", stamp] if stamp is not None else art.chunks_version()
+    mark = ingest.sync_mark(chunked, int(chunks or 0), version, model, location, physical)
+    return mark is not None and synced is not None and json.loads(synced) == mark
 
 
-def last_run_failed(art: FileArtifacts) -> bool:
-    status = art.status()
-    if not status:
+def last_run_failed(row: tuple | None) -> bool:
+    """No stage status recorded, or a stage that did not end "ok" (``row`` from ``artifacts.plan_rows``)."""
+    if row is None or not row[-1]:
         return True
-    return any((status.get(stage) or {}).get("status") in {None, "failed", "skipped"} for stage in ingest.STAGES)
+    return any(status in {None, "failed", "skipped"} for status in row[8:-1])
 
 
 def plan_ingest(
@@ -145,17 +150,18 @@ def plan_ingest(
     elif time.time() - float(state.get("verified_at", 0)) >= ingest.VERIFY_AFTER_SECONDS:
         plan.full, plan.reason = True, "the last full comparison with the collection is older than a day"
     plan.vanished = sorted(set(known_sources(state_dir)) - set(files))
+    rows = plan_rows(state_dir, ingest.STAGES)  # one query for every file's record
     with records_batch(state_dir):  # a touched file's new time is a write
         for key, path in files.items():
-            art = FileArtifacts(state_dir, key)
+            row = rows.get(key)
             try:
-                verdict = file_in_sync(art, path, model=model, location=location, physical=physical,
-                                       token_budget=token_budget)
-            except (OSError, PipelineError):
+                verdict = file_in_sync(FileArtifacts(state_dir, key), row, path, model=model, location=location,
+                                       physical=physical, token_budget=token_budget)
+            except (OSError, PipelineError, ValueError):
                 verdict = False
-            if verdict is None and not art.status():
+            if verdict is None and not (row and row[-1]):
                 plan.new.append(key)
-            elif last_run_failed(art) or verdict is None:
+            elif last_run_failed(row) or verdict is None:
                 plan.failed.append(key)
             elif verdict:
                 plan.unchanged.append(key)

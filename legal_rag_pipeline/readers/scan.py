@@ -39,7 +39,7 @@ def is_ignored(relpath: str) -> str | None:
     Office lock files (``~$x.xlsx``, ``.~lock.x.xlsx#``), hidden files or folders (a name starting
     with "."), unsupported extensions, and paths Dagster refuses as partition keys.
     """
-    parts = PurePosixPath(relpath).parts
+    parts = [part for part in relpath.split("/") if part and part != "."]  # PurePosixPath's parts, 10x faster
     if not parts:
         return "empty path"
     refused = [what for text, what in REFUSED_IN_PARTITION_KEYS.items() if text in relpath]
@@ -87,20 +87,20 @@ def scan_data_dir(data_dir: Path) -> ScanResult:
     files: dict[str, Path] = {}
     skipped: list[tuple[str, str]] = []
 
-    def walk(folder: Path, rel: PurePosixPath) -> None:
+    def walk(folder: str, rel: str) -> None:  # strings, not Path objects: a scan of 70,000 files made 280,000
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append((str(rel) + "/" if str(rel) != "." else "./", f"cannot list folder: {exc.strerror}"))
+            skipped.append((rel + "/" if rel else "./", f"cannot list folder: {exc.strerror}"))
             return
+        absolute = os.path.abspath(folder)
         for entry in entries:
-            relpath = str(rel / entry.name) if str(rel) != "." else entry.name
-            path = Path(entry.path)
+            relpath = f"{rel}/{entry.name}" if rel else entry.name
             try:
                 is_link = entry.is_symlink()
                 if is_link:
                     try:
-                        target = path.resolve(strict=True)
+                        target = Path(entry.path).resolve(strict=True)
                     except (OSError, RuntimeError):
                         skipped.append((relpath, "broken symbolic link"))
                         continue
@@ -117,7 +117,7 @@ def scan_data_dir(data_dir: Path) -> ScanResult:
                 elif is_link:
                     skipped.append((relpath + "/", "symbolic link to a folder (its files are listed where they are)"))
                 else:
-                    walk(path, PurePosixPath(relpath))
+                    walk(entry.path, relpath)
                 continue
             if not entry.is_file(follow_symlinks=True):
                 skipped.append((relpath, "not a regular file"))
@@ -126,7 +126,7 @@ def scan_data_dir(data_dir: Path) -> ScanResult:
             if reason:
                 skipped.append((relpath, reason))
             else:
-                files[relpath] = path.absolute()
+                files[relpath] = Path(absolute, entry.name)
 
-    walk(data_dir, PurePosixPath("."))
+    walk(str(data_dir), "")
     return ScanResult(files=dict(sorted(files.items())), skipped=sorted(skipped))
