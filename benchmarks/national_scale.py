@@ -8,7 +8,8 @@ line, then ``Điều N. …``; the first file of a law keeps its preamble). Each
 ``DAGSTER_HOME``):
 
 1. first ingest of each shape: wall time, peak resident memory (GNU time), ``DAGSTER_HOME`` on disk;
-2. on the split: a cold `legal-rag search` (three times), `legal-rag ingest` with nothing changed (and
+2. on the split: a cold `legal-rag search` (three times), what the UI's asset page asks for
+   (``ui_partitions.py``), `legal-rag ingest` with nothing changed (and
    whether a run was launched), the nightly schedule's tick (``nightly_tick.py``), one file changed →
    `legal-rag search` finds its new word;
 3. ``--nights`` nights: three files changed, `legal-rag ingest` (the run the nightly tick launches),
@@ -132,6 +133,10 @@ def steady_state(env: dict, row: dict, nights: int) -> None:
     row["cold_search_peak_mb"] = max(p for _, p in searches)
     print(f"[split] cold search: {row['cold_search_s']} s", flush=True)
 
+    _, _, out = run(env, sys.executable, "-W", "ignore", str(REPO / "benchmarks" / "ui_partitions.py"))
+    row["ui"] = [line for line in out.splitlines() if "partitions," in line]
+    print(f"[split] UI: {row['ui']}", flush=True)
+
     before = runs(env)
     wall, peak, out = legal_rag(env, "ingest", "--quiet")
     row["nothing_s"], row["nothing_peak_mb"] = wall, peak
@@ -190,6 +195,7 @@ def markdown(rows: list[dict], command: str, load: tuple[float, float], began: s
         f"- nothing changed: `legal-rag ingest` {split['nothing_s']:.1f} s, {split['nothing_runs']} runs launched, "
         f"peak {split['nothing_peak_mb']:.0f} MB (`{split['nothing_says'][:120]}`); nightly tick "
         f"{tick.group(1) if tick else '?'} s (`{split['tick'][:140]}`)",
+        *(f"- the UI's asset page (`benchmarks/ui_partitions.py`, Dagster's GraphQL): {line}" for line in split.get("ui", [])),
         f"- one file changed → searchable: {split['one_changed_s']:.1f} s"
         f"{'' if split['one_changed_found'] else ' (NOT FOUND)'} (target ≤ 30 s)",
     ]
@@ -230,7 +236,6 @@ def main() -> int:
     section = markdown([laws, split], "python benchmarks/national_scale.py " + " ".join(sys.argv[1:]),
                        (load_before, os.getloadavg()[0]), began)
     print(section)
-    (Path(__file__).parent / "national_scale.json").write_text(json.dumps([laws, split], indent=1, ensure_ascii=False))
     if args.results:
         write_results(args.results, MARKER, section)
         print(f"wrote {args.results}")
