@@ -60,6 +60,17 @@ LOCK = ".edge.lock"  # held while the catalog is edited
 OWNER = ".owner.lock"  # held by the one process that uses the folder
 RRF_K = 60  # Qdrant's default for reciprocal rank fusion
 UPSERT_BATCH = 1024
+# Bounded memory for long writes. Edge keeps the points it writes in an appendable segment whose
+# indexes (sparse, payload, point ids) live in the process's memory, and it runs no optimizer by
+# itself: 276,000 points written in one go held 2+ GB. So every COMPACT_POINTS points written, the
+# shard is optimised (the appendable segment becomes immutable, memory-mapped segments of at most
+# SEGMENT_KB) and reopened (an optimised shard still held the old segment's memory until then); a
+# write that ends leaves its tail optimised when the shard is closed, so the next open maps
+# segments instead of rebuilding an appendable one (a cold search over 276,000 points: 5 s -> see
+# docs/performance.md). Sizes are Qdrant's estimates, about 0.5 kB a bm25-only point.
+COMPACT_POINTS = 32_768
+SEGMENT_KB = 16_000
+INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 points) is left as it is
 FACET_COUNTS_FROM = 50  # counts_by_source for more files than this: one facet over every source
 FACET_LIMIT = 1_000_000
 
@@ -101,10 +112,12 @@ def _filter(where: Where | None) -> qe.Filter | None:
 
 
 def _create_indexes(shard: qe.EdgeShard) -> None:
+    """The payload indexes, memory-mapped in optimised segments (``Memory.Cold``)."""
+    cold = qe.Memory.Cold
     for name in KEYWORD_INDEXES:
-        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(memory=cold)))
     for name in DATETIME_INDEXES:
-        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.DatetimeIndexParams(memory=cold)))
 
 
 def _stored(record: Any, vectors: bool) -> StoredPoint:
@@ -122,13 +135,16 @@ def _stored(record: Any, vectors: bool) -> StoredPoint:
 
 
 def _config(dense_size: int | None, sparse: bool = True) -> qe.EdgeConfig:
-    """The project's layout. Vectors and the sparse index are ``Memory.Cold`` (read through the page
-    cache, not held by the process): reopening 30,000 dense points takes 182 MB instead of 278 MB."""
+    """The project's layout. Vectors, the sparse index, payloads and point ids are ``Memory.Cold`` (read
+    through the page cache, not held by the process): reopening 30,000 dense points takes 182 MB instead
+    of 278 MB. Optimised segments hold at most ``SEGMENT_KB`` (see ``COMPACT_POINTS``)."""
     cold = qe.Memory.Cold
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine, memory=cold) if dense_size else {},
         sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=cold)} if sparse else {},
         payload_memory=cold,
+        id_tracker_memory=cold,
+        optimizers=qe.EdgeOptimizersConfig(max_segment_size=SEGMENT_KB, indexing_threshold=INDEXING_KB),
     )
 
 
@@ -150,6 +166,8 @@ class EdgeCollection(Collection):
         self.root = Path(store.path or ".legal_rag/qdrant")
         self._parent = parent
         self._shards: dict[str, qe.EdgeShard] = {} if parent is None else parent._shards
+        # points written to each open shard since it was last optimised (see COMPACT_POINTS)
+        self._unoptimised: dict[str, int] = {} if parent is None else parent._unoptimised
         self._owner: Any = None
         if parent is None:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -189,8 +207,10 @@ class EdgeCollection(Collection):
             return
         try:
             while self._shards:
-                _, shard = self._shards.popitem()
+                physical, shard = self._shards.popitem()
                 try:
+                    if self._unoptimised.pop(physical, 0):  # the next open maps segments, replays nothing
+                        shard.optimize()
                     shard.flush()
                 finally:
                     shard.close()
@@ -213,11 +233,32 @@ class EdgeCollection(Collection):
             if not path.is_dir():
                 raise StoreError(f"Collection {physical} is missing from {self.root}", "run `legal-rag rebuild`")
             self.lock()
-            try:
-                shard = qe.EdgeShard.load(str(path))
-            except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
-                raise _engine_error(exc, self.root) from None
-            self._shards[physical] = shard
+            shard = self._shards[physical] = self._load(physical)
+        return shard
+
+    def _load(self, physical: str) -> qe.EdgeShard:
+        """Open a shard with the project's optimiser settings (a shard created before them gets them)."""
+        layout = self.layout(physical)
+        try:
+            return qe.EdgeShard.load(str(self.root / SHARDS / physical), _config(layout.dense, layout.sparse))
+        except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
+            raise _engine_error(exc, self.root) from None
+
+    def _written(self, physical: str, points: int) -> qe.EdgeShard:
+        """Count ``points`` written to ``physical``; past COMPACT_POINTS, optimise and reopen the shard
+        (the appendable segment's memory is given back). Returns the shard to go on with."""
+        written = self._unoptimised.get(physical, 0) + points
+        if written < COMPACT_POINTS:
+            self._unoptimised[physical] = written
+            return self._shards[physical]
+        shard = self._shards.pop(physical)
+        try:
+            shard.optimize()
+            shard.flush()
+        finally:
+            shard.close()
+        self._unoptimised[physical] = 0
+        shard = self._shards[physical] = self._load(physical)
         return shard
 
     def _target(self, physical: str | None) -> str | None:
@@ -384,17 +425,20 @@ class EdgeCollection(Collection):
 
     # ------------------------------------------------------------------ writes
     def upsert(self, points: Iterable[PointRecord], collection: str | None = None) -> int:
-        shard = self.shard(collection)
+        physical = self._target(collection)
+        shard = self.shard(physical)
         written = 0
         batch: list[qe.Point] = []
         for point in points:
             batch.append(edge_point(point))
             if len(batch) >= UPSERT_BATCH:
                 shard.update(qe.UpdateOperation.upsert_points(batch))
+                shard = self._written(physical, len(batch))
                 written += len(batch)
                 batch = []
         if batch:
             shard.update(qe.UpdateOperation.upsert_points(batch))
+            self._written(physical, len(batch))
             written += len(batch)
         return written
 
@@ -408,17 +452,25 @@ class EdgeCollection(Collection):
         return len(ids)
 
     def set_payload(self, ids: Sequence[str], payload: dict[str, Any], collection: str | None = None) -> int:
+        """A point of an optimised segment whose payload changes is copied into the appendable one:
+        counted like a write (``COMPACT_POINTS``)."""
         ids = list(ids)
         if not ids:
             return 0
-        shard = self.shard(collection)
-        try:
-            shard.update(qe.UpdateOperation.set_payload(ids, payload))
-        except Exception:  # noqa: BLE001 - "No point with id …": update the ones that are there
-            ids = [str(p.id) for p in shard.retrieve(ids, with_payload=False, with_vector=False)]
-            if ids:
-                shard.update(qe.UpdateOperation.set_payload(ids, payload))
-        return len(ids)
+        physical = self._target(collection)
+        updated = 0
+        for start in range(0, len(ids), UPSERT_BATCH * 4):
+            part = ids[start : start + UPSERT_BATCH * 4]
+            shard = self.shard(physical)
+            try:
+                shard.update(qe.UpdateOperation.set_payload(part, payload))
+            except Exception:  # noqa: BLE001 - "No point with id …": update the ones that are there
+                part = [str(p.id) for p in shard.retrieve(part, with_payload=False, with_vector=False)]
+                if part:
+                    shard.update(qe.UpdateOperation.set_payload(part, payload))
+            updated += len(part)
+            self._written(physical, len(part))
+        return updated
 
 
 @contextmanager
