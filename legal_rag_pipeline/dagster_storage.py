@@ -94,6 +94,9 @@ os.register_at_fork(after_in_child=_forget_connections_in_child)
 atexit.register(_close_connections)
 
 
+PLANNED_PART = 2000  # partitions of a planned event stored per transaction
+
+
 class _Batches:
     """What both SQLite storages share: a batch's rows built once, in compact JSON."""
 
@@ -106,6 +109,23 @@ class _Batches:
             self.store_event_batch([event])
         else:
             super().store_event(event)
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store ``events``; a planned event over many partitions goes in parts of ``PLANNED_PART``
+        partitions, so that a run over 70,000 files does not build its 280,000 rows at once (600 MB)."""
+        pending: list[EventLogEntry] = []
+        for event in events:
+            keys = _planned_keys(event)
+            if keys is None or len(keys) <= PLANNED_PART:
+                pending.append(event)
+                continue
+            for start in range(0, len(keys), PLANNED_PART):
+                if pending:
+                    self._store_batch(pending)
+                    pending = []
+                self._store_batch([_planned_for(event, key) for key in keys[start : start + PLANNED_PART]])
+        if pending:
+            self._store_batch(pending)
 
     def _event_to_row(self, event: EventLogEntry) -> dict:
         """Dagster's row for ``event``, its JSON without the spaces after separators (the same value)."""
@@ -244,7 +264,7 @@ class BatchedSqliteEventLogStorage(_Batches, SqliteEventLogStorage):
         self._close_all()
         super().dispose()
 
-    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+    def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
         """The same rows as ``store_event`` for each event, in one transaction per database."""
         events = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().is_asset_failed_to_materialize)]
         if not events:
@@ -343,7 +363,7 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
         else:
             super().store_event(event)
 
-    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+    def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
         """The same rows as ``store_event`` for each event, in one transaction."""
         events = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().is_asset_failed_to_materialize)]
         if not events:

@@ -395,3 +395,33 @@ def test_two_processes_writing_at_once_get_each_event_its_own_id(tmp_path, kind,
     spans = dict(db.execute("SELECT asset_key, min(id) || '-' || max(id) FROM event_logs GROUP BY asset_key").fetchall())
     (a_first, a_last), (b_first, b_last) = (map(int, spans[k].split("-")) for k in ('["luat_a"]', '["luat_b"]'))
     assert a_first < b_last and b_first < a_last, spans  # the two wrote at the same time
+
+
+@pytest.mark.parametrize("kind", ["BatchedSqliteEventLogStorage", "OneFileSqliteEventLogStorage"])
+def test_a_planned_event_over_many_partitions_is_stored_in_parts(tmp_path, monkeypatch, kind):
+    """A run over 70,000 files plans 280,000 rows: they are built and written a part at a time, all of them."""
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+    from dagster._core.events.log import EventLogEntry
+
+    from legal_rag_pipeline import dagster_storage
+
+    monkeypatch.setattr(dagster_storage, "PLANNED_PART", 50)
+    keys = [f"luat/dieu-{i:04d}.txt" for i in range(130)]
+    event = EventLogEntry(
+        error_info=None, level=10, user_message="", run_id="r1", timestamp=1.5, step_key="read", job_name="sync_job",
+        dagster_event=DagsterEvent.build_asset_materialization_planned_event(
+            "sync_job", "read",
+            AssetMaterializationPlannedData(dg.AssetKey("read"), partitions_subset=FILES.empty_subset().with_partition_keys(keys)),
+        ),
+    )
+    storage = getattr(dagster_storage, kind)(str(tmp_path))
+    parts = []
+    store = storage._store_batch
+    monkeypatch.setattr(storage, "_store_batch", lambda events: parts.append(len(events)) or store(events))
+    try:
+        storage.store_event_batch([event])
+        records = storage.get_records_for_run("r1", of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    finally:
+        storage.dispose()
+    assert parts == [50, 50, 30]
+    assert sorted(r.event_log_entry.dagster_event.partition for r in records) == keys
