@@ -40,7 +40,7 @@ from .text.lexical import document_sparse_vector
 from .text.normalize import normalize_text
 from .text.tokens import count_tokens
 from .validity.resolve import point_validity
-from .validity.sync import applied_view
+from .validity.sync import applied_view, corpus_view, record_applied
 
 log = logging.getLogger(__name__)
 
@@ -625,6 +625,18 @@ class _Target:
     enabled: bool
     location: str
     physical: str | None
+    # the corpus view of validity, read once when a file's points are all written (see _points_of)
+    view: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def collection_key(self) -> str:
+        return f"{self.location}|{self.physical}"
+
+    def validity_of(self, source: str):
+        """The corpus view's validity of ``source`` (validity/), resolved on first use."""
+        if "files" not in self.view:
+            self.view["files"] = corpus_view(self.state_dir)[0].files  # the document records are let go
+        return self.view["files"].get(source)
 
 
 def _write(
@@ -643,6 +655,8 @@ def _write(
     progress.start("write", plan.points_to_write(), "points")
     now = datetime.now(UTC).isoformat(timespec="seconds")
 
+    carried: dict[str, Any] = {}  # files whose points were all written with the corpus view's validity
+
     def finish(source: str, written: int) -> StageOutcome:
         """After its points are written: its stale points deleted, then its sync marker."""
         art = FileArtifacts(state_dir, source)
@@ -650,6 +664,8 @@ def _write(
         mark = _sync_mark(art, target.model, target.location, target.physical)
         if mark is not None:
             art.write_synced(mark)
+        if source in carried:  # no payload update of these points after the run
+            record_applied(state_dir, {source: carried.pop(source)}, target.collection_key)
         return StageOutcome(
             source,
             "ok" if (written or deleted) else "unchanged",
@@ -673,11 +689,13 @@ def _write(
 
     for source in plan.upserts:
         try:
-            points = _points_of(FileArtifacts(state_dir, source), set(plan.upserts[source]), plan.doc_sha[source],
-                                target, now)
+            points, validity = _points_of(FileArtifacts(state_dir, source), set(plan.upserts[source]),
+                                          plan.doc_sha[source], target, now)
         except Exception as exc:  # noqa: BLE001
             outcomes[source] = _failed(source, "qdrant_collection", exc)
             continue
+        if validity is not None:
+            carried[source] = validity
         group.append((source, len(points)))
         batch.extend(points)
         if len(batch) >= WRITE_GROUP_POINTS or len(group) >= WRITE_GROUP_FILES:
@@ -697,18 +715,21 @@ def _write(
     return vanished_outcomes
 
 
-def _points_of(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target, now: str) -> list[PointRecord]:
-    """The file's points among ``ids``, with their vectors from its embedding cache and the validity view
-    its other points carry."""
+def _points_of(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target, now: str) -> tuple[list[PointRecord], Any]:
+    """The file's points among ``ids``, with their vectors from its embedding cache, and the validity
+    they carry: when every point of the file is written, the corpus view's (returned, to be recorded
+    once written: a first ingest sets no payload twice); otherwise the view its other points carry."""
     if not ids:
-        return []
+        return [], None
     vectors = art.read_embeddings(target.model) if target.enabled else {}
-    validity = applied_view(art.document(), f"{target.location}|{target.physical}")
+    chunks = list(art.read_chunks())
+    wanted = target.validity_of(art.source) if all(c.point_id in ids for c in chunks) else None
+    validity = wanted.to_json() if wanted is not None else applied_view(art.document(), target.collection_key)
     return [
         _point(chunk, i, doc_sha, target.model, now, vectors.get(chunk.point_id) if target.enabled else None, validity)
-        for i, chunk in enumerate(art.read_chunks())
+        for i, chunk in enumerate(chunks)
         if chunk.point_id in ids
-    ]
+    ], wanted
 
 
 def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:

@@ -153,6 +153,17 @@ def test_parts_amendments_and_a_law_named_but_not_repealed(tmp_path, monkeypatch
     code, out = env.ingest()
     assert code == 0, out
     points = _by_source(env)
+    # the first ingest wrote each point with its validity: no payload was set a second time
+    import dagster as dg
+
+    from legal_rag_pipeline.instance import get_instance
+
+    instance = get_instance()
+    try:
+        recorded = instance.get_latest_materialization_event(dg.AssetKey("law_validity")).asset_materialization.metadata
+        assert recorded["files_updated"].value == 0 and recorded["relations_applied"].value > 0, recorded
+    finally:
+        instance.dispose()
 
     # Luật khiếu nại 2011: only Chương V ends, when Luật Tiếp công dân takes effect (2014-07-01).
     ended = {p["article"] for p in points[KHIEU_NAI] if p.get("valid_to")}
