@@ -813,7 +813,9 @@ def _point(
     }
     if md.get("kind") in ("law", "law_preamble") or validity:
         # valid_from, valid_to, repealed_by, amended_by, ... as the file's other points carry them (validity/)
-        payload.update(point_validity(validity, md))
+        # a field set to null by a payload update is dropped (Edge and qdrant-client alike): written the
+        # same way here, so a point reads the same whether its validity came with it or was set after
+        payload.update({k: v for k, v in point_validity(validity, md).items() if v is not None})
     sparse = document_sparse_vector(lexical_text(chunk))
     return PointRecord(
         id=chunk.point_id,
