@@ -448,6 +448,6 @@ def test_legal_rag_dev_prepares_the_instance_then_runs_dagster_dev(tmp_path: Pat
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
         assert instance.event_log_storage.get_concurrency_info("qdrant_writer").slot_count == 1
         assert instance.get_concurrency_config().pool_config.pool_granularity.value == "run"
-        assert type(instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "OneFileSqliteEventLogStorage"
     # dagster dev, its daemon and its runs inherit the batch size: events are written in batches
     assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == EVENT_BATCH_SIZE
