@@ -127,6 +127,24 @@ class _Batches:
         if pending:
             self._store_batch(pending)
 
+    def has_table(self, table_name: str) -> bool:
+        # the stock check opens a new engine each time; a table, once there, stays
+        if table_name not in self._tables:
+            if not super().has_table(table_name):
+                return False
+            self._tables.add(table_name)
+        return True
+
+    def _close_all(self) -> None:
+        with self._db_lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+    def dispose(self) -> None:
+        self._close_all()
+        super().dispose()
+
     def _event_to_row(self, event: EventLogEntry) -> dict:
         """Dagster's row for ``event``, its JSON without the spaces after separators (the same value)."""
         row = super()._event_to_row(event)
@@ -235,14 +253,6 @@ class BatchedSqliteEventLogStorage(_Batches, SqliteEventLogStorage):
                 with conn.begin():
                     yield conn
 
-    def has_table(self, table_name: str) -> bool:
-        # the stock check opens a new engine each time; a table, once there, stays
-        if table_name not in self._tables:
-            if not super().has_table(table_name):
-                return False
-            self._tables.add(table_name)
-        return True
-
     def delete_events(self, run_id: str) -> None:
         with self._db_lock:
             engine = self._engines.pop(run_id, None)
@@ -250,19 +260,9 @@ class BatchedSqliteEventLogStorage(_Batches, SqliteEventLogStorage):
                 engine.dispose()
         super().delete_events(run_id)
 
-    def _close_all(self) -> None:
-        with self._db_lock:
-            for engine in self._engines.values():
-                engine.dispose()
-            self._engines.clear()
-
     def wipe(self) -> None:
         self._close_all()
         super().wipe()
-
-    def dispose(self) -> None:
-        self._close_all()
-        super().dispose()
 
     def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
         """The same rows as ``store_event`` for each event, in one transaction per database."""
@@ -339,23 +339,6 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             db.execute("VACUUM")
         super()._init_db()
-
-    def has_table(self, table_name: str) -> bool:
-        if table_name not in self._tables:
-            if not super().has_table(table_name):
-                return False
-            self._tables.add(table_name)
-        return True
-
-    def _close_all(self) -> None:
-        with self._db_lock:
-            for engine in self._engines.values():
-                engine.dispose()
-            self._engines.clear()
-
-    def dispose(self) -> None:
-        self._close_all()
-        super().dispose()
 
     def store_event(self, event: EventLogEntry) -> None:
         if _partition_of(event) is not None:  # a partition's materialisation also drops its planned row
