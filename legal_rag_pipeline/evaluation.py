@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
-from .resources.qdrant import Collection
+from .stores.base import Collection
 from .search import Hit, SparseIndex, match_law_titles, normalise_title, search
 from .text.query import question_with_options
 

@@ -32,7 +32,7 @@ from .readers.header import DOCUMENT_FIELDS, document_info
 from .readers.limits import Limits, check_file_size
 from .readers.worker import ReadJob, shared_worker
 from .records import Chunk, Row, SkippedRow
-from .resources.qdrant import Collection, PointRecord
+from .stores.base import Collection, PointRecord
 from .settings import load_limits
 from .sync_plan import FileChunks, SyncPlan, plan_sync
 from .text.chunking import chunk_rows, chunk_text

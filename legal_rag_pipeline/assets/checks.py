@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome
-from ..resources.qdrant import Collection
+from ..stores.base import Collection
 from ..text.lexical import query_vector
 
 ASSET = "qdrant_collection"

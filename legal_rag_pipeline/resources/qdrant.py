@@ -5,14 +5,12 @@ plain ``Store`` that `legal-rag search`, `status` and `doctor` open, are ``store
 engines behind ``stores.base.Collection`` are ``stores/edge.py`` (Qdrant Edge, embedded default)
 and ``stores/client.py`` (qdrant-client: a server, or its local mode).
 
-Importing this module does not import Dagster (half a second): ``ingest.py`` takes ``Collection``
-and ``PointRecord`` from here, and `legal-rag status` imports ``ingest.py``. ``QdrantStore`` is
-loaded on first use.
+The pipeline's core (``ingest.py``, ``evaluation.py``) takes ``Collection`` and ``PointRecord`` from
+``stores.base``, so a command that needs no Dagster (`legal-rag search`, `status`) never imports this
+module.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from ..stores.base import (  # noqa: F401 - the store's public names, re-exported
     INDEX_FIELDS,
@@ -26,14 +24,4 @@ from ..stores.base import (  # noqa: F401 - the store's public names, re-exporte
     versioned_name,
 )
 from ..stores.store import ENGINES, Store, StoreMethods  # noqa: F401
-
-if TYPE_CHECKING:
-    from .qdrant_resource import QdrantStore  # noqa: F401 - for type checkers; loaded by __getattr__
-
-
-def __getattr__(name: str) -> Any:
-    if name == "QdrantStore":
-        from .qdrant_resource import QdrantStore
-
-        return QdrantStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .qdrant_resource import QdrantStore  # noqa: F401
