@@ -169,12 +169,13 @@ def run_ingest(
 
 def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
     """One recorded run of ``job`` over ``span``, in this process (with fewer garbage collections:
-    ``instance.fewer_collections``)."""
-    from .instance import fewer_collections
+    ``instance.fewer_collections``; only its failures held in memory: ``execute_keeping_failures``)."""
+    from .instance import execute_keeping_failures, fewer_collections
 
     with fewer_collections():
-        return job.execute_in_process(
-            instance=instance,
+        return execute_keeping_failures(
+            job,
+            instance,
             tags={
                 "dagster/asset_partition_range_start": span[0],
                 "dagster/asset_partition_range_end": span[1],
@@ -185,7 +186,6 @@ def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
                 # the run's events are recorded in the instance; the console gets progress and the table
                 "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
-            raise_on_error=False,
         )
 
 

@@ -57,6 +57,63 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*threshold)
 
 
+# The events a caller of ``execute_keeping_failures`` reads: why a step or the run failed.
+KEPT_EVENTS = frozenset({"STEP_FAILURE", "RUN_FAILURE", "PIPELINE_FAILURE"})  # the run failure is "PIPELINE_FAILURE" in 1.13
+
+
+def execute_keeping_failures(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, *, tags: dict[str, str], run_config: dict
+) -> dg.ExecuteInProcessResult:
+    """``job.execute_in_process(raise_on_error=False)``, holding only the failure events in memory.
+
+    ``execute_in_process`` keeps every event of the run in a list for its result: one per file and
+    asset (a materialisation), about 1.4 kB each, so a run over 70,000 files held some 400 MB that
+    the instance had already stored. Here the run's events are recorded in the instance as usual and
+    dropped from memory as they pass; the result keeps the run (``success``, ``run_id``) and the
+    step and run failures (``all_events``). The steps are Dagster's own ``core_execute_in_process``
+    (dagster is pinned; test_run_memory.py and every CLI test run this path)."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import (
+        ExecuteRunWithPlanIterable,
+        create_execution_plan,
+        job_execution_iterator,
+    )
+    from dagster._core.execution.context_creation_job import (
+        PlanOrchestrationContextManager,
+        orchestration_context_event_generator,
+    )
+    from dagster._core.execution.execute_in_process import merge_run_tags
+
+    ephemeral = job.as_ephemeral_job(resource_defs={}, input_values={})
+    wrapped = InMemoryJob(job_def=ephemeral)
+    plan = create_execution_plan(wrapped, run_config=run_config, instance_ref=instance.get_ref())
+    run = instance.create_run_for_job(
+        job_def=ephemeral,
+        run_config=run_config,
+        tags={**ephemeral.run_tags, **merge_run_tags(job, None, tags, None, instance, run_config)},
+        execution_plan=plan,
+    )
+    events = ExecuteRunWithPlanIterable(
+        execution_plan=plan,
+        iterator=job_execution_iterator,
+        execution_context_manager=PlanOrchestrationContextManager(
+            context_event_generator=orchestration_context_event_generator,
+            job=wrapped,
+            execution_plan=plan,
+            dagster_run=run,
+            instance=instance,
+            run_config=run_config,
+            executor_defs=None,
+            output_capture=None,
+            raise_on_error=False,
+        ),
+    )
+    kept = [event for event in events if event.event_type_value in KEPT_EVENTS]
+    return dg.ExecuteInProcessResult(
+        job_def=ephemeral, event_list=kept, dagster_run=instance.get_run_by_id(run.run_id), output_capture={}
+    )
+
+
 def ensure_dagster_home() -> Path:
     """Use DAGSTER_HOME, or ./.dagster_home when unset; give a new one the project's dagster.yaml."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_HOME).resolve()

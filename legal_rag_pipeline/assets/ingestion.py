@@ -20,6 +20,7 @@ from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome, records_batch
 from ..errors import PipelineError
 from ..instance import fewer_collections
+from ..memory import give_back
 from ..partitions import source_files
 from ..progress import for_run
 from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown, validity_metadata
@@ -56,6 +57,7 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
         )
     failed = sum(o.status == "failed" for o in outcomes)
     context.log.info(f"{context.asset_key.to_user_string()}: {len(outcomes) - failed} files ok, {failed} failed")
+    give_back()  # what the stage held, for the next one (memory.py)
     return dg.MaterializeResult()
 
 
@@ -197,6 +199,7 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
             progress=progress,
         )
         validity = data_folder.update_validity(collection)  # the law in force across the folder (law_validity)
+        give_back()  # the write's batches and the corpus view (memory.py)
         with records_batch(state):
             per_file = ingest.file_summaries(keys, state)
         if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):

@@ -37,6 +37,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..errors import StoreError
+from ..memory import give_back
 from .base import (
     DATETIME_INDEXES,
     KEYWORD_INDEXES,
@@ -67,11 +68,13 @@ UPSERT_BATCH = 1024
 # SEGMENT_KB) and reopened (an optimised shard still held the old segment's memory until then); a
 # write that ends leaves its tail optimised when the shard is closed, so the next open maps
 # segments instead of rebuilding an appendable one (opening 276,000 points: 2.85 s -> 0.55 s).
-# Figures in docs/performance.md ("Memory and the store at scale"); compacting every 16,384 points
-# lowered the peak a little more but cost 20 % more ingest time. Sizes are Qdrant's estimates,
-# about 0.5 kB a bm25-only point.
-COMPACT_POINTS = 32_768
+# Figures in docs/performance.md ("Memory and the store at scale"). Optimising takes memory of its own
+# (about 300 MB for 32,768 bm25 points): the 208 laws' bm25 ingest peaked at 876 MB compacting every
+# 32,768 points and at 675 MB every 16,384, for 9 % more time (62.6 s -> 68.1 s, one run each, with
+# the payload indexes of stores/base.py). Sizes are Qdrant's estimates, about 0.5 kB a bm25 point.
+COMPACT_POINTS = 16_384
 SEGMENT_KB = 16_000
+TRIM_POINTS = 4_096  # the freed heap given back to the system this often while writing (memory.py)
 INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 points) is left as it is
 FACET_COUNTS_FROM = 50  # counts_by_source for more files than this: one facet over every source
 FACET_LIMIT = 1_000_000
@@ -249,9 +252,12 @@ class EdgeCollection(Collection):
     def _written(self, physical: str, points: int) -> qe.EdgeShard:
         """Count ``points`` written to ``physical``; past COMPACT_POINTS, optimise and reopen the shard
         (the appendable segment's memory is given back). Returns the shard to go on with."""
-        written = self._unoptimised.get(physical, 0) + points
+        before = self._unoptimised.get(physical, 0)
+        written = before + points
         if written < COMPACT_POINTS:
             self._unoptimised[physical] = written
+            if written // TRIM_POINTS != before // TRIM_POINTS:
+                give_back()
             return self._shards[physical]
         shard = self._shards.pop(physical)
         try:
@@ -260,6 +266,7 @@ class EdgeCollection(Collection):
         finally:
             shard.close()
         self._unoptimised[physical] = 0
+        give_back()  # the appendable segment's memory, freed by close
         shard = self._shards[physical] = self._load(physical)
         return shard
 

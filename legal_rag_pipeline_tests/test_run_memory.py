@@ -1,0 +1,64 @@
+"""What a run leaves in the process's memory: only its failures (instance.execute_keeping_failures),
+and freed heap given back to the system (memory.give_back)."""
+
+import sys
+
+import dagster as dg
+import pytest
+
+from legal_rag_pipeline.instance import execute_keeping_failures
+from legal_rag_pipeline.memory import give_back
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition([f"f{i}" for i in range(50)]),
+          backfill_policy=dg.BackfillPolicy.single_run())
+def pieces(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    if "f13" in context.partition_keys and context.run.tags.get("fail") == "yes":
+        raise dg.Failure(description="f13: the text cannot be read: save it as UTF-8")
+    return dg.MaterializeResult()
+
+
+JOB = dg.Definitions(assets=[pieces]).resolve_implicit_global_asset_job_def()
+
+
+def _run(instance, fail: str):
+    return execute_keeping_failures(
+        JOB, instance,
+        tags={"dagster/asset_partition_range_start": "f0", "dagster/asset_partition_range_end": "f49", "fail": fail},
+        run_config={},
+    )
+
+
+def test_a_run_keeps_only_its_failures_in_memory_and_every_event_in_the_instance():
+    with dg.instance_for_test() as instance:
+        ok = _run(instance, "no")
+        assert ok.success and ok.all_events == []
+        # the instance has every file's materialisation, the run's tags and its status
+        stored = instance.get_records_for_run(ok.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000)
+        assert len(stored.records) == 50
+        assert instance.get_run_by_id(ok.run_id).tags["dagster/asset_partition_range_end"] == "f49"
+
+        failed = _run(instance, "yes")
+        assert not failed.success
+        kinds = {e.event_type_value for e in failed.all_events}
+        assert "STEP_FAILURE" in kinds and kinds <= {"STEP_FAILURE", "RUN_FAILURE", "PIPELINE_FAILURE"}
+        step = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+        assert step.event_specific_data.user_failure_data.description.startswith("f13: the text cannot be read")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_freed_heap_goes_back_to_the_system():
+    # 1 kB blocks come from glibc's heap (Python's own allocator takes only small ones); the last one
+    # pins the top of the heap, so glibc keeps the freed pages below it until trimmed
+    blocks = [bytes(1024) + i.to_bytes(4, "little") for i in range(200_000)]
+    held = _rss_mb()
+    last = blocks[-1]
+    del blocks
+    assert give_back() is True
+    assert _rss_mb() < held - 100, "the freed 200 MB stayed in the process"
+    assert last
