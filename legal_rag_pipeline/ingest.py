@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 # Bump when a reader or the chunker changes output for the same bytes: files are re-read/re-chunked.
 READER_VERSION = "3"  # 3: a saved vbpl.vn page's own status in the document record ("page_validity")
-CHUNKER_VERSION = "3"  # 3: "Điều 5 - …"/"Điều 1 . …" headings; a loose "Điều N" out of sequence is text
+# 3: "Điều 5 - …"/"Điều 1 . …" headings; a loose "Điều N" out of sequence is text
+CHUNKER_VERSION = "4"  # 4: no preamble chunk that only repeats the title of a file with articles
 # Texts embedded together (across files) before their vectors are saved: keeps batches full while
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024

@@ -120,6 +120,21 @@ Nơi nhận: ...
 CHỦ TỊCH QUỐC HỘI"""
 
 
+def test_a_one_article_file_has_no_chunk_of_its_title_alone():
+    # "<law title>" then one article (how a folder of one file per article is often made): the title is
+    # carried by the article's chunk, not a point of its own that answers nothing
+    text = normalize_text("Luật Thử nghiệm 2020\nĐiều 7. Quyền của công dân\n1. Công dân có quyền thử.\n2. Công dân có quyền hỏi.")
+    chunks = chunk_text("luat-thu-nghiem/dieu-0007.txt", text)
+    assert [c.chunk_key for c in chunks] == ["dieu-7"]
+    assert chunks[0].metadata["law"] == "Luật Thử nghiệm 2020"  # the line names the law (not the file's name)
+    # a preamble that says more than the title stays a chunk
+    more = normalize_text("Luật Thử nghiệm 2020\nCăn cứ Hiến pháp nước Cộng hòa xã hội chủ nghĩa Việt Nam;\n"
+                          "Điều 7. Quyền của công dân\nCông dân có quyền thử.")
+    assert [c.chunk_key for c in chunk_text("x.txt", more)] == ["preamble", "dieu-7"]
+    # a file of a title alone (no article) keeps it: it is all the file says
+    assert [c.chunk_key for c in chunk_text("y.txt", normalize_text("Luật Thử nghiệm 2020"))]
+
+
 def test_law_articles_metadata_and_keys():
     chunks = chunk_text("law.txt", normalize_text(LAW))
     keys = [c.chunk_key for c in chunks]

@@ -356,13 +356,29 @@ def _parse_law(lines: list[str]) -> tuple[list[str], list[_Article]]:
     return preamble, articles
 
 
+TITLE_LINE_MAX = 200  # characters: a longer single line before the first article is text, not a title
+
+
+def _same_words(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
 def _law_chunks(source: str, text: str, budget: int, count: TokenCounter) -> list[Chunk]:
-    title = parse_law_title(text, fallback=source.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    title = parse_law_title(text, fallback="")
     preamble, articles = _parse_law([line.strip() for line in text.split("\n")])
     chunks: list[Chunk] = []
+    header = [line for line in preamble if line]
+    if not title and articles and len(header) == 1 and len(header[0]) <= TITLE_LINE_MAX:
+        # articles under one line and nothing else (a folder of one file per article): that line names them
+        title = header[0]
+    title = title or source.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # else the file's name
 
     preamble_text = "\n".join(preamble).strip()
-    if preamble_text:
+    # A preamble that only repeats the title (a file of one article: "<law title>" then "Điều N. …") says
+    # nothing its articles do not: each article chunk carries the title (``law``, and first in its bm25
+    # text). As a chunk of its own it was a point that matched any question naming the law and answered
+    # none (70,624 such files: 70,624 title-only points).
+    if preamble_text and not (articles and _same_words(preamble_text, title)):
         pieces = _pack_paragraphs(preamble_text, budget, count)
         for k, piece in enumerate(pieces, 1):
             key = "preamble" if len(pieces) == 1 else f"preamble/{k}"
