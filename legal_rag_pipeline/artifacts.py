@@ -315,7 +315,7 @@ def known_documents(state_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``known_documents`` one at a time (one query; each record decoded when its turn comes)."""
+    """``known_documents`` one at a time (a query per 1,000 records; each decoded when its turn comes)."""
     return _records(Path(state_dir)).each_document()
 
 
