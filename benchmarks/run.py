@@ -237,7 +237,7 @@ for source in known_sources(state):
     art = FileArtifacts(state, source)
     vectors = art.read_embeddings(model)
     for i, chunk in enumerate(art.read_chunks()):
-        records.append(ingest._point(chunk, i, "sha", model, "now", vectors[chunk.point_id]))
+        records.append(ingest.chunk_point(chunk, i, "sha", model, "now", vectors[chunk.point_id]))
         if len(records) >= n:
             break
     if len(records) >= n:

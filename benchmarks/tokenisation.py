@@ -265,7 +265,7 @@ def reading(laws: str, workdir: Path) -> int:
     for source in known_sources(state):
         sha = (FileArtifacts(state, source).document() or {}).get("sha256", "")
         for i, chunk in enumerate(FileArtifacts(state, source).read_chunks()):
-            records.append((chunk, ingest._point(chunk, i, sha, ingest.BM25_ONLY_MODEL, "now", None)))
+            records.append((chunk, ingest.chunk_point(chunk, i, sha, ingest.BM25_ONLY_MODEL, "now", None)))
     with QdrantStore(path=str(state / "qdrant")).connect() as collection:
         laws_in = ingested_laws(collection)
     mapped = map_laws(sorted({law for q in questions for law, _ in q.relevant}), laws_in, {})

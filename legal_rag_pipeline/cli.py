@@ -71,7 +71,7 @@ def run_ingest(
     use_event_batches()
 
     from . import ingest
-    from .artifacts import StageOutcome, known_sources, records_batch
+    from .artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
     from .definitions import build_definitions
     from .partitions import source_files
     from .planning import partition_spans, span_keys
@@ -140,7 +140,7 @@ def run_ingest(
     with records_batch(state_dir):  # every file's record read, one after another
         summaries = {key: ingest.file_summary(key, state_dir, run_of[key]) for key in keys if key in run_of}
     vanished = [
-        StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not ingest.FileArtifacts(state_dir, s).dir.exists()
+        StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not FileArtifacts(state_dir, s).dir.exists()
     ]
     print(summary_text(summaries, vanished), file=out)
     failed_files = [s for s in summaries.values() if s.status == "failed"]

@@ -67,6 +67,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             token_budget=settings.token_budget,
             max_delete_fraction=settings.max_delete_fraction,
             max_delete_points_fraction=settings.max_delete_points_fraction,
+            verify_sync=settings.verify_sync,
+            confirm_delete=settings.confirm_delete,
         ),
         # a run waits for an embedded folder a search holds for a moment (QDRANT_LOCK_WAIT_SECONDS);
         # a CLI command waits QdrantStore's default (5 s)

@@ -8,7 +8,7 @@ A file is *in sync* when everything its points depend on is as it was at its las
   its new stat is recorded so the next plan does not hash it again);
 * the reader and chunker versions and the token budget its chunks were made with;
 * its last run: no stage failed or was skipped;
-* its sync marker (``ingest._sync_mark``): same chunks file, model, store and physical collection.
+* its sync marker (``ingest.marks``): same chunks file, model, store and physical collection.
 
 The whole plan is void (every file runs) when the collection was not compared in full with the
 folder recently (``ingest.VERIFY_AFTER_SECONDS``), like the sync stage itself.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ingest
+from .ingest.marks import read_sync_state
 from .artifacts import FileArtifacts, known_sources, plan_rows, records_batch
 from .errors import PipelineError
 
@@ -142,7 +143,7 @@ def plan_ingest(
 ) -> IngestPlan:
     """Compare the folder's ``files`` (key → path, from the scan) with what was last synced."""
     plan = IngestPlan()
-    state = ingest._read_sync_state(state_dir)
+    state = read_sync_state(state_dir)
     if physical is None:
         plan.full, plan.reason = True, "there is no collection yet"
     elif state.get("location") != location or state.get("collection") != physical:

@@ -1,7 +1,7 @@
 """Progress of long work: per stage, how much is done of how much (files read, texts embedded with the
 rate, points written).
 
-The work (ingest.py, rebuild.py, migration, evaluation) reports to a ``Progress``; where it goes is
+The work (the ingest package, rebuild.py, migration, evaluation) reports to a ``Progress``; where it goes is
 chosen by whoever runs it:
 
 * ``BarProgress``: rich progress bars, for a terminal (`legal-rag ingest`, `rebuild`, `migrate`, `eval`);
@@ -26,15 +26,11 @@ from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_LOG_SECONDS = 10.0
-
-
 def log_interval() -> float:
     """Seconds between two progress lines of one stage (PROGRESS_LOG_SECONDS, default 10)."""
-    try:
-        return max(0.0, float(os.environ.get("PROGRESS_LOG_SECONDS", "") or DEFAULT_LOG_SECONDS))
-    except ValueError:
-        return DEFAULT_LOG_SECONDS
+    from .settings import load_progress_seconds
+
+    return load_progress_seconds()
 
 
 class Progress:

@@ -40,7 +40,7 @@ from .progress import Progress as ProgressSink
 from .readers import scan_data_dir
 from .resources.qdrant import SPARSE_NAME, Collection, PointRecord, QdrantStore, versioned_name
 from .stores.base import bm25_from_page_content
-from .text.lexical import active_variant
+from .text.lexical import DEFAULT_LEXICAL, Lexical
 from .validity.sync import corpus_view, record_applied
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,9 @@ class RebuildFailed(StoreError):
     """A rebuild step failed: the new collection was dropped, the alias did not move."""
 
 
-def layout_stamp(model: str) -> dict[str, str]:
+def layout_stamp(model: str, lexical: Lexical = DEFAULT_LEXICAL) -> dict[str, str]:
     """What the bm25 and dense vectors of a collection were made with (collection metadata)."""
-    return {
-        "embedding_model": model,
-        "lexical_variant": active_variant(),
-        "lexical_text": ingest.lexical_text_mode(),
-    }
+    return {"embedding_model": model, "lexical_variant": lexical.variant, "lexical_text": lexical.text}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -150,7 +146,8 @@ def embed_missing(
 
 
 def _points(
-    sources: Sequence[str], state_dir: Path, model: str, enabled: bool, validity: dict[str, Any] | None = None
+    sources: Sequence[str], state_dir: Path, model: str, enabled: bool, validity: dict[str, Any] | None = None,
+    lexical: Lexical = DEFAULT_LEXICAL,
 ) -> Iterator[tuple[str, Any]]:
     """Each file's points, with the validity fields of the corpus view (``validity``: source → FileValidity)."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -165,7 +162,7 @@ def _points(
                 raise RebuildFailed(
                     f"{source}: chunk {chunk.chunk_key} has no {model} embedding", "run `legal-rag ingest`, then rebuild"
                 )
-            yield source, ingest._point(chunk, i, sha, model, now, vector, validity.get(source))
+            yield source, ingest.chunk_point(chunk, i, sha, model, now, vector, validity.get(source), lexical)
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -203,7 +200,7 @@ def rebuild_reasons(collection: Collection, embedder: Any, state_dir: Path) -> l
     sample, _ = collection.scroll(physical=physical, fields=["embedding_model"], limit=1)
     if sample and sample[0].payload.get("embedding_model") not in (None, model):
         reasons.append(f"its points were embedded with {sample[0].payload['embedding_model']}, the model is now {model}")
-    want_stamp = layout_stamp(model)
+    want_stamp = layout_stamp(model, collection.lexical)
     for key in ("lexical_variant", "lexical_text"):
         if stamp.get(key) and stamp[key] != want_stamp[key]:
             reasons.append(f"its bm25 vectors use {key} {stamp[key]}, now {want_stamp[key]}")
@@ -224,7 +221,7 @@ def migrate_pre_alias(collection: Collection, *, batch_size: int = UPSERT_BATCH)
 
     def copies() -> Iterator[PointRecord]:
         for record in collection.iter_points(physical=name, fields=True, vectors=True, batch=batch_size):
-            sparse = record.sparse or bm25_from_page_content(record.payload)
+            sparse = record.sparse or bm25_from_page_content(record.payload, collection.lexical.variant)
             yield PointRecord(record.id, record.dense, sparse, record.payload)
 
     try:
@@ -345,7 +342,7 @@ def rebuild(
                 confirm=REBUILD_CONFIRM,
             )
         new = versioned_name(alias)
-        collection.create_physical(new, dense_size, metadata=layout_stamp(model))
+        collection.create_physical(new, dense_size, metadata=layout_stamp(model, collection.lexical))
         view = collection.view(new)
         progress.start("write", total, "points")
         try:
@@ -363,7 +360,7 @@ def rebuild(
                     on_batch(Progress(alias, new, old, written, total, collection))
 
             in_force, _ = corpus_view(state_dir)  # the law in force, written with the points (validity/)
-            for source, point in _points(sources, state_dir, model, enabled, in_force.files):
+            for source, point in _points(sources, state_dir, model, enabled, in_force.files, collection.lexical):
                 batch.append(point)
                 counts[source] += 1
                 if len(batch) >= batch_size:

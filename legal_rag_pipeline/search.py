@@ -31,7 +31,7 @@ from datetime import date
 from typing import Any
 
 from .stores.base import VALID_ON, Collection
-from .text.lexical import fold_tone_marks, query_vector
+from .text.lexical import DEFAULT_LEXICAL, Lexical, fold_tone_marks, query_vector
 from .text.query import find_articles
 
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
@@ -220,7 +220,7 @@ def search(
     """
     if top_k < 1:
         return []
-    indices, values = query_vector(query, variant)
+    indices, values = query_vector(query, variant or collection.lexical.variant)
     if not indices and dense_vector is None:
         return []
     sparse = (indices, values) if indices else None
@@ -340,8 +340,10 @@ class SparseIndex:
     have the vector. Same ranking as ``search`` with ``bm25`` alone (ties aside), a hundred times faster.
     """
 
-    def __init__(self, points: list[tuple[str, dict[int, float], dict[str, Any]]]) -> None:
+    def __init__(self, points: list[tuple[str, dict[int, float], dict[str, Any]]], lexical: Lexical = DEFAULT_LEXICAL) -> None:
         import numpy as np
+
+        self.lexical = lexical  # the collection's: queries tokenised as its points were
 
         self._np = np
         self.ids = [p[0] for p in points]
@@ -364,7 +366,7 @@ class SparseIndex:
         for record in collection.iter_points(fields=True, vectors=True):
             weights = dict(zip(*record.sparse, strict=True)) if record.sparse is not None else {}
             points.append((record.id, weights, record.payload))
-        return cls(points)
+        return cls(points, collection.lexical)
 
     def facet_values(self, key: str) -> list[str]:
         """Distinct values of a payload field (as ``Collection.facet_values``)."""

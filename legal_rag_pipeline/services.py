@@ -47,6 +47,8 @@ def store_fields(settings: Settings) -> dict[str, Any]:
         "replication_factor": settings.qdrant_replication_factor,
         "write_consistency_factor": settings.qdrant_write_consistency_factor,
         "on_disk": settings.qdrant_on_disk,
+        "lexical_variant": settings.lexical.variant,
+        "lexical_text": settings.lexical.text,
     }
 
 

@@ -15,6 +15,7 @@ from dotenv import load_dotenv
 
 from .errors import ConfigurationError
 from .readers.limits import Limits
+from .text.lexical import DEFAULT_LEXICAL_TEXT, DEFAULT_VARIANT, LEXICAL_TEXTS, VARIANTS, Lexical
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 DEFAULT_COLLECTION = "legal_rag"
@@ -113,6 +114,19 @@ class Settings:
     fusion_weights: tuple[float, float] | None = None
     # Dagster's run history older than this many days is pruned (history.py); each file's latest status stays.
     history_days: float = 30.0
+    # How bm25 vectors are made (LEXICAL_VARIANT, LEXICAL_TEXT); the store carries it to writer and search.
+    lexical: Lexical = field(default_factory=Lexical)
+    # Every sync compares the whole collection (LEGAL_RAG_VERIFY_SYNC), and the mass-deletion guard is
+    # lifted for every run (LEGAL_RAG_CONFIRM_DELETE): both off unless set.
+    verify_sync: bool = False
+    confirm_delete: bool = False
+    # The data-folder sensor's default status (DATA_FOLDER_SENSOR: running or stopped; the UI's wins).
+    sensor_status: str = "running"
+    # The nightly re-ingest (NIGHTLY_CRON, NIGHTLY_TIMEZONE; validated where the schedule is built).
+    nightly_cron: str = "0 2 * * *"
+    nightly_timezone: str = "Asia/Ho_Chi_Minh"
+    # Seconds between two progress lines of one stage (PROGRESS_LOG_SECONDS).
+    progress_log_seconds: float = 10.0
 
     @property
     def hf_token_var(self) -> str:
@@ -183,6 +197,13 @@ def load_settings() -> Settings:
         limits=load_limits(),
         fusion_weights=_env_weights("FUSION_WEIGHTS"),
         history_days=_env_float("DAGSTER_HISTORY_DAYS", 30.0),
+        lexical=load_lexical(),
+        verify_sync=env_flag("LEGAL_RAG_VERIFY_SYNC"),
+        confirm_delete=env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+        sensor_status=load_sensor_status(),
+        nightly_cron=load_nightly()[0],
+        nightly_timezone=load_nightly()[1],
+        progress_log_seconds=load_progress_seconds(),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
         raise ConfigurationError(
@@ -214,6 +235,46 @@ def _env_weights(name: str) -> tuple[float, float] | None:
             f"{name}={raw!r} is not two weights", f"set {name} to the bm25 and dense weights, e.g. 1,2 (or unset it)"
         )
     return weights  # type: ignore[return-value]
+
+
+def env_flag(name: str) -> bool:
+    """A switch that is off unless set to 1/true/yes/on (LEGAL_RAG_VERIFY_SYNC, LEGAL_RAG_CONFIRM_DELETE)."""
+    return (_env(name) or "").lower() in {"1", "true", "yes", "on"}
+
+
+def load_lexical() -> Lexical:
+    """LEXICAL_VARIANT (the tokeniser) and LEXICAL_TEXT (what of a chunk feeds bm25), validated."""
+    variant = (_env("LEXICAL_VARIANT") or DEFAULT_VARIANT).lower()
+    if variant not in VARIANTS:
+        raise ConfigurationError(
+            f"LEXICAL_VARIANT={variant!r} is not a lexical variant",
+            f"set it to one of {', '.join(VARIANTS)} (or unset it for {DEFAULT_VARIANT})",
+        )
+    text = (_env("LEXICAL_TEXT") or DEFAULT_LEXICAL_TEXT).lower()
+    if text not in LEXICAL_TEXTS:
+        raise ConfigurationError(f"LEXICAL_TEXT={text!r} is not known", f"use one of {', '.join(LEXICAL_TEXTS)}")
+    return Lexical(variant, text)
+
+
+def load_sensor_status() -> str:
+    """DATA_FOLDER_SENSOR: running (default) or stopped."""
+    value = (_env("DATA_FOLDER_SENSOR") or "running").lower()
+    if value not in {"running", "stopped"}:
+        raise ConfigurationError(f"DATA_FOLDER_SENSOR={value!r} is not known", "use running or stopped")
+    return value
+
+
+def load_progress_seconds() -> float:
+    """PROGRESS_LOG_SECONDS (default 10; 0: a line at every step of a stage)."""
+    try:
+        return max(0.0, _env_float("PROGRESS_LOG_SECONDS", Settings.progress_log_seconds))
+    except ConfigurationError:
+        return Settings.progress_log_seconds
+
+
+def load_nightly() -> tuple[str, str]:
+    """(NIGHTLY_CRON, NIGHTLY_TIMEZONE), unvalidated (automation/schedules.py checks them)."""
+    return _env("NIGHTLY_CRON", Settings.nightly_cron), _env("NIGHTLY_TIMEZONE", Settings.nightly_timezone)
 
 
 def load_limits() -> Limits:

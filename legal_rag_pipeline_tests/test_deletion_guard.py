@@ -158,6 +158,18 @@ def test_the_limits_come_from_the_environment(env, monkeypatch):
     assert env.ingest()[0] == 0
 
 
+def test_confirm_delete_from_the_environment_lifts_the_guard(env, monkeypatch):
+    """LEGAL_RAG_CONFIRM_DELETE reaches the writer through Settings and the data folder resource."""
+    assert env.ingest()[0] == 0
+    for name in SMALL[:3]:
+        (env.data / f"luat-{name}.txt").unlink()
+    assert env.ingest()[0] == 1
+    monkeypatch.setenv("LEGAL_RAG_CONFIRM_DELETE", "1")
+    code, out = env.ingest()
+    assert code == 0, out
+    assert set(by_source(env)) == {f"luat-{n}.txt" for n in SMALL[3:]}
+
+
 def test_the_prune_only_path_and_the_rebuild_use_the_same_guard(env):
     assert env.ingest()[0] == 0
     for name in SMALL[:4]:

@@ -50,7 +50,7 @@ def fixture_env(tmp_path, monkeypatch):
     store = QdrantStore(path=str(env.qdrant))
     with store.connect() as collection:
         collection.ensure(None, None)
-        collection.upsert(ingest._point(c, i, "sha", ingest.BM25_ONLY_MODEL, "now", None) for i, c in enumerate(CHUNKS))
+        collection.upsert(ingest.chunk_point(c, i, "sha", ingest.BM25_ONLY_MODEL, "now", None) for i, c in enumerate(CHUNKS))
     (tmp_path / "questions.json").write_text(json.dumps(QUESTIONS, ensure_ascii=False), encoding="utf-8")
     (tmp_path / "law-map.json").write_text(json.dumps({"Luật khác biệt": "Luật Khác"}, ensure_ascii=False), encoding="utf-8")
     return env

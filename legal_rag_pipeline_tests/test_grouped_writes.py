@@ -39,7 +39,7 @@ def test_a_file_that_cannot_be_read_back_fails_alone_in_its_group(tmp_path):
         assert all(by_source[k].status == "ok" for k in keys if k != broken)
         counts = collection.counts_by_source(keys)
     want = {k: len(FileArtifacts(state, k).chunk_ids()) for k in keys if k != broken}
-    assert len(want) > 2 * ingest.WRITE_GROUP_FILES  # the files spanned several groups
+    assert len(want) > 2 * ingest.write.WRITE_GROUP_FILES  # the files spanned several groups
     assert {k: counts.get(k, 0) for k in want} == want and counts.get(broken, 0) == 0
     assert all(FileArtifacts(state, k).synced() for k in want) and FileArtifacts(state, broken).synced() is None
 

@@ -10,9 +10,13 @@ from legal_rag_pipeline import ingest
 from legal_rag_pipeline.errors import ConfigurationError
 from legal_rag_pipeline.records import Chunk
 from legal_rag_pipeline.text import lexical
+from legal_rag_pipeline.search import SparseIndex
+from legal_rag_pipeline.settings import load_lexical
+from legal_rag_pipeline.stores.store import Store
 from legal_rag_pipeline.text.lexical import (
+    DEFAULT_LEXICAL_TEXT,
     DEFAULT_VARIANT,
-    active_variant,
+    Lexical,
     document_sparse_vector,
     lexical_tokens,
     query_vector,
@@ -21,18 +25,33 @@ from legal_rag_pipeline.text.lexical import (
 TEXT = "Điều 9. Nội thuỷ là vùng nước phía trong đường cơ sở"
 
 
-def test_default_is_the_measured_winner_and_env_selects(monkeypatch):
+def test_default_is_the_measured_winner_and_settings_select(monkeypatch):
     monkeypatch.delenv("LEXICAL_VARIANT", raising=False)
-    assert active_variant() == DEFAULT_VARIANT == "syllables+bigrams"
+    monkeypatch.delenv("LEXICAL_TEXT", raising=False)
+    assert load_lexical() == Lexical(DEFAULT_VARIANT, DEFAULT_LEXICAL_TEXT) == Lexical("syllables+bigrams", "headings+chunk")
     assert "nội_thủy" in lexical_tokens(TEXT)
     monkeypatch.setenv("LEXICAL_VARIANT", "Syllables")
-    assert active_variant() == "syllables"
-    assert lexical_tokens(TEXT) == lexical_tokens(TEXT, "syllables")
-    assert "nội_thủy" not in lexical_tokens(TEXT)
-    assert query_vector("nội thủy") == query_vector("nội thủy", "syllables")
+    monkeypatch.setenv("LEXICAL_TEXT", "chunk")
+    assert load_lexical() == Lexical("syllables", "chunk")
+    assert "nội_thủy" not in lexical_tokens(TEXT, load_lexical().variant)
     monkeypatch.setenv("LEXICAL_VARIANT", "words")
     with pytest.raises(ConfigurationError, match="LEXICAL_VARIANT"):
-        lexical_tokens(TEXT)
+        load_lexical()
+    monkeypatch.setenv("LEXICAL_VARIANT", "syllables")
+    monkeypatch.setenv("LEXICAL_TEXT", "everything")
+    with pytest.raises(ConfigurationError, match="LEXICAL_TEXT"):
+        load_lexical()
+
+
+def test_the_store_carries_the_variant_to_queries(tmp_path):
+    """Queries are tokenised as the collection's points were: the variant comes with the store."""
+    store = Store(path=str(tmp_path / "q"), lexical_variant="syllables", lexical_text="chunk")
+    with store.connect() as collection:
+        assert collection.lexical == Lexical("syllables", "chunk")
+        index = SparseIndex([], collection.lexical)
+    assert index.lexical.variant == "syllables"
+    with Store(path=str(tmp_path / "d")).connect() as collection:
+        assert collection.lexical == Lexical()
 
 
 @pytest.mark.parametrize("variant", ["syllables", "syllables+bigrams", "pyvi", "underthesea"])
@@ -82,24 +101,22 @@ def _law_chunk() -> Chunk:
     )
 
 
-def test_lexical_text_modes(monkeypatch):
+def test_lexical_text_modes():
     chunk = _law_chunk()
-    monkeypatch.delenv("LEXICAL_TEXT", raising=False)
-    assert ingest.lexical_text_mode() == ingest.DEFAULT_LEXICAL_TEXT == "headings+chunk"
-    text = ingest.lexical_text(chunk)
+    text = ingest.lexical_text(chunk)  # the default: headings+chunk
     assert text.startswith("Luật Cư trú.\nĐĂNG KÝ THƯỜNG TRÚ.\nĐĂNG KÝ THƯỜNG TRÚ.\n") and text.endswith(chunk.text)
     # a full stop after each heading: no bigram joins the law title to the chapter title
     assert "trú_đăng" not in lexical_tokens(text, "syllables+bigrams")
-    monkeypatch.setenv("LEXICAL_TEXT", "title+chunk")
-    assert ingest.lexical_text(chunk) == "Luật Cư trú.\n" + chunk.text
-    monkeypatch.setenv("LEXICAL_TEXT", "chunk")
-    assert ingest.lexical_text(chunk) == chunk.text
-    monkeypatch.setenv("LEXICAL_TEXT", "everything")
-    with pytest.raises(ConfigurationError, match="LEXICAL_TEXT"):
-        ingest.lexical_text(chunk)
+    assert ingest.lexical_text(chunk, "title+chunk") == "Luật Cư trú.\n" + chunk.text
+    assert ingest.lexical_text(chunk, "chunk") == chunk.text
+    with pytest.raises(ValueError, match="everything"):
+        ingest.lexical_text(chunk, "everything")
+    # the mode reaches the point's bm25 vector
+    only_chunk = ingest.chunk_point(chunk, 0, "sha", "m", "now", None, lexical=Lexical(text="chunk")).sparse
+    assert only_chunk == document_sparse_vector(chunk.text)
+    assert ingest.chunk_point(chunk, 0, "sha", "m", "now", None).sparse == document_sparse_vector(text)
 
 
-def test_qa_rows_feed_their_text_alone(monkeypatch):
-    monkeypatch.delenv("LEXICAL_TEXT", raising=False)
+def test_qa_rows_feed_their_text_alone():
     row = Chunk("hoi-dap.xlsx", "Sheet1!2", "Hỏi?\nĐáp.", {"kind": "qa", "question": "Hỏi?"})
     assert ingest.lexical_text(row) == row.text

@@ -127,7 +127,7 @@ def test_rebuild_and_eval_show_progress(env, capsys, tmp_path):
 def test_texts_embedded_are_counted_with_dense_vectors(tmp_path, monkeypatch, embeddings_server):
     env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
     env.copy_sample()
-    monkeypatch.setattr("legal_rag_pipeline.ingest.EMBED_GROUP_TEXTS", 10)  # several groups, as on a large folder
+    monkeypatch.setattr("legal_rag_pipeline.ingest.embed.EMBED_GROUP_TEXTS", 10)  # several groups, as on a large folder
     monkeypatch.setenv("PROGRESS_LOG_SECONDS", "0")  # a line at every group
     code, out = env.ingest()
     assert code == 0, out

@@ -67,7 +67,7 @@ def endpoint_env(tmp_path, monkeypatch, embeddings_server):
 
 def test_402_stops_every_later_call_of_the_run(provider_env, embeddings_server, monkeypatch):
     write_laws(provider_env)
-    monkeypatch.setattr(ingest, "EMBED_GROUP_TEXTS", 5)  # several groups: one per file or so
+    monkeypatch.setattr(ingest.embed, "EMBED_GROUP_TEXTS", 5)  # several groups: one per file or so
     monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "2")
     monkeypatch.setenv("EMBEDDINGS_CONCURRENCY", "1")
     embeddings_server.fail_next(credits_exhausted())  # once: the server would answer the next call

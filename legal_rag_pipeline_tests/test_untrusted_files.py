@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from legal_rag_pipeline import ingest
-from legal_rag_pipeline.artifacts import FileArtifacts
+from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome
 from legal_rag_pipeline.automation.sensors import stat_folder
 from legal_rag_pipeline.errors import SourceFileError
 from legal_rag_pipeline.paths import check_key, open_source, source_path
@@ -33,7 +33,7 @@ def folder(tmp_path: Path) -> tuple[Path, Path, Path]:
     return data, state, outside
 
 
-def read(data: Path, state: Path, key: str, **limits) -> ingest.StageOutcome:
+def read(data: Path, state: Path, key: str, **limits) -> StageOutcome:
     return ingest.read_stage(data, key, state, "run-1", Limits(**limits) if limits else Limits())
 
 

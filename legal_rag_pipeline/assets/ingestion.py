@@ -1,4 +1,4 @@
-"""The four ingestion assets: wiring and reporting only; the work is in ingest.py.
+"""The four ingestion assets: wiring and reporting only; the work is in the ingest package (a module per stage).
 
 Every asset is partitioned by source file and processes all the partitions of a run in one step
 (single-run backfill), so one run can carry many files and keep embedding batches full. The first

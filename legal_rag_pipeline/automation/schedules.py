@@ -23,7 +23,6 @@ are read when the definitions load (``.env`` included).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,18 +39,20 @@ from ..readers import scan_data_dir
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
+from ..settings import Settings
 from .sensors import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, _batched, prune_vanished_job
 
 SCHEDULE_NAME = "nightly_reingest"
 PRUNE_SCHEDULE_NAME = "nightly_prune_vanished"
-DEFAULT_CRON = "0 2 * * *"
-DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+DEFAULT_CRON = Settings.nightly_cron  # 02:00
+DEFAULT_TIMEZONE = Settings.nightly_timezone
 
 
 def nightly_settings() -> tuple[str, str]:
     """(cron, timezone) from NIGHTLY_CRON / NIGHTLY_TIMEZONE, validated with a one-sentence error."""
-    cron = (os.environ.get("NIGHTLY_CRON") or "").strip() or DEFAULT_CRON
-    timezone = (os.environ.get("NIGHTLY_TIMEZONE") or "").strip() or DEFAULT_TIMEZONE
+    from ..settings import load_nightly
+
+    cron, timezone = load_nightly()
     if not is_valid_cron_string(cron):
         raise ConfigurationError(
             f"NIGHTLY_CRON={cron!r} is not a cron expression", f"use five fields such as {DEFAULT_CRON!r}"

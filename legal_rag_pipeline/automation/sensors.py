@@ -49,7 +49,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..artifacts import _atomic_write
-from ..errors import ConfigurationError, PipelineError, SourceFileError
+from ..errors import PipelineError, SourceFileError
 from ..instance import set_pool_limit
 from ..partitions import source_files
 from ..paths import source_path
@@ -309,10 +309,9 @@ def prune_vanished_job() -> None:
 def default_status() -> dg.DefaultSensorStatus:
     """On unless DATA_FOLDER_SENSOR=stopped (for people who only ingest by hand). A status set in the
     UI's Automation page is stored in the instance and wins over this default."""
-    value = (os.environ.get("DATA_FOLDER_SENSOR") or "running").strip().lower()
-    if value not in {"running", "stopped"}:
-        raise ConfigurationError(f"DATA_FOLDER_SENSOR={value!r} is not known", "use running or stopped")
-    return dg.DefaultSensorStatus.RUNNING if value == "running" else dg.DefaultSensorStatus.STOPPED
+    from ..settings import load_sensor_status
+
+    return dg.DefaultSensorStatus.RUNNING if load_sensor_status() == "running" else dg.DefaultSensorStatus.STOPPED
 
 
 def build_data_folder_sensor(ingest_job) -> dg.SensorDefinition:

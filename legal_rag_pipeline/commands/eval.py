@@ -51,7 +51,6 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     from ..cli import _as_of
     from ..definitions import build_embedder, build_store
     from ..progress import for_terminal, showing
-    from ..text.lexical import active_variant
 
     as_of = _as_of(args)
     if as_of is False:
@@ -83,7 +82,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
         options = ", without options" if args.no_options else ""
         print(
             f"{len(questions)} questions from {args.questions}, {report.mode} search "
-            f"(lexical variant {active_variant()}{options}) on {settings.collection_name}:",
+            f"(lexical variant {settings.lexical.variant}{options}) on {settings.collection_name}:",
             file=out,
         )
         print(evaluation.format_table(report), file=out)
@@ -93,7 +92,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         saved = {**report.as_json(questions=True), "questions_file": str(args.questions),
-                 "lexical_variant": active_variant(), "options": not args.no_options}
+                 "lexical_variant": settings.lexical.variant, "options": not args.no_options}
         Path(args.save).write_text(json.dumps(saved, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         if not args.json:
             print(f"Saved: {args.save}", file=out)
@@ -115,7 +114,7 @@ def run_eval(args: argparse.Namespace, settings, out=None) -> int:
             context={
                 "questions": f"{args.questions} ({len(questions)})",
                 "collection": settings.collection_name,
-                "lexical variant": active_variant(),
+                "lexical variant": settings.lexical.variant,
                 "options": "left out (--no-options)" if args.no_options else "searched with multiple-choice questions",
             },
             plot=plot_name,

@@ -32,6 +32,14 @@ class DataFolder(dg.ConfigurableResource):
         "or more, is refused (MAX_DELETE_POINTS_FRACTION).",
     )
 
+    verify_sync: bool = Field(
+        default=False, description="Every run compares the whole collection with the folder (LEGAL_RAG_VERIFY_SYNC)."
+    )
+    confirm_delete: bool = Field(
+        default=False, description="Lift the mass-deletion guard for every run (LEGAL_RAG_CONFIRM_DELETE); prefer the "
+        "run config's confirm_mass_deletion for one run.",
+    )
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -50,7 +58,7 @@ class DataFolder(dg.ConfigurableResource):
         self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False, progress=None
     ):
         """``ingest.sync_stage`` over this folder, with its deletion limits; the mass-deletion guard
-        (deletion.py) is lifted by ``confirm_mass_deletion`` or LEGAL_RAG_CONFIRM_DELETE=1."""
+        (deletion.py) is lifted by ``confirm_mass_deletion`` or ``confirm_delete`` (LEGAL_RAG_CONFIRM_DELETE=1)."""
         from .. import ingest
 
         result = ingest.sync_stage(
@@ -61,7 +69,8 @@ class DataFolder(dg.ConfigurableResource):
             collection,
             embedder,
             limits=self.deletion_limits,
-            confirm_mass_deletion=confirm_mass_deletion or ingest.env_flag("LEGAL_RAG_CONFIRM_DELETE"),
+            confirm_mass_deletion=confirm_mass_deletion or self.confirm_delete,
+            verify=self.verify_sync,
             **({"progress": progress} if progress is not None else {}),
         )
         return result

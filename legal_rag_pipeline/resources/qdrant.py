@@ -5,7 +5,7 @@ plain ``Store`` that `legal-rag search`, `status` and `doctor` open, are ``store
 engines behind ``stores.base.Collection`` are ``stores/edge.py`` (Qdrant Edge, embedded default)
 and ``stores/client.py`` (qdrant-client: a server, or its local mode).
 
-The pipeline's core (``ingest.py``, ``evaluation.py``) takes ``Collection`` and ``PointRecord`` from
+The pipeline's core (the ``ingest`` package, ``evaluation.py``) takes ``Collection`` and ``PointRecord`` from
 ``stores.base``, so a command that needs no Dagster (`legal-rag search`, `status`) never imports this
 module.
 """

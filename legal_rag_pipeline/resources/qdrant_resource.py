@@ -41,6 +41,10 @@ class QdrantStore(StoreMethods, dg.ConfigurableResource):
     write_consistency_factor: int | None = Field(default=None, description="Replicas that must ack a write.")
     on_disk: bool = Field(default=False, description="Keep vectors and payload on disk (large corpora).")
     upsert_batch_size: int = Field(default=512, description="Points per upsert request.")
+    lexical_variant: str = Field(
+        default="syllables+bigrams", description="Tokeniser of the bm25 vectors, documents and queries alike (LEXICAL_VARIANT)."
+    )
+    lexical_text: str = Field(default="headings+chunk", description="What of a chunk feeds its bm25 vector (LEXICAL_TEXT).")
     lock_wait_seconds: float = Field(
         default=5.0,
         description="Embedded folder in use by another process (a search, a run): how long to wait for it.",

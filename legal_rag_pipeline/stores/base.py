@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..text.lexical import DEFAULT_LEXICAL, Lexical
+
 SPARSE_NAME = "bm25"
 # Payload fields read back when the pipeline compares the collection with the data folder.
 INDEX_FIELDS = ["source", "embedding_model", "doc_sha256"]
@@ -126,6 +128,13 @@ class Collection(ABC):
 
     def location(self) -> str:
         return self.store.location()
+
+    @property
+    def lexical(self) -> Lexical:
+        """How this collection's bm25 vectors are made (the store's LEXICAL_VARIANT and LEXICAL_TEXT)."""
+        return Lexical(
+            getattr(self.store, "lexical_variant", DEFAULT_LEXICAL.variant), getattr(self.store, "lexical_text", DEFAULT_LEXICAL.text)
+        )
 
     def has_physical(self, physical: str) -> bool:
         return physical in self.physical_names()
@@ -289,11 +298,11 @@ class Collection(ABC):
         ids no longer in the collection are skipped. Returns how many points were updated."""
 
 
-def bm25_from_page_content(payload: dict[str, Any]) -> tuple[list[int], list[float]]:
+def bm25_from_page_content(payload: dict[str, Any], variant: str = DEFAULT_LEXICAL.variant) -> tuple[list[int], list[float]]:
     """bm25 weights for a point written without them (the old script's points), from its text."""
     from ..text.lexical import document_sparse_vector
 
-    return document_sparse_vector(str(payload.get("page_content") or ""))
+    return document_sparse_vector(str(payload.get("page_content") or ""), variant)
 
 
 def point_id(value: Any) -> str | int:

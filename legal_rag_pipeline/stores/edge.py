@@ -535,7 +535,7 @@ def migrate_local_folder(root: Path, store: Any, batch: int = 1024) -> dict[str,
                     _create_indexes(shard)
                     pending: list[qe.Point] = []
                     for point in source.iter_points(physical=physical, fields=True, vectors=True, batch=batch):
-                        sparse = point.sparse or bm25_from_page_content(point.payload)
+                        sparse = point.sparse or bm25_from_page_content(point.payload, source.lexical.variant)
                         pending.append(edge_point(PointRecord(point.id, point.dense, sparse, point.payload)))
                         if len(pending) >= batch:
                             shard.update(qe.UpdateOperation.upsert_points(pending))

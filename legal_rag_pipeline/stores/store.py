@@ -171,6 +171,8 @@ class Store(StoreMethods):
     write_consistency_factor: int | None = None
     on_disk: bool = False
     upsert_batch_size: int = 512
+    lexical_variant: str = "syllables+bigrams"
+    lexical_text: str = "headings+chunk"
     lock_wait_seconds: float = 5.0
 
     def model_copy(self, *, update: dict[str, Any] | None = None) -> Store:

@@ -5,18 +5,18 @@ question give the same token. Documents and queries go through the same ``lexica
 
 The variant is chosen by measurement (``benchmarks/tokenisation.py``, table in
 docs/retrieval.md): syllables + bigrams wins on ALQAC 2023. ``LEXICAL_VARIANT`` selects another
-one; the collection's points must then be rebuilt (``legal-rag rebuild``), since queries and
-documents must be tokenised alike.
+one (settings.py, carried by the store: ``Collection.lexical``); the collection's points must then
+be rebuilt (``legal-rag rebuild``), since queries and documents must be tokenised alike.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
@@ -25,22 +25,24 @@ from .normalize import normalize_text
 VARIANTS = ("syllables", "syllables+bigrams", "pyvi", "underthesea")
 # The measured winner (recall@5 0.97 on ALQAC 2023 train, bm25 only; see docs/retrieval.md).
 DEFAULT_VARIANT = "syllables+bigrams"
-VARIANT_ENV = "LEXICAL_VARIANT"
+# What feeds a chunk's bm25 vector, chosen by measurement (docs/retrieval.md): "headings+chunk" = law
+# title, chapter and section titles, then the chunk (which starts with its article heading);
+# "title+chunk" = law title and chunk; "chunk" = the chunk alone.
+LEXICAL_TEXTS = ("headings+chunk", "title+chunk", "chunk")
+DEFAULT_LEXICAL_TEXT = "headings+chunk"
 
 
-def active_variant() -> str:
-    """The variant in use: ``LEXICAL_VARIANT`` when set (validated), else ``DEFAULT_VARIANT``."""
-    raw = os.environ.get(VARIANT_ENV, "").strip().lower()
-    if not raw:
-        return DEFAULT_VARIANT
-    if raw not in VARIANTS:
-        from ..errors import ConfigurationError
+@dataclass(frozen=True)
+class Lexical:
+    """How a collection's bm25 vectors are made: the tokeniser ``variant`` (documents and queries alike)
+    and the ``text`` of a chunk that feeds it. Chosen in settings (LEXICAL_VARIANT, LEXICAL_TEXT); a
+    collection's points must be rebuilt (``legal-rag rebuild``) when it changes."""
 
-        raise ConfigurationError(
-            f"{VARIANT_ENV}={raw!r} is not a lexical variant",
-            f"set it to one of {', '.join(VARIANTS)} (or unset it for {DEFAULT_VARIANT})",
-        )
-    return raw
+    variant: str = DEFAULT_VARIANT
+    text: str = DEFAULT_LEXICAL_TEXT
+
+
+DEFAULT_LEXICAL = Lexical()
 
 _TONE_MARKS = frozenset("\u0300\u0301\u0303\u0309\u0323")  # huyền, sắc, ngã, hỏi, nặng
 _VOWELS = frozenset("aăâeêioôơuưy")
@@ -125,7 +127,7 @@ def _segmented_words(segmented: str) -> list[str]:
     return tokens
 
 
-def lexical_tokens(text: str, variant: str | None = None, stopwords: Iterable[str] | None = None) -> list[str]:
+def lexical_tokens(text: str, variant: str = DEFAULT_VARIANT, stopwords: Iterable[str] | None = None) -> list[str]:
     """Tokens for the BM25 sparse vector.
 
     * ``"syllables"``: lower-cased, NFC, tone-folded syllables; punctuation dropped, numbers kept
@@ -135,10 +137,9 @@ def lexical_tokens(text: str, variant: str | None = None, stopwords: Iterable[st
     * ``"pyvi"``: pyvi word segmentation, each word's syllables joined by "_" ("nội_thủy").
     * ``"underthesea"``: underthesea's word segmentation, the same way (optional package).
 
-    ``variant`` defaults to ``active_variant()``. ``stopwords`` (folded, lower-case) are dropped when given; by default nothing is dropped.
+    ``stopwords`` (folded, lower-case) are dropped when given; by default nothing is dropped.
     """
     stop = frozenset(stopwords or ())
-    variant = variant or active_variant()
     if variant == "syllables":
         tokens = [w for phrase in _phrases(text) for w in phrase]
     elif variant == "syllables+bigrams":
@@ -195,11 +196,11 @@ def query_sparse_vector(tokens: list[str]) -> tuple[list[int], list[float]]:
     return _to_sparse(weights)
 
 
-def document_sparse_vector(text: str, variant: str | None = None, **bm25) -> tuple[list[int], list[float]]:
+def document_sparse_vector(text: str, variant: str = DEFAULT_VARIANT, **bm25) -> tuple[list[int], list[float]]:
     """``sparse_vector(lexical_tokens(text, variant))``; ``bm25`` passes k1 / b / avg_len."""
     return sparse_vector(lexical_tokens(text, variant), **bm25)
 
 
-def query_vector(text: str, variant: str | None = None) -> tuple[list[int], list[float]]:
+def query_vector(text: str, variant: str = DEFAULT_VARIANT) -> tuple[list[int], list[float]]:
     """``query_sparse_vector(lexical_tokens(text, variant))``."""
     return query_sparse_vector(lexical_tokens(text, variant))

@@ -1,0 +1,48 @@
+"""The four stages of an ingest, as plain functions over one file or a set of files, one module each.
+
+* ``read`` — raw_documents: each file fingerprinted, decoded to UTF-8 records by the child reader;
+* ``normalize`` — normalized_records: records normalised and chunked (per article, Điều, split at
+  clauses, khoản), with the document's validity facts;
+* ``embed`` — embedding_batches: dense vectors for the chunks that have none, saved per file;
+* ``sync`` — qdrant_collection: what the plan needs is read (``sync_plan.plan_sync`` is the pure
+  plan), the deletion guard runs on it, and ``write`` carries it out; ``marks`` are the sync markers,
+  ``points`` turns a chunk into a Qdrant point.
+
+The assets (assets/ingestion.py) call these per partition and only report what they return. A
+problem with one file becomes a failed ``StageOutcome`` for that file (``outcomes``): the other files
+go on, and nothing already in Qdrant is touched for the failed one.
+"""
+
+from .embed import EMBED_GROUP_TEXTS, embed_stage
+from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
+from .normalize import CHUNKER_VERSION, VALIDITY_VERSION, normalize_stage, normalize_stages
+from .outcomes import BM25_ONLY_MODEL, STAGES, file_sha256
+from .points import chunk_point, lexical_text
+from .read import READER_VERSION, read_stage, read_stages
+from .summary import FileSummary, file_summaries, file_summary
+from .sync import TRUSTED, sync_stage
+
+__all__ = [
+    "BM25_ONLY_MODEL",
+    "CHUNKER_VERSION",
+    "EMBED_GROUP_TEXTS",
+    "READER_VERSION",
+    "STAGES",
+    "TRUSTED",
+    "VALIDITY_VERSION",
+    "VERIFY_AFTER_SECONDS",
+    "FileSummary",
+    "chunk_point",
+    "embed_stage",
+    "file_sha256",
+    "file_summaries",
+    "file_summary",
+    "forget_sync_state",
+    "lexical_text",
+    "normalize_stage",
+    "normalize_stages",
+    "read_stage",
+    "read_stages",
+    "sync_mark",
+    "sync_stage",
+]

@@ -1,0 +1,162 @@
+"""embedding_batches: dense vectors for the chunks that have none for this model, saved per file before anything is written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import FileArtifacts, StageOutcome, records_batch
+from ..errors import PipelineError
+from ..progress import NO_PROGRESS, Progress
+from ..stores.base import Collection
+from .outcomes import BM25_ONLY_MODEL, _guard
+
+log = logging.getLogger(__name__)
+
+# Texts embedded together (across files) before their vectors are saved: keeps batches full while
+# bounding what a failure mid-run can cost.
+EMBED_GROUP_TEXTS = 1024
+
+
+# ---------------------------------------------------------------------------- embedding_batches
+@dataclass
+class _Pending:
+    source: str
+    art: FileArtifacts
+    keep: dict[str, np.ndarray]
+    missing: list[tuple[str, str]]  # (point id, text)
+    total: int
+    reused: int = 0  # vectors found in the collection (not embedded again)
+
+
+def embed_stage(
+    sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress = NO_PROGRESS,
+    collection: Collection | None = None,
+) -> list[StageOutcome]:
+    """Embed every chunk that has no vector for this model, neither in the file's cache nor in the
+    ``collection``; save vectors per file.
+
+    The local cache is only a cache: a chunk whose point the collection already holds with this model
+    (the same id is the same file, chunk and text) takes its vector from there, so a lost or empty state
+    folder, another working directory or a fresh run pod pays for nothing twice. Texts from many files
+    are sent together so batches stay full; vectors are saved after each group, so a failure later in
+    the run never loses what was already paid for. ``progress`` gets the texts to embed and each group
+    embedded ("embed", in texts).
+    """
+    with records_batch(state_dir):  # the files' records committed together
+        return _embed_stage(sources, state_dir, run_id, embedder, progress, collection)
+
+
+def _embed_stage(
+    sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress,
+    collection: Collection | None = None,
+) -> list[StageOutcome]:
+    outcomes: dict[str, StageOutcome] = {}
+    pending: list[_Pending] = []
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else BM25_ONLY_MODEL
+
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        if not art.stage_ok("normalized_records", run_id):
+            outcomes[source] = StageOutcome(source, "skipped", error="not chunked in this run (see normalized_records)")
+            continue
+        if not enabled:
+            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0})
+            continue
+
+        def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:
+            cached = art.read_embeddings(model)
+            chunks = list(art.read_chunks())
+            keep = {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}
+            missing = [(c.point_id, c.text) for c in chunks if c.point_id not in cached]
+            if not missing:
+                if len(keep) != len(cached):
+                    art.write_embeddings(model, keep)  # drop vectors of chunks that are gone
+                return StageOutcome(source, "unchanged", counts={"embedded": 0, "cached": len(keep)})
+            pending.append(_Pending(source, art, keep, missing, len(chunks)))
+            return StageOutcome(source, "ok")
+
+        outcomes[source] = _guard(source, "embedding_batches", plan)
+
+    reused = 0
+    if collection is not None and pending:
+        pending, reused = _from_collection(pending, collection, model, outcomes)
+    progress.start("embed", sum(len(item.missing) for item in pending), "texts")
+    failed_texts = 0
+    for group in _groups(pending, EMBED_GROUP_TEXTS):
+        texts = [text for item in group for _, text in item.missing]
+        try:
+            vectors = embedder.embed(texts)
+        except PipelineError as exc:
+            for item in group:
+                outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+            failed_texts += len(texts)
+            continue
+        progress.advance("embed", len(texts))
+        offset = 0
+        for item in group:
+            n = len(item.missing)
+            new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(item.missing)}
+            offset += n
+            item.art.write_embeddings(model, {**item.keep, **new})
+            outcomes[item.source] = StageOutcome(
+                item.source, "ok", counts={"embedded": n, "cached": len(item.keep) - item.reused,
+                                           "from_collection": item.reused}
+            )
+
+    notes = [f"{reused:,} vectors already in the collection"] if reused else []
+    if failed_texts:
+        notes.append(f"{failed_texts:,} texts failed")
+    progress.finish("embed", "bm25 only: no dense vectors" if not enabled else "; ".join(notes))
+    for source, outcome in outcomes.items():
+        FileArtifacts(state_dir, source).record_outcome("embedding_batches", outcome, run_id)
+    return [outcomes[s] for s in sources]
+
+
+def _from_collection(
+    pending: list[_Pending], collection: Collection, model: str, outcomes: dict[str, StageOutcome]
+) -> tuple[list[_Pending], int]:
+    """Take the vectors the collection already holds for the texts to embed (looked up by id, in batches
+    across files); a file left with nothing to embed is saved and done. Returns what is still to embed
+    and how many vectors were found. A collection that cannot be read costs only the lookup: the texts
+    are embedded as before."""
+    try:
+        found = collection.vectors_of([pid for item in pending for pid, _ in item.missing], model)
+    except Exception as exc:  # noqa: BLE001 - the writer meets the same store and says why
+        log.warning("The collection could not be looked up for vectors already paid for (%s): embedding them", exc)
+        return pending, 0
+    if not found:
+        return pending, 0
+    still: list[_Pending] = []
+    for item in pending:
+        hits = {pid: found[pid] for pid, _ in item.missing if pid in found}
+        item.reused = len(hits)
+        item.keep.update(hits)
+        item.missing = [(pid, text) for pid, text in item.missing if pid not in hits]
+        if item.missing:
+            still.append(item)
+            continue
+        item.art.write_embeddings(model, item.keep)
+        outcomes[item.source] = StageOutcome(
+            item.source, "ok", counts={"embedded": 0, "cached": len(item.keep) - item.reused, "from_collection": item.reused}
+        )
+    return still, len(found)
+
+
+def _groups(pending: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+    group: list[_Pending] = []
+    count = 0
+    for item in pending:
+        group.append(item)
+        count += len(item.missing)
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group

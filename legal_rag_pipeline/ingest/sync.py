@@ -1,0 +1,176 @@
+"""qdrant_collection: what the plan needs read (the files' chunk ids, the collection's index, the sync markers), the deletion guard, then the writer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
+from ..deletion import DeletionLimits, check_deletion
+from ..progress import NO_PROGRESS, Progress
+from ..readers import scan_data_dir
+from ..stores.base import Collection
+from ..sync_plan import FileChunks, plan_sync
+from .marks import VERIFY_AFTER_SECONDS, read_sync_state, _sync_mark, _write_sync_state
+from .outcomes import BM25_ONLY_MODEL, _failed
+from .write import _Target, _write
+
+log = logging.getLogger(__name__)
+
+TRUSTED = "in_sync_since_last_run"  # count key of an outcome taken from its sync marker
+
+
+# ---------------------------------------------------------------------------- qdrant_collection
+def sync_stage(
+    sources: Sequence[str],
+    data_dir: Path,
+    state_dir: Path,
+    run_id: str | None,
+    collection: Collection,
+    embedder: Any,
+    *,
+    limits: DeletionLimits | None = None,
+    confirm_mass_deletion: bool = False,
+    prune_vanished: bool = True,
+    verify: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> tuple[list[StageOutcome], list[StageOutcome]]:
+    """Bring the collection in line with the files: returns (per-file outcomes, vanished-file outcomes).
+
+    Upserts come first and deletions after, so a crash in between leaves extra points (fixed by
+    the next run), never missing ones. Raises MassDeletionRefused before any write when the run
+    would remove what a vanished folder would (deletion.py: too many files at once, ``limits``).
+
+    Each file that reached the collection gets a sync marker (its chunk set, the model, the store
+    and the physical collection). When the collection was compared in full with the folder recently
+    (``VERIFY_AFTER_SECONDS``), files whose marker still matches are taken as in sync without reading
+    the collection: only changed files and files removed from the folder are looked up, and a run
+    where nothing changed does not open Qdrant at all. ``verify=True`` (LEGAL_RAG_VERIFY_SYNC for the data folder's runs)
+    always compares the whole collection. ``progress`` gets the points to write and each batch
+    written ("write", in points).
+    """
+    with records_batch(state_dir):  # the files' records committed together (each marker after its points)
+        return _sync_stage(
+            sources, data_dir, state_dir, run_id, collection, embedder, limits=limits,
+            confirm_mass_deletion=confirm_mass_deletion, prune_vanished=prune_vanished, verify=verify,
+            progress=progress,
+        )
+
+
+def _sync_stage(
+    sources, data_dir, state_dir, run_id, collection, embedder, *, limits, confirm_mass_deletion, prune_vanished,
+    verify, progress,
+) -> tuple[list[StageOutcome], list[StageOutcome]]:
+    """Reads what the plan needs (sync_plan.py), runs the deletion guard on it, then ``_write``."""
+    enabled = embedder is not None and embedder.enabled()
+    model = embedder.model_id() if enabled else BM25_ONLY_MODEL
+    outcomes: dict[str, StageOutcome] = {}
+    ready: list[str] = []
+    for source in sources:
+        if FileArtifacts(state_dir, source).stage_ok("embedding_batches", run_id):
+            ready.append(source)
+        else:
+            outcomes[source] = StageOutcome(source, "skipped", error="not embedded in this run (see embedding_batches)")
+    present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
+    location = collection.location()
+
+    # Fast and targeted paths: trust the markers of unchanged files (see the docstring).
+    pending, known_vanished = list(ready), None
+    if sources and present and not verify:
+        trusted = _trusted(ready, sources, present, state_dir, collection, model, location, prune_vanished)
+        if trusted is not None:
+            marks, known_vanished = trusted
+            pending = [s for s in ready if s not in marks]
+            for source, points in marks.items():
+                outcomes[source] = StageOutcome(
+                    source, "unchanged", counts={"chunks": points, "points_written": 0, "points_deleted": 0, TRUSTED: 1}
+                )
+            if not pending and not known_vanished:
+                for source in marks:
+                    FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcomes[source], run_id)
+                progress.start("write", 0, "points")
+                progress.finish("write", "every file in sync: nothing to write")
+                return [outcomes[s] for s in sources], []
+
+    dense_size = _dense_size(pending, state_dir, model, collection, embedder) if enabled else None
+    physical = collection.ensure(dense_size, model if enabled else None)
+    full = known_vanished is None
+    if full:
+        index = collection.point_index()
+        total_points = sum(len(ids) for ids in index.values())
+    else:
+        index = collection.point_index([*pending, *(known_vanished or [])])
+        total_points = collection.count()
+
+    files: list[FileChunks] = []
+    for source in pending:
+        art = FileArtifacts(state_dir, source)
+        try:
+            files.append(FileChunks(source, art.chunk_ids(), (art.document() or {}).get("sha256", "")))
+        except Exception as exc:  # noqa: BLE001 - its chunks cannot be read back: it fails alone
+            outcomes[source] = _failed(source, "qdrant_collection", exc)
+    guarded = bool(total_points) and not confirm_mass_deletion
+    plan = plan_sync(
+        files, index, model=model, present=present, total_points=total_points, full=full,
+        known_vanished=known_vanished or [], prune_vanished=prune_vanished,
+        # only the changed and vanished files were looked up: the others hold points by their sync marker
+        held_elsewhere=(s for s in known_sources(state_dir) if FileArtifacts(state_dir, s).synced())
+        if guarded and not full else (),
+    )
+    if guarded and plan.deletion is not None:
+        check_deletion(plan.deletion, limits or DeletionLimits(), collection=collection.name, data_dir=data_dir)
+
+    target = _Target(collection, state_dir, model, enabled, location, physical, lexical=collection.lexical)
+    vanished_outcomes = _write(plan, target, outcomes, index, progress)
+    if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
+        keep = set(sources) | set(plan.vanished)
+        for source in known_sources(state_dir):
+            if source not in present and source not in keep:
+                FileArtifacts(state_dir, source).remove()
+    for source in known_vanished or []:  # no points left (removed by an earlier run): drop the artifacts
+        if source not in plan.vanished:
+            FileArtifacts(state_dir, source).remove()
+    for source, outcome in outcomes.items():
+        art = FileArtifacts(state_dir, source)
+        if not outcome.ok:
+            art.clear_synced()
+        art.record_outcome("qdrant_collection", outcome, run_id)
+    if full and physical:
+        _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
+    return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _trusted(
+    ready: list[str], sources: Sequence[str], present: set[str], state_dir: Path, collection: Collection, model: str,
+    location: str, prune_vanished: bool,
+) -> tuple[dict[str, int], list[str]] | None:
+    """When the collection was compared in full with the folder recently: the files whose sync marker
+    still matches ({source: points}) and the known files gone from the folder; None otherwise."""
+    physical = collection.physical_name()
+    state = read_sync_state(state_dir)
+    if not (
+        physical
+        and state.get("location") == location
+        and state.get("collection") == physical
+        and time.time() - float(state.get("verified_at", 0)) < VERIFY_AFTER_SECONDS
+    ):
+        return None
+    marks = {s: _sync_mark(FileArtifacts(state_dir, s), model, location, physical) for s in ready}
+    trusted = {
+        s: int(mark["points"]) for s, mark in marks.items() if mark is not None and FileArtifacts(state_dir, s).synced() == mark
+    }
+    wanted = set(sources)
+    vanished = sorted(s for s in known_sources(state_dir) if s not in present and s not in wanted) if prune_vanished else []
+    return trusted, vanished
+
+
+def _dense_size(ready: Sequence[str], state_dir: Path, model: str, collection: Collection, embedder: Any) -> int:
+    for source in ready:
+        for vector in FileArtifacts(state_dir, source).read_embeddings(model).values():
+            return int(vector.shape[0])
+    if collection.exists() and collection.dense_size():
+        return int(collection.dense_size())
+    return int(embedder.dimension())
