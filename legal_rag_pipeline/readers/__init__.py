@@ -4,10 +4,31 @@ No Dagster here. ``scan_data_dir`` lists the data folder cheaply; ``read_documen
 or raises ``SourceFileError`` (what is wrong with the file, and what to do, in one sentence).
 """
 
-from .decode import decode_bytes, detect_encoding
-from .document import Document, read_document
-from .scan import SUPPORTED_SUFFIXES, ScanResult, is_ignored, scan_data_dir
-from .tabular import HEADER_SEARCH_ROWS, fold_name, map_columns
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .decode import decode_bytes, detect_encoding
+    from .document import Document, read_document
+    from .scan import SUPPORTED_SUFFIXES, ScanResult, is_ignored, scan_data_dir
+    from .tabular import HEADER_SEARCH_ROWS, fold_name, map_columns
+
+# Imported on first use: every command imports ``readers.limits`` (through settings), and a search
+# needs none of the readers (30 ms of a cold `legal-rag search`).
+_MODULE_OF = {
+    "decode_bytes": "decode", "detect_encoding": "decode", "Document": "document", "read_document": "document",
+    "SUPPORTED_SUFFIXES": "scan", "ScanResult": "scan", "is_ignored": "scan", "scan_data_dir": "scan",
+    "HEADER_SEARCH_ROWS": "tabular", "fold_name": "tabular", "map_columns": "tabular",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
 
 __all__ = [
     "HEADER_SEARCH_ROWS",

@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from ..errors import StoreError
@@ -160,6 +159,8 @@ def _config(dense_size: int | None, sparse: bool = True) -> qe.EdgeConfig:
 def edge_point(point: PointRecord) -> qe.Point:
     vector: dict[str, Any] = {SPARSE_NAME: qe.SparseVector(indices=list(point.sparse[0]), values=list(point.sparse[1]))}
     if point.vector is not None:
+        import numpy as np  # here: a search never needs it (100 ms of a cold `legal-rag search`)
+
         vector[""] = np.asarray(point.vector, dtype=np.float32).tolist()
     return qe.Point(id=point.id, vector=vector, payload=point.payload)
 
