@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome
-from legal_rag_pipeline.ingest import SYNC_STATE_FILE
+from legal_rag_pipeline.ingest.marks import SYNC_STATE_FILE
 from legal_rag_pipeline_tests.pipeline_env import PipelineEnv, make_env, shared_data
 
 ARTICLE = re.compile(r"^(?=Điều \d+[a-z]?\.)", re.MULTILINE)

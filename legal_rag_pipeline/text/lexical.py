@@ -58,7 +58,6 @@ def _place_tone(base: str, pos: int, tone: str) -> str:
     return base[:pos] + unicodedata.normalize("NFC", base[pos] + tone) + base[pos + 1:]
 
 
-@lru_cache(maxsize=200_000)
 @lru_cache(maxsize=1 << 18)
 def fold_tone_marks(word: str) -> str:
     """Lower-case, NFC, and one canonical tone placement for the syllables written two ways.
