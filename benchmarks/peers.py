@@ -316,7 +316,7 @@ def markdown(report: dict, command: str) -> str:
     probes = sum(r["probes"] for r in report["results"])
     lines += [
         "",
-        "- LangChain: one `Document` per chunk, so step c embeds the changed chunk only; its `index()` has no "
+        "- LangChain: one `Document` per chunk, so step c embeds only the changed chunks; its `index()` has no "
         f"concurrency knob (one request in flight); its texts include {probes} `\"dummy_text\"` in all "
         "(`langchain_qdrant.QdrantVectorStore(...)` embeds it once per process to check the dimension).",
         "- LlamaIndex: one `Document` per file (the docstore's unit), so step c embeds every chunk of the changed "
@@ -324,7 +324,7 @@ def markdown(report: dict, command: str) -> str:
         "only, and unchanged files never reach the transforms).",
         "- Stores differ: ours is Qdrant Edge (embedded engine); the peers use qdrant-client's local mode "
         "(`path=...`: pure Python, every point a SQLite write, the whole collection loaded to open it), the "
-        "embedded store both libraries document; it is not meant for large collections.",
+        "embedded mode both libraries' Qdrant guides show; it is meant for tests and small collections.",
     ]
     return "\n".join(lines) + "\n"
 
