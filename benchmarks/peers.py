@@ -78,7 +78,7 @@ PEER_PACKAGES = ("langchain-core", "langchain-classic", "langchain-qdrant", "lla
 
 # ---------------------------------------------------------------------------- our chunks, as plain functions
 def chunks_of_text(source: str, text: str) -> list:
-    """What the normalize stage makes of a decoded text file (ingest._normalize, kind "text")."""
+    """What the normalize stage makes of a decoded text file (ingest.normalize, kind "text")."""
     from legal_rag_pipeline.readers.header import document_info
     from legal_rag_pipeline.records import Chunk
     from legal_rag_pipeline.text.chunking import chunk_text
