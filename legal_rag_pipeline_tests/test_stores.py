@@ -359,3 +359,34 @@ def test_edge_write_killed_while_optimising_loses_nothing_it_acknowledged(tmp_pa
         ids = [p.id for p in c.iter_points(fields=False)]
         assert len(ids) == len(set(ids)) == c.count()
         assert {p.id for p in _points(acknowledged)} <= set(ids)
+
+
+def test_edge_dense_search_is_exact_over_optimised_int8_segments(tmp_path):
+    """Dense vectors are searched flat over int8 copies, the candidates rescored (edge.FLAT_DENSE): over
+    optimised segments the top 5 of a hybrid or dense query is the exact cosine top 5."""
+    import numpy as np
+
+    from legal_rag_pipeline.stores import edge
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((6000, 64)).astype(np.float32)  # 1.5 MB: above INDEXING_KB, so optimised
+    points = [
+        PointRecord(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"d{i}")), vector=vectors[i].tolist(), sparse=([7], [1.0]),
+                    payload={"source": f"luat-{i % 5}.txt", "page_content": f"Điều {i}."})
+        for i in range(len(vectors))
+    ]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((20, 64)).astype(np.float32)
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        physical = c.ensure(64, "m")
+        c.upsert(points)
+    with store.connect() as c:  # closed after a write: optimised into int8 segments
+        assert c.shard(physical).info().segments_count >= 1
+        shard_config = json.loads((tmp_path / "q" / edge.SHARDS / physical / "edge_config.json").read_text())
+        assert "quantization" in json.dumps(shard_config).lower() and '"m": 0' in json.dumps(shard_config)
+        for q in queries:
+            exact = [points[i].id for i in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:5]]
+            assert [h.id for h in c.query(dense=q.tolist(), limit=5)] == exact
+            assert {h.id for h in c.query(dense=q.tolist(), limit=5, where={"source": "luat-1.txt"})} <= {
+                p.id for p in points if p.payload["source"] == "luat-1.txt"}
