@@ -6,8 +6,9 @@ or raises ``SourceFileError`` (what is wrong with the file, and what to do, in o
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .decode import decode_bytes, detect_encoding
@@ -24,11 +25,7 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _MODULE_OF)
 
 __all__ = [
     "HEADER_SEARCH_ROWS",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import lazy_attributes
 
 # Imported on first use: settings and search need ``text.lexical`` alone (the chunker is 20 ms of a
 # cold `legal-rag search`). ``from legal_rag_pipeline.text import chunk_text`` works as before.
@@ -17,11 +16,7 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _MODULE_OF)
 
 
 __all__ = [
