@@ -60,10 +60,10 @@ from run import (  # noqa: E402 - the benchmark's own helpers
     REPO,
     base_env,
     change_one_article,
+    finish,
     ingest_cmd,
     machine,
     run_measured,
-    write_results,
 )
 
 TOOLS = ("ours", "langchain", "llamaindex")
@@ -406,16 +406,7 @@ def main(argv=None) -> int:
     ok = all(r["exit_code"] == 0 and r["points"] == r["expected"] for r in results)
     ok = ok and report["same_texts"] and report["same_ids"]
     command = ("python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    if ok:
-        write_results(args.results, "peers", markdown(report, command))
-        print(f"wrote {args.results}")
-    else:
-        print(f"a step failed or a count is off: {args.results} left as it was", file=sys.stderr)
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0 if ok else 1
+    return finish(args, ok, "peers", markdown(report, command), work, "a step failed or a count is off")
 
 
 def ours_chunk_ids(state: Path) -> set[str]:

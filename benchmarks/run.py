@@ -512,6 +512,21 @@ def write_results(path: Path, key: str, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def finish(args, ok: bool, key: str, section: str, work: Path, refused: str) -> int:
+    """Write the run's section of ``args.results`` when ``ok`` (else say ``refused``), keep or remove the
+    work folder (``args.keep``); the benchmark's exit code."""
+    if ok:
+        write_results(args.results, key, section)
+        print(f"wrote {args.results}")
+    else:
+        print(f"{refused}: {args.results} left as it was", file=sys.stderr)
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
 def reuse(args) -> int:
     """Scenarios b and c again on a kept work folder (the corpus already ingested by scenario a)."""
     from legal_rag_pipeline_tests.loopback import EmbeddingServer
@@ -604,16 +619,9 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    if all(r.exit_code == 0 for r in results):
-        write_results(args.results, "bm25-only" if args.bm25_only else "dense", markdown(report, command.strip()))
-        print(f"wrote {args.results}")
-    else:
-        print(f"a scenario failed: {args.results} left as it was", file=sys.stderr)
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(r.exit_code == 0 for r in results) else 1
+    key = "bm25-only" if args.bm25_only else "dense"
+    ok = all(r.exit_code == 0 for r in results)
+    return finish(args, ok, key, markdown(report, command.strip()), work, "a scenario failed")
 
 
 if __name__ == "__main__":
