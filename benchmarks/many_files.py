@@ -79,9 +79,13 @@ def legal_rag(env, *args: str) -> tuple[float, str]:
 
 
 def events(env) -> int:
-    index = Path(env["DAGSTER_HOME"]) / "history" / "runs" / "index.db"
-    with sqlite3.connect(index) as db:
-        return db.execute("select count(*) from event_logs").fetchone()[0]
+    """Rows of Dagster's event log in every SQLite file of the instance (``dagster_storage.py``'s layout)."""
+    count = 0
+    for path in (Path(env["DAGSTER_HOME"]) / "history").rglob("*.db"):
+        with sqlite3.connect(path) as db:
+            if db.execute("select 1 from sqlite_master where type = 'table' and name = 'event_logs'").fetchone():
+                count += db.execute("select count(*) from event_logs").fetchone()[0]
+    return count
 
 
 def measure(size: str, work: Path) -> dict:
