@@ -43,7 +43,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
@@ -64,6 +63,7 @@ from run import (  # noqa: E402 - the benchmark's own helpers
     ingest_cmd,
     machine,
     run_measured,
+    section_head,
 )
 
 TOOLS = ("ours", "langchain", "llamaindex")
@@ -288,15 +288,9 @@ def ratio(ours: float, best: float) -> str:
 
 
 def markdown(report: dict, command: str) -> str:
-    m = report["machine"]
     lines = [
-        f"### ours vs LangChain vs LlamaIndex, {report['laws']} laws — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']}, Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in {**m["packages"], **report["peer_packages"]}.items()) + "  ",
-        f"Load average before {tuple(round(x, 2) for x in m['load_before'])}, after "
-        f"{tuple(round(x, 2) for x in report['load_after'])} (shared machine: compare figures of one run only).  ",
+        *section_head(f"ours vs LangChain vs LlamaIndex, {report['laws']} laws", command, report["machine"],
+                      report["load_after"], report["peer_packages"]),
         f"Corpus: the first {report['laws']} files (sorted) of ../shared/data/laws, {report['chunks']:,} chunks (ours); "
         f"step c: {report['changed']}. Loopback server: 50 ms per request + 1 ms per text, 768 dims.  ",
         "Every tool got the same chunks (our reader and chunker) and sent the server exactly the chunk texts in step a"

@@ -447,18 +447,24 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def markdown(report: dict, command: str) -> str:
-    """The run as a Markdown section of RESULTS.md: command, machine and load, every figure."""
-    m = report["machine"]
-    lines = [
-        f"### {report['mode']} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+def section_head(title: str, command: str, machine_: dict, load_after, packages: dict | None = None) -> list[str]:
+    """A RESULTS.md section's first lines: title and time, command, machine and packages, load before and after."""
+    m = machine_
+    return [
+        f"### {title} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Command: `{command}`  ",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']}, Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
-        + "  ",
+        + ", ".join(f"{k} {v}" for k, v in {**m["packages"], **(packages or {})}.items()) + "  ",
         f"Load average before {tuple(round(x, 2) for x in m['load_before'])}, after "
-        f"{tuple(round(x, 2) for x in report['load_after'])} (shared machine: compare figures of one run only).",
+        f"{tuple(round(x, 2) for x in load_after)} (shared machine: compare figures of one run only).  ",
+    ]
+
+
+def markdown(report: dict, command: str) -> str:
+    """The run as a Markdown section of RESULTS.md: command, machine and load, every figure."""
+    lines = [
+        *section_head(report['mode'], command, report["machine"], report["load_after"]),
         "",
         "| scenario | wall s | texts | embedded | requests | texts/req | peak RSS MB | exit |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
