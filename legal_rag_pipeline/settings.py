@@ -160,6 +160,7 @@ def load_settings() -> Settings:
             f"QDRANT_ENGINE={engine!r} is not known",
             "use edge (Qdrant Edge, the default) or client (qdrant-client's local mode)",
         )
+    nightly = load_nightly()
     settings = Settings(
         data_dir=str(data_dir),
         state_dir=str(state_dir),
@@ -201,8 +202,8 @@ def load_settings() -> Settings:
         verify_sync=env_flag("LEGAL_RAG_VERIFY_SYNC"),
         confirm_delete=env_flag("LEGAL_RAG_CONFIRM_DELETE"),
         sensor_status=load_sensor_status(),
-        nightly_cron=load_nightly()[0],
-        nightly_timezone=load_nightly()[1],
+        nightly_cron=nightly[0],
+        nightly_timezone=nightly[1],
         progress_log_seconds=load_progress_seconds(),
     )
     if not settings.qdrant_server_mode and _inside(qdrant_path, data_dir):
