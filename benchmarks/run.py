@@ -82,19 +82,70 @@ class Result:
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 
 
-def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB of the process, exit code).
+@dataclass
+class Measured:
+    """One command's figures. ``peak_rss_mb`` is what the targets use; the rest says what it was made of."""
 
-    The peak comes from GNU time when present: ``ru_maxrss`` of a child forked from this process
-    also counts this process's pages before the exec (the loopback server's vector cache).
-    """
+    wall_s: float
+    peak_rss_mb: float
+    exit_code: int
+    cpu_s: float = 0.0  # the command's user + system CPU
+    host_cpu_s: float = 0.0  # this process's CPU meanwhile: the loopback server's threads
+    peak_anon_mb: float = 0.0  # the largest private (anonymous) resident memory sampled
+    peak_file_mb: float = 0.0  # the largest file-backed resident memory sampled (mapped segments, page cache)
+
+
+def _python_pid(pid: int) -> int:
+    """The measured Python process: GNU time's child when the command is wrapped, else ``pid``."""
+    if not TIME:
+        return pid
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return pid
+    return int(children[0]) if children else pid
+
+
+def _resident(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssFile) of ``pid`` in kB; (0, 0) once it is gone."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return int(fields["RssAnon"].split()[0]), int(fields["RssFile"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measured:
+    """Run ``cmd``; its wall time, peak RSS (GNU time's when present: ``ru_maxrss`` of a child forked from
+    this process also counts this process's pages before the exec, the loopback server's vector cache),
+    CPU, this process's CPU meanwhile, and its resident memory sampled every 0.2 s split into private and
+    file-backed pages."""
+    import resource
+    import threading
+
     rss_file = log.with_suffix(".rss")
     wrapped = [TIME, "-f", "%M", "-o", str(rss_file), *cmd] if TIME else cmd
+    peaks = [0, 0]
+    done = threading.Event()
     with open(log, "wb") as out:
+        host_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+        def sample() -> None:
+            pid = None
+            while not done.wait(0.2):
+                pid = pid if pid not in (None, proc.pid) else _python_pid(proc.pid)
+                anon, mapped = _resident(pid)
+                peaks[0], peaks[1] = max(peaks[0], anon), max(peaks[1], mapped)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        host_after = resource.getrusage(resource.RUSAGE_SELF)
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak_kb = usage.ru_maxrss
     if TIME:
@@ -102,7 +153,15 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> t
             peak_kb = int(rss_file.read_text().split()[-1])
         except (OSError, ValueError, IndexError):
             pass
-    return wall, peak_kb / 1024.0, proc.returncode
+    host = (host_after.ru_utime + host_after.ru_stime) - (host_before.ru_utime + host_before.ru_stime)
+    return Measured(wall, peak_kb / 1024.0, proc.returncode, usage.ru_utime + usage.ru_stime, host,
+                    peaks[0] / 1024.0, peaks[1] / 1024.0)
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[float, float, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MB of the process, exit code) (see ``measure``)."""
+    m = measure(cmd, env, cwd, log)
+    return m.wall_s, m.peak_rss_mb, m.exit_code
 
 
 def base_env(work: Path, data: Path, state: Path, endpoint: str | None) -> dict[str, str]:
@@ -161,10 +220,13 @@ def ingest_scenario(name, server, env, work, state, note="", profile_dir=None) -
         server.reset_records()
     log = work / f"{name}.log"
     profile = profile_dir / f"{name}.prof" if profile_dir else None
-    wall, rss, code = run_measured(ingest_cmd(profile), env, work, log)
+    m = measure(ingest_cmd(profile), env, work, log)
+    wall, rss, code = m.wall_s, m.peak_rss_mb, m.exit_code
     embedded = sum(server.batch_sizes()) if server is not None else 0
     requests = server.count() if server is not None else 0
     result = Result(name, wall, count_chunks(state), embedded, requests, rss, code, note)
+    result.extra.update(cpu_s=round(m.cpu_s, 1), server_cpu_s=round(m.host_cpu_s, 1),
+                        peak_anon_mb=round(m.peak_anon_mb), peak_file_mb=round(m.peak_file_mb))
     result.extra["summary"] = summary_line(log)
     print(f"  {name}: {wall:.1f}s, exit {code}, {embedded} texts in {requests} requests, peak {rss:.0f} MB", flush=True)
     if code != 0:
@@ -466,15 +528,25 @@ def markdown(report: dict, command: str) -> str:
     lines = [
         *section_head(report['mode'], command, report["machine"], report["load_after"]),
         "",
-        "| scenario | wall s | texts | embedded | requests | texts/req | peak RSS MB | exit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ("| scenario | wall s | texts | embedded | requests | texts/req | peak RSS MB | private / mapped MB "
+         "| CPU s: ingest + server | exit |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["scenarios"]:
+        x = r.get("extra", {})
+        split = f"{x['peak_anon_mb']:,} / {x['peak_file_mb']:,}" if "peak_anon_mb" in x else ""
+        cpu = f"{x['cpu_s']:,} + {x['server_cpu_s']:,}" if "cpu_s" in x else ""
         lines.append(
             f"| {r['name']} | {r['wall_s']:,} | {r['texts']:,} | {r['embedded']:,} | {r['requests']:,} | "
-            f"{r['texts_per_request']} | {r['peak_rss_mb']:,} | {r['exit_code']} |"
+            f"{r['texts_per_request']} | {r['peak_rss_mb']:,} | {split} | {cpu} | {r['exit_code']} |"
         )
     lines.append("")
+    lines.append(
+        "- private / mapped: the largest anonymous and file-backed resident memory sampled every 0.2 s (mapped: "
+        "Qdrant Edge's segment files read and written through the page cache, which the kernel can take back); "
+        "CPU: the ingest process's user + system seconds, and the loopback server's (this benchmark's own "
+        "threads) meanwhile: on 2 cores, a run cannot take less than half their sum"
+    )
     ratios = [f"(b)/(a) = {report['b_over_a']:.1%}", f"(c)/(a) = {report['c_over_a']:.1%}"]
     if "ratio_d_over_a" in report:
         ratios.insert(0, f"**(d)/(a) = {report['ratio_d_over_a']}×** ((d): {report['scenarios'][3]['note']})")
