@@ -1,8 +1,8 @@
 """`legal-rag search`, `status` and `doctor` start without Dagster (issue 22 item 3, issue 24 item 4).
 
 Importing dagster costs about half a second of a cold start on two cores, and none of these
-commands needs it: they open the plain ``stores.store.Store`` and ``embedder_base.NoEmbeddings``
-(``services.py``). These tests fail when someone brings a heavy import back on their path.
+commands needs it: they open the plain ``stores.store.Store`` and ``embedder_base.NoEmbeddings``, or
+``resources.hugging_face.HuggingFaceClient`` when dense (``services.py``). These tests fail when someone brings a heavy import back on their path.
 """
 
 from __future__ import annotations
@@ -81,3 +81,43 @@ def test_plain_store_has_the_resource_fields_and_defaults():
     assert Store(**kwargs).describe() == QdrantStore(**kwargs).describe()
     assert "secret-key-123" not in repr(Store(**kwargs))  # the key is never shown
     assert Store().model_copy(update={"url": None}) == Store()
+
+
+def test_a_dense_search_imports_no_dagster(tmp_path, monkeypatch, embeddings_server):
+    """A hybrid search embeds its question with ``HuggingFaceClient`` (no Dagster; importing it was 1.5 s
+    of a 3 s cold search), through the real huggingface_hub against the loopback server."""
+    env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
+    (env.data / "luat-mau-cu-tru.txt").write_bytes((SAMPLE_DATA / "luat-mau-cu-tru.txt").read_bytes())
+    code, out = env.ingest()
+    assert code == 0, out
+    served = embeddings_server.count()
+
+    commands = [["search", "đăng ký thường trú", "--top-k", "2"], ["doctor"]]
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_COMMANDS, json.dumps(["dagster", "sqlalchemy", "pandas"]), json.dumps(commands)],
+        capture_output=True, text=True, env=dict(os.environ), cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    search, doctor = json.loads(result.stdout.splitlines()[-1])
+    assert search["code"] == 0 and search["loaded"] == [], search
+    assert "[hybrid (dense + bm25)]" in search["out"] and " 1. " in search["out"]
+    assert doctor["code"] == 0 and doctor["loaded"] == [], doctor
+    assert embeddings_server.count() > served  # the question was embedded by the server
+
+
+def test_plain_hugging_face_client_has_the_resource_fields_and_behaviour(embeddings_server):
+    """``HuggingFaceClient`` (no Dagster) and the ``HuggingFaceEmbedder`` resource share their methods;
+    their fields are declared twice and must stay the same, and both embed alike."""
+    from legal_rag_pipeline.resources.embeddings import HuggingFaceEmbedder
+    from legal_rag_pipeline.resources.hugging_face import HuggingFaceClient
+
+    plain = {f.name: f.default for f in dataclasses.fields(HuggingFaceClient) if f.init}
+    resource = {name: info.default for name, info in HuggingFaceEmbedder.model_fields.items()}
+    assert plain == resource
+    kwargs = {"endpoint_url": embeddings_server.url, "endpoint_api_key": "endpoint-secret-0123456789"}
+    client, embedder = HuggingFaceClient(**kwargs), HuggingFaceEmbedder(**kwargs)
+    texts = ["Điều 1. Phạm vi điều chỉnh", "Điều 2. Đối tượng áp dụng"]
+    a, b = client.embed(texts), embedder.embed(texts)
+    assert a.shape == (2, embeddings_server.dim) and (a == b).all()
+    assert client.describe() == embedder.describe()
+    assert "endpoint-secret-0123456789" not in repr(client) + client.describe()

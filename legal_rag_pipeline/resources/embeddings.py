@@ -14,37 +14,29 @@ actionable sentence (see ``embeddings_errors.py``). Tokens never appear in messa
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 from pydantic import Field, PrivateAttr
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    stop_before_delay,
-)
-from tenacity.wait import wait_random_exponential
 
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
 from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
-from legal_rag_pipeline.resources.embeddings_errors import Target
+from legal_rag_pipeline.resources.hugging_face import (  # noqa: F401 - re-exported
+    DEFAULT_MODEL,
+    ENDPOINT_PLACEHOLDER_KEY,
+    PROBE_TEXT,
+    HuggingFaceClient,
+    HuggingFaceMethods,
+    _offline,
+    l2_normalise,
+)
 
-DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
-PROBE_TEXT = "Điều 1. Phạm vi điều chỉnh"
-ENDPOINT_PLACEHOLDER_KEY = "no-endpoint-api-key"  # sent instead of the HF token to keyless endpoints
-
-logger = dg.get_dagster_logger("legal_rag_pipeline.embeddings")
+logger = dg.get_dagster_logger("legal_rag_pipeline.embeddings")  # hugging_face.logger, in a run
 
 
 class Embedder(NoEmbeddings, dg.ConfigurableResource):
@@ -55,13 +47,7 @@ class Embedder(NoEmbeddings, dg.ConfigurableResource):
     """
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
-
-
-class HuggingFaceEmbedder(Embedder):
+class HuggingFaceEmbedder(HuggingFaceMethods, Embedder):
     """Sentence embeddings from Hugging Face: Inference Providers, or your own endpoint when
     ``endpoint_url`` is set (an Inference Endpoint or a text-embeddings-inference server)."""
 
@@ -101,339 +87,6 @@ class HuggingFaceEmbedder(Embedder):
     _info_read: bool = PrivateAttr(default=False)
     _client: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
-
-    # ---------------------------------------------------------------- description
-
-    def enabled(self) -> bool:
-        return True
-
-    def model_id(self) -> str:
-        return self.model
-
-    def describe(self) -> str:
-        return str(self._target())
-
-    def _target(self) -> Target:
-        return Target(
-            model=self.model,
-            provider=self.provider,
-            endpoint_url=self.endpoint_url or None,
-            secrets=tuple(s for s in (self.token, self.endpoint_api_key) if s),
-        )
-
-    # ---------------------------------------------------------------- public API
-
-    def dimension(self) -> int:
-        """The model's real output size, probed once with a one-text call."""
-        if self._dimension is None:
-            self.embed([PROBE_TEXT])
-        assert self._dimension is not None
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in batches, ``concurrency`` requests in flight, order preserved."""
-        texts = list(texts)
-        self._check_usable()
-        if not texts:
-            return np.zeros((0, self._dimension or 0), dtype=np.float32)
-        size = self._effective_batch_size()
-        batches = [texts[i : i + size] for i in range(0, len(texts), size)]
-        if len(batches) == 1 or self.concurrency == 1:
-            return np.vstack([self._embed_batch(batch) for batch in batches])
-        stop = threading.Event()
-        with ThreadPoolExecutor(
-            max_workers=min(self.concurrency, len(batches)), thread_name_prefix="embed"
-        ) as pool:
-            futures: list[Future[np.ndarray]] = [pool.submit(self._embed_batch, b, stop) for b in batches]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f in done and f.exception() is not None), None)
-            if failed is not None:
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                raise failed.exception()  # type: ignore[misc]
-            return np.vstack([f.result() for f in futures])
-
-    def halt(self, error: EmbeddingError) -> None:
-        """Make no further call with this resource (this run): every ``embed()`` raises ``error``."""
-        self._halted = error
-
-    def preflight(self, probe: bool = True) -> list[Check]:
-        """Prerequisites in order; stops at the first failure that makes later checks meaningless.
-
-        ``probe=False`` leaves out the one-text embedding call (the run's preflight: its first batch
-        is the probe, and an unchanged re-run must make no call at all).
-        """
-        checks = self._preflight_endpoint() if self.endpoint_url else self._preflight_provider()
-        if probe and all(c.ok for c in checks):
-            checks.append(self._probe_check())
-        return checks
-
-    # ---------------------------------------------------------------- batches, retries, splitting
-
-    def _check_usable(self) -> None:
-        if self._halted is not None:
-            raise self._halted
-        target = self._target()
-        if _offline():
-            raise errors.offline(target)
-        if not target.is_endpoint and not self.token:
-            raise errors.no_token(target)
-
-    def _embed_batch(self, batch: list[str], stop: threading.Event | None = None) -> np.ndarray:
-        try:
-            vectors = self._call_with_retries(batch, stop)
-        except errors.EmbeddingBatchTooLarge:
-            if len(batch) == 1:
-                raise
-            half = len(batch) // 2
-            with self._lock:
-                self._batch_cap = max(1, min(self._batch_cap or len(batch), half))
-            logger.info(
-                "%s refused %d texts per request; splitting into %d + %d",
-                self.describe(),
-                len(batch),
-                half,
-                len(batch) - half,
-            )
-            return np.vstack([self._embed_batch(batch[:half], stop), self._embed_batch(batch[half:], stop)])
-        return self._check_shape(vectors, len(batch))
-
-    def _call_with_retries(self, batch: list[str], stop: threading.Event | None) -> np.ndarray:
-        started = time.monotonic()
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, EmbeddingError) and e.retryable),
-            stop=stop_any(
-                stop_after_attempt(self.max_attempts),
-                stop_before_delay(self.max_retry_seconds),  # also when a Retry-After would overrun it
-                lambda _: self._halted is not None or (stop is not None and stop.is_set()),
-            ),
-            wait=self._wait,
-            before_sleep=self._log_retry,
-            sleep=stop.wait if stop is not None else time.sleep,  # another batch failing ends the wait
-            reraise=True,
-        )
-        try:
-            return retrying(self._call, batch)
-        except EmbeddingError as error:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            if error.retryable and attempts > 1:
-                raise errors.gave_up(error, attempts, time.monotonic() - started) from None
-            raise
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hinted = errors.retry_after_of(error) if error else None
-        if hinted is not None:
-            return hinted  # Retry-After / RateLimit t=; stop_before_delay gives up if it exceeds the budget
-        backoff = wait_random_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds)
-        return backoff(state)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        logger.warning(
-            "Embedding request failed (attempt %d of %d), retrying in %.1f s: %s",
-            state.attempt_number,
-            self.max_attempts,
-            state.upcoming_sleep,
-            error,
-        )
-
-    def _call(self, batch: list[str]) -> np.ndarray:
-        """One HTTP request, translated to our errors; a 402 halts the resource for the rest of the run."""
-        if self._halted is not None:
-            raise self._halted
-        target = self._target()
-        try:
-            if target.is_endpoint:
-                result = self._get_client().feature_extraction(batch)
-            else:
-                result = self._get_client().feature_extraction(batch, model=self.model)
-        except Exception as exc:  # noqa: BLE001 - translate() re-raises what it does not know (bugs)
-            error = errors.translate(
-                exc,
-                target,
-                batch_size=len(batch),
-                timeout=self.timeout_seconds,
-                has_token=bool(self.token),
-            )
-            if isinstance(error, errors.EmbeddingCreditsExhausted):
-                self._halted = error
-            raise error from None
-        return result
-
-    def _check_shape(self, vectors: Any, count: int) -> np.ndarray:
-        target = self._target()
-        array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim == 3:
-            raise errors.token_embeddings(target, array.shape)
-        if array.ndim == 1 and count == 1 and array.size > 0:
-            array = array.reshape(1, -1)
-        expected_dim = self._dimension
-        expected = f"({count}, {expected_dim})" if expected_dim else f"{count} vectors"
-        if array.ndim != 2 or array.shape[0] != count or array.shape[1] == 0:
-            raise errors.wrong_shape(target, array.shape, expected)
-        with self._lock:
-            if self._dimension is None:
-                self._dimension = int(array.shape[1])
-        if array.shape[1] != self._dimension:
-            raise errors.wrong_shape(target, array.shape, f"({count}, {self._dimension})")
-        if not np.all(np.isfinite(array)):
-            raise errors.bad_response(target, "NaN or infinite values")
-        return l2_normalise(array)
-
-    # ---------------------------------------------------------------- client and endpoint limits
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from huggingface_hub import InferenceClient
-
-            if self.endpoint_url:
-                # Never let huggingface_hub fall back to the machine's HF token for a foreign host.
-                self._client = InferenceClient(
-                    base_url=self.endpoint_url,
-                    token=self.endpoint_api_key or ENDPOINT_PLACEHOLDER_KEY,
-                    timeout=self.timeout_seconds,
-                )
-            else:
-                self._client = InferenceClient(
-                    provider=self.provider, token=self.token, timeout=self.timeout_seconds
-                )
-        return self._client
-
-    def _endpoint_base(self) -> str:
-        base = (self.endpoint_url or "").rstrip("/")
-        return base.removesuffix("/embed")
-
-    def _endpoint_get(self, route: str) -> Any:
-        """GET {endpoint}/route with the endpoint's key and our timeout; returns the httpx2 response."""
-        from huggingface_hub.utils import get_session
-
-        headers = {"authorization": f"Bearer {self.endpoint_api_key}"} if self.endpoint_api_key else {}
-        return get_session().get(
-            f"{self._endpoint_base()}/{route}", headers=headers, timeout=self.timeout_seconds
-        )
-
-    def _read_info(self) -> dict[str, Any]:
-        try:
-            response = self._endpoint_get("info")
-            if response.status_code == 200:
-                info = response.json()
-                return info if isinstance(info, dict) else {}
-        except Exception as exc:  # noqa: BLE001 - /info is optional (only text-embeddings-inference has it)
-            logger.debug("No /info from %s: %s", self.describe(), type(exc).__name__)
-        return {}
-
-    def _effective_batch_size(self) -> int:
-        if self.endpoint_url and not self._info_read:
-            self._apply_info(self._read_info())
-        return max(1, min(self.batch_size, self._batch_cap or self.batch_size))
-
-    def _apply_info(self, info: dict[str, Any]) -> None:
-        """Cap the batch size at the endpoint's advertised ``max_client_batch_size`` (read once)."""
-        limit = info.get("max_client_batch_size")
-        with self._lock:
-            if self._info_read:
-                return
-            self._info_read = True
-            if isinstance(limit, int) and limit > 0 and limit < self.batch_size:
-                logger.info("%s accepts at most %d texts per request", self.describe(), limit)
-                self._batch_cap = min(self._batch_cap or limit, limit)
-
-    # ---------------------------------------------------------------- doctor
-
-    def _probe_check(self) -> Check:
-        name = "model answers"
-        try:
-            dim = len(self.embed([PROBE_TEXT])[0])
-        except EmbeddingError as error:
-            return Check(name, False, error.what, error.fix)
-        return Check(name, True, f"{self.describe()} returns {dim}-dimensional vectors")
-
-    def _preflight_provider(self) -> list[Check]:
-        from huggingface_hub import HfApi, constants
-
-        target = self._target()
-        if _offline():
-            error = errors.offline(target)
-            return [Check("network", False, error.what, error.fix)]
-        if not self.token:
-            error = errors.no_token(target)
-            return [Check("Hugging Face token", False, error.what, error.fix)]
-        try:
-            info = HfApi(endpoint=constants.ENDPOINT).whoami(token=self.token)
-        except Exception as exc:  # noqa: BLE001
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status == 401:
-                error = errors.invalid_token(target)
-            else:
-                error = errors.translate(
-                    exc, target, batch_size=1, timeout=self.timeout_seconds, has_token=True
-                )
-            return [Check("Hugging Face token", False, error.what, error.fix)]
-        access = (info.get("auth") or {}).get("accessToken") or {}
-        role = access.get("role") or "unknown"
-        checks = [Check("Hugging Face token", True, f"valid token of {info.get('name', '?')} (role {role})")]
-        if role == "fineGrained":
-            fine = access.get("fineGrained") or {}
-            permissions = set(fine.get("global") or [])
-            for scoped in fine.get("scoped") or []:
-                permissions.update(scoped.get("permissions") or [])
-            if errors.INFERENCE_PROVIDERS_PERMISSION not in permissions:
-                error = errors.missing_permission(target, 403)
-                checks.append(
-                    Check(
-                        "Inference Providers permission",
-                        False,
-                        f"the fine-grained token lacks {errors.PERMISSION_LABEL}",
-                        error.fix,
-                    )
-                )
-                return checks
-            checks.append(
-                Check("Inference Providers permission", True, f"token has {errors.PERMISSION_LABEL}")
-            )
-        else:
-            checks.append(
-                Check("Inference Providers permission", True, f"a {role} token may call Inference Providers")
-            )
-        return checks
-
-    def _preflight_endpoint(self) -> list[Check]:
-        target = self._target()
-        if _offline():
-            error = errors.offline(target)
-            return [Check("network", False, error.what, error.fix)]
-        try:
-            response = self._endpoint_get("health")
-            healthy = response.status_code == 200
-            detail = f"GET /health answered {response.status_code}"
-        except Exception as exc:  # noqa: BLE001
-            error = errors.translate(exc, target, batch_size=1, timeout=self.timeout_seconds, has_token=False)
-            return [Check("endpoint reachable", False, error.what, error.fix)]
-        checks = [
-            Check(
-                "endpoint reachable",
-                True,
-                detail + ("" if healthy else " (no /health route: not text-embeddings-inference?)"),
-            )
-        ]
-        info = self._read_info()
-        self._apply_info(info)  # the run's batches need not ask /info again
-        if info:
-            limits = ", ".join(
-                f"{key} {info[key]}"
-                for key in ("model_id", "max_client_batch_size", "max_batch_tokens", "max_input_length")
-                if key in info
-            )
-            checks.append(Check("endpoint limits", True, limits))
-        else:
-            checks.append(
-                Check(
-                    "endpoint limits", True, f"no /info: using {errors.BATCH_SIZE_SETTING}={self.batch_size}"
-                )
-            )
-        return checks
 
 
 class EmbeddingNotReady(EmbeddingError):
@@ -531,15 +184,6 @@ class RunPreflight:
         )
 
 
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    }
 
 
 class LocalEmbedder(Embedder):
