@@ -65,6 +65,20 @@ def run_ingest(
     with ``quiet``; progress.py); the per-file table follows.
     """
     out = out or sys.stdout
+    from .readers import scan_data_dir
+    from .registered import record_registered, registered_already
+
+    data_dir, state_dir = Path(settings.data_dir), Path(settings.state_dir)
+    scan = scan_data_dir(data_dir) if data_dir.is_dir() else None
+    keys = list(scan.files) if scan else []
+    # The plan needs no Dagster; when it is empty and Dagster already lists these files, neither is
+    # imported nor opened (registered.py).
+    plan = None if everything or not keys else _plan(settings, scan.files, state_dir)
+    if plan is not None and not plan.to_run and not plan.vanished and registered_already(state_dir, keys):
+        _say_skipped_and_mode(settings, scan, out)
+        _say_nothing_changed(settings, plan, out)
+        return EXIT_OK
+
     _cheap_sqlite_commits()
     from .instance import get_instance, use_event_batches
 
@@ -76,12 +90,8 @@ def run_ingest(
     from .partitions import source_files
     from .planning import partition_spans, span_keys
     from .progress import for_terminal, showing
-    from .readers import scan_data_dir
     from .reporting import summary_text
 
-    data_dir, state_dir = Path(settings.data_dir), Path(settings.state_dir)
-    scan = scan_data_dir(data_dir) if data_dir.is_dir() else None
-    keys = list(scan.files) if scan else []
     defs = build_definitions(settings)
     instance = get_instance()
 
@@ -93,6 +103,8 @@ def run_ingest(
     new = [k for k in keys if k not in registered]
     if new:
         instance.add_dynamic_partitions(source_files.name, new)
+    if keys:
+        record_registered(state_dir, keys)
     before = set(known_sources(state_dir))
     if keys and not before and (settings.qdrant_server_mode or Path(settings.qdrant_path).exists()):
         print(f"No local state in {state_dir} (a new machine, another directory or a lost folder): every file is read "
@@ -100,31 +112,20 @@ def run_ingest(
 
     if scan is None:
         print(f"The data folder {data_dir} does not exist.", file=out)
-    for relpath, reason in (scan.skipped if scan else []):
-        print(f"skipped {relpath}: {reason}", file=out)
-
     if not keys:
+        for relpath, reason in (scan.skipped if scan else []):
+            print(f"skipped {relpath}: {reason}", file=out)
         return _prune_only(settings, confirm_delete, out)
+    _say_skipped_and_mode(settings, scan, out)
 
-    if settings.dense_backend == "none":
-        print(
-            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors "
-            "only (set one of them for dense vectors).",
-            file=out,
-        )
     ordered = instance.get_dynamic_partitions(source_files.name)
     spans = [(ordered[0], ordered[-1])]
-    plan = None if everything else _plan(settings, scan.files, state_dir)
     if plan is not None:
         targets = plan.to_run
         if not targets:
             if plan.vanished:
                 return _prune_only(settings, confirm_delete, out)
-            print(
-                f"Nothing changed since the last run: {len(plan.unchanged)} files in sync with "
-                f"{settings.collection_name}; no run launched (`legal-rag ingest --all` runs every file).",
-                file=out,
-            )
+            _say_nothing_changed(settings, plan, out)
             return EXIT_OK
         spans = partition_spans(ordered, targets) or spans
         print(f"Plan: {plan.summary()}.", file=out)
@@ -189,14 +190,40 @@ def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
         )
 
 
-def _plan(settings, files, state_dir: Path):
-    """The ingest plan, or None (run every file) when the collection cannot be looked at cheaply."""
-    from . import ingest
-    from .definitions import build_embedder, build_store
-    from .planning import plan_ingest
+def _say_skipped_and_mode(settings, scan, out) -> None:
+    for relpath, reason in scan.skipped:
+        print(f"skipped {relpath}: {reason}", file=out)
+    if settings.dense_backend == "none":
+        print(
+            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors "
+            "only (set one of them for dense vectors).",
+            file=out,
+        )
 
-    store = build_store(settings, resolve=True)
-    model = ingest.BM25_ONLY_MODEL if settings.dense_backend == "none" else build_embedder(settings).model_id()
+
+def _say_nothing_changed(settings, plan, out) -> None:
+    print(
+        f"Nothing changed since the last run: {len(plan.unchanged)} files in sync with "
+        f"{settings.collection_name}; no run launched (`legal-rag ingest --all` runs every file).",
+        file=out,
+    )
+
+
+def _plan(settings, files, state_dir: Path):
+    """The ingest plan, or None (run every file) when the collection cannot be looked at cheaply. It
+    opens the plain store (``services.open_store``) and imports no Dagster, except for the local
+    embedder's model id (a resource; loading its model outweighs Dagster)."""
+    from . import ingest
+    from .planning import plan_ingest
+    from .services import dense_embedder, open_store
+
+    store = open_store(settings)
+    if settings.dense_backend == "none":
+        model = ingest.BM25_ONLY_MODEL
+    elif settings.dense_backend == "api":
+        model = settings.model  # HuggingFaceEmbedder.model_id()
+    else:
+        model = dense_embedder(settings).model_id()
     try:
         with store.connect(lazy=True) as collection:
             physical = collection.physical_name()

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from .registered import dagster_home
+
 TEMPLATE = Path(__file__).parent / "instance_config" / "dagster.yaml"
 # A home whose history is in Dagster's sharded layout (a database per run + index.db) keeps a
 # storage that reads it: the one-file storage of new homes cannot.
 SHARDED_TEMPLATE = Path(__file__).parent / "instance_config" / "dagster-sharded.yaml"
-DEFAULT_HOME = ".dagster_home"
 WRITER_POOL = "qdrant_writer"
 EVENT_BATCH_SIZE = "1000"
 # dagster.yaml files this project wrote before (sha256): replaced by the current one, since nobody
@@ -116,7 +117,7 @@ def execute_keeping_failures(
 
 def ensure_dagster_home() -> Path:
     """Use DAGSTER_HOME, or ./.dagster_home when unset; give a new one the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / DEFAULT_HOME).resolve()
+    home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"

@@ -121,3 +121,46 @@ def test_plain_hugging_face_client_has_the_resource_fields_and_behaviour(embeddi
     assert a.shape == (2, embeddings_server.dim) and (a == b).all()
     assert client.describe() == embedder.describe()
     assert "endpoint-secret-0123456789" not in repr(client) + client.describe()
+
+
+def test_an_ingest_with_nothing_changed_imports_no_dagster(tmp_path, monkeypatch):
+    """Nothing changed and Dagster already lists the files (``registered.py``): no Dagster, no instance.
+    A new Dagster home (or another file) goes the full way and registers the partitions there."""
+    import dagster as dg
+
+    from legal_rag_pipeline.instance import get_instance
+    from legal_rag_pipeline.partitions import source_files
+
+    env = make_env(tmp_path, monkeypatch)
+    for name in ("luat-mau-cu-tru.txt", "luat-mau-giao-thong.txt"):
+        (env.data / name).write_bytes((SAMPLE_DATA / name).read_bytes())
+    code, out = env.ingest()
+    assert code == 0, out
+
+    def ingest_in_a_fresh_process() -> dict:
+        result = subprocess.run(
+            [sys.executable, "-c", RUN_COMMANDS, json.dumps(["dagster", "sqlalchemy"]), json.dumps([["ingest"]])],
+            capture_output=True, text=True, env=dict(os.environ), cwd=tmp_path, timeout=120, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        (entry,) = json.loads(result.stdout.splitlines()[-1])
+        assert entry["code"] == 0 and "Nothing changed since the last run: 2 files in sync" in entry["out"], entry
+        return entry
+
+    assert ingest_in_a_fresh_process()["loaded"] == []
+
+    other_home = tmp_path / "other_dagster_home"  # a new instance: it must learn the files
+    other_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(other_home))
+    assert "dagster" in ingest_in_a_fresh_process()["loaded"]
+    instance = get_instance()
+    try:
+        assert sorted(instance.get_dynamic_partitions(source_files.name)) == ["luat-mau-cu-tru.txt", "luat-mau-giao-thong.txt"]
+        assert instance.get_runs_count(dg.RunsFilter()) == 0  # and no run launched there
+    finally:
+        instance.dispose()
+    assert ingest_in_a_fresh_process()["loaded"] == []  # from then on, no Dagster again
+
+    (env.data / "luat-mau-cu-tru.txt").unlink()  # a file gone: the full way (its points are deleted)
+    code, out = env.ingest()
+    assert code == 0 and "Nothing changed" not in out, out
