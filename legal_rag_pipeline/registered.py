@@ -4,9 +4,9 @@ nothing to do needs no Dagster.
 A `legal-rag ingest` with nothing changed spent 2 of its 2.6 s importing Dagster and opening the
 instance, only to find the data folder's files already listed as partitions. After registering them,
 ``record_registered`` writes the instance's home and a digest of the keys; ``registered_already``
-says whether the same keys were registered in the same home. A home whose database was replaced
-under the same path is not noticed: the next change, or `legal-rag ingest --all`, registers the keys
-again.
+says whether the same keys were registered in the same home. Not noticed: a home whose database was
+replaced under the same path, or a partition deleted by hand in the UI; the next change, or
+`legal-rag ingest --all`, registers the keys again.
 """
 
 from __future__ import annotations
