@@ -115,8 +115,8 @@ def _spread(items: Sequence[Any], most: int) -> list[Any]:
 # Dense vectors read back per run: the points of up to MAX_VECTOR_FILES files spread over the files
 # written, up to VECTOR_POINTS_PER_FILE spread over each (its first and last among them). The embedding
 # resource refuses NaN and infinite vectors before they are cached; this check catches what the write
-# lost or mangled. Reading every point back cost 15 of a 200 s dense ingest of the 208 laws and paged
-# the whole collection into the process (benchmarks/RESULTS.md).
+# lost or mangled. Reading every point back cost 23 of a 190 s dense ingest of the 208 laws and paged
+# the whole collection into the process (docs/performance.md, "Fourth pass").
 MAX_VECTOR_FILES = 256
 VECTOR_POINTS_PER_FILE = 8
 
