@@ -75,7 +75,8 @@ def run_ingest(
     # imported nor opened (registered.py).
     plan = None if everything or not keys else _plan(settings, scan.files, state_dir)
     if plan is not None and not plan.to_run and not plan.vanished and registered_already(state_dir, keys):
-        _say_skipped_and_mode(settings, scan, out)
+        _say_skipped(scan, out)
+        _say_mode(settings, out)
         _say_nothing_changed(settings, plan, out)
         return EXIT_OK
 
@@ -112,11 +113,10 @@ def run_ingest(
 
     if scan is None:
         print(f"The data folder {data_dir} does not exist.", file=out)
+    _say_skipped(scan, out)
     if not keys:
-        for relpath, reason in (scan.skipped if scan else []):
-            print(f"skipped {relpath}: {reason}", file=out)
         return _prune_only(settings, confirm_delete, out)
-    _say_skipped_and_mode(settings, scan, out)
+    _say_mode(settings, out)
 
     ordered = instance.get_dynamic_partitions(source_files.name)
     spans = [(ordered[0], ordered[-1])]
@@ -190,9 +190,12 @@ def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
         )
 
 
-def _say_skipped_and_mode(settings, scan, out) -> None:
-    for relpath, reason in scan.skipped:
+def _say_skipped(scan, out) -> None:
+    for relpath, reason in (scan.skipped if scan else []):
         print(f"skipped {relpath}: {reason}", file=out)
+
+
+def _say_mode(settings, out) -> None:
     if settings.dense_backend == "none":
         print(
             "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors "
@@ -211,19 +214,15 @@ def _say_nothing_changed(settings, plan, out) -> None:
 
 def _plan(settings, files, state_dir: Path):
     """The ingest plan, or None (run every file) when the collection cannot be looked at cheaply. It
-    opens the plain store (``services.open_store``) and imports no Dagster, except for the local
-    embedder's model id (a resource; loading its model outweighs Dagster)."""
+    opens the plain store and embedder (``services``) and imports no Dagster, except for the local
+    embedder (a resource; loading its model outweighs Dagster)."""
     from . import ingest
     from .planning import plan_ingest
-    from .services import dense_embedder, open_store
+    from .services import open_embedder, open_store
 
     store = open_store(settings)
-    if settings.dense_backend == "none":
-        model = ingest.BM25_ONLY_MODEL
-    elif settings.dense_backend == "api":
-        model = settings.model  # HuggingFaceEmbedder.model_id()
-    else:
-        model = dense_embedder(settings).model_id()
+    embedder = open_embedder(settings)
+    model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
     try:
         with store.connect(lazy=True) as collection:
             physical = collection.physical_name()
