@@ -26,13 +26,10 @@ from pydantic import Field, PrivateAttr
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
 from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
-from legal_rag_pipeline.resources.hugging_face import (  # noqa: F401 - re-exported
+from legal_rag_pipeline.resources.hugging_face import (
     DEFAULT_MODEL,
-    ENDPOINT_PLACEHOLDER_KEY,
     PROBE_TEXT,
-    HuggingFaceClient,
     HuggingFaceMethods,
-    _offline,
     l2_normalise,
 )
 
