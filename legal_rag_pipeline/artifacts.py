@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -322,6 +322,25 @@ def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, 
 # ---------------------------------------------------------------------------- files.db
 RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
+# The document's fields the ingest plan reads, as columns of files.db (``_Records.plan_rows``), in its order.
+PLAN_DOCUMENT_COLUMNS = {"sha256": "TEXT", "reader_version": "TEXT", "chunked": "TEXT", "size": "INTEGER",
+                         "mtime_ns": "INTEGER", "chunks": "INTEGER"}
+
+
+def _plan_document(document: str) -> str:
+    """SET clauses: the plan's columns from the JSON ``document`` (NULL when it is not valid JSON)."""
+    return ", ".join(
+        f"plan_{name} = CASE WHEN json_valid({document}) THEN json_extract({document}, '$.{name}') END"
+        for name in PLAN_DOCUMENT_COLUMNS
+    )
+
+
+def _plan_stages(status: str) -> str:
+    """SET clause: ``plan_stages``, each stage's status from the JSON ``status`` (``{"stage": "ok", …}``)."""
+    return (
+        f"plan_stages = CASE WHEN json_valid({status}) THEN (SELECT json_group_object(key, json_extract(value, "
+        f"'$.status')) FROM json_each({status}) WHERE type = 'object') END"
+    )
 _LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
 BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
 CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of files.db; larger ones a file
@@ -407,6 +426,39 @@ class _Records:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS chunks (source TEXT PRIMARY KEY, stamp TEXT NOT NULL, lines TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS raw (source TEXT PRIMARY KEY, text TEXT NOT NULL)")
+        self._set_up_plan_columns()
+
+    def _set_up_plan_columns(self) -> None:
+        """The columns ``plan_rows`` reads, kept by triggers from ``document`` and ``status`` (added to, and
+        filled in, a files.db of an earlier version once). Reading the same values with ``json_extract``
+        from the JSON documents took 1.9 s at 70,624 files, of a 5 s plan; the columns take 0.6 s."""
+        if {"plan_stages"} <= self._columns():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "plan_stages" not in self._columns():  # another process may have just added them
+                for name, kind in (*PLAN_DOCUMENT_COLUMNS.items(), ("stages", "TEXT")):
+                    self._db.execute(f"ALTER TABLE files ADD COLUMN plan_{name} {kind}")
+                self._db.execute(f"UPDATE files SET {_plan_document('document')}, {_plan_stages('status')}")
+            self._db.execute(
+                "CREATE TRIGGER IF NOT EXISTS files_plan_on_insert AFTER INSERT ON files BEGIN UPDATE files SET "
+                f"{_plan_document('NEW.document')}, {_plan_stages('NEW.status')} WHERE source = NEW.source; END"
+            )
+            self._db.execute(
+                "CREATE TRIGGER IF NOT EXISTS files_plan_on_document AFTER UPDATE OF document ON files BEGIN "
+                f"UPDATE files SET {_plan_document('NEW.document')} WHERE source = NEW.source; END"
+            )
+            self._db.execute(
+                "CREATE TRIGGER IF NOT EXISTS files_plan_on_status AFTER UPDATE OF status ON files BEGIN "
+                f"UPDATE files SET {_plan_stages('NEW.status')} WHERE source = NEW.source; END"
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
 
     def _import_legacy(self) -> None:
         """Read an earlier version's per-file JSON records into the table, then remove them."""
@@ -431,7 +483,7 @@ class _Records:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO files (source, document, status, synced) VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -504,12 +556,11 @@ class _Records:
         """Every file's record as the ingest plan reads it, in one query (no full document decoded):
         source → (sha256, reader_version, chunked, size, mtime_ns, chunks, synced text, chunks stamp,
         then each of ``stages``' status, and whether there is a status at all)."""
-        statuses = ", ".join(f"json_extract(f.status, '$.{stage}.status')" for stage in stages)
+        assert all(stage.isidentifier() for stage in stages)
+        statuses = ", ".join(f"json_extract(f.plan_stages, '$.{stage}')" for stage in stages)
+        document = ", ".join(f"f.plan_{name}" for name in PLAN_DOCUMENT_COLUMNS)
         sql = (
-            "SELECT f.source, json_extract(f.document, '$.sha256'), json_extract(f.document, '$.reader_version'), "
-            "json_extract(f.document, '$.chunked'), json_extract(f.document, '$.size'), "
-            "json_extract(f.document, '$.mtime_ns'), json_extract(f.document, '$.chunks'), f.synced, c.stamp, "
-            f"{statuses}, f.status IS NOT NULL AND f.status != '{{}}' "
+            f"SELECT f.source, {document}, f.synced, c.stamp, {statuses}, f.status IS NOT NULL AND f.status != '{{}}' "
             "FROM files f LEFT JOIN chunks c ON c.source = f.source"
         )
         with self._lock:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts, StageOutcome, known_sources
+from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts, StageOutcome, known_sources, plan_rows
 from legal_rag_pipeline_tests.pipeline_env import REPO, make_env
 
 
@@ -296,3 +296,41 @@ def test_document_records_are_read_page_by_page_each_once_in_order(tmp_path):
     assert [source for source, _ in paged] == [f"luat/{i:02d}.txt" for i in range(7)]
     assert dict(paged) == known_documents(state) == dict(each_known_document(state))
     assert paged[4][1]["number"] == "4/2020/QH14"
+
+
+def test_the_plan_reads_columns_kept_in_step_with_the_records_also_in_an_earlier_files_db(tmp_path):
+    """``plan_rows`` reads the document's and the stages' fields from columns that triggers keep; a
+    files.db of an earlier version (no such columns) gets them, filled in, when it is opened."""
+    stages = ["raw_documents", "qdrant_collection"]
+    state, earlier = tmp_path / "state", tmp_path / "earlier"
+    for i, source in enumerate(["a/luat.txt", "b/nghi-dinh.txt", "c/never-read.txt"]):
+        art = FileArtifacts(state, source)
+        if i < 2:
+            art.write_document({"source": source, "sha256": f"sha-{i}", "reader_version": "3", "chunked": f"4:128:sha-{i}",
+                                "size": 100 + i, "mtime_ns": 10**18 + i, "chunks": 3 + i, "validity_facts": {"number": "1"}})
+        art.record_outcome("raw_documents", StageOutcome(source, "ok"), "r1")
+        if i == 1:
+            art.record_outcome("qdrant_collection", StageOutcome(source, "failed", error="boom"), "r1")
+    expected = {
+        "a/luat.txt": ("sha-0", "3", "4:128:sha-0", 100, 10**18, 3, None, None, "ok", None, 1),
+        "b/nghi-dinh.txt": ("sha-1", "3", "4:128:sha-1", 101, 10**18 + 1, 4, None, None, "ok", "failed", 1),
+        "c/never-read.txt": (None, None, None, None, None, None, None, None, "ok", None, 1),
+    }
+    assert plan_rows(state, stages) == expected
+
+    earlier.mkdir()  # the same rows in the table as an earlier version made it
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        rows = db.execute("SELECT source, document, status, synced FROM files").fetchall()
+    with sqlite3.connect(earlier / RECORDS_FILE) as db:
+        db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, document TEXT, status TEXT, synced TEXT)")
+        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", rows)
+    assert plan_rows(earlier, stages) == expected
+
+    art = FileArtifacts(earlier, "a/luat.txt")  # later writes reach the columns through the triggers
+    art.write_document({**art.document(), "sha256": "sha-new", "size": 7})
+    art.record_outcome("qdrant_collection", StageOutcome("a/luat.txt", "ok"), "r2")
+    FileArtifacts(earlier, "d/new.txt").record_outcome("raw_documents", StageOutcome("d/new.txt", "failed"), "r2")
+    FileArtifacts(earlier, "c/never-read.txt").remove()
+    rows = plan_rows(earlier, stages)
+    assert rows["a/luat.txt"] == ("sha-new", "3", "4:128:sha-0", 7, 10**18, 3, None, None, "ok", "ok", 1)
+    assert rows["d/new.txt"][8:] == ("failed", None, 1) and "c/never-read.txt" not in rows
