@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 SUPPORTED_SUFFIXES = {".xlsx", ".csv", ".txt", ".md", ".json", ".jsonl",
                       ".docx", ".doc", ".rtf", ".pdf", ".html", ".htm"}  # documents: readers/formats.py
@@ -56,7 +56,9 @@ def is_ignored(relpath: str) -> str | None:
             return f"inside hidden folder {part!r}"
     if name.startswith("."):
         return "hidden file"
-    suffix = PurePosixPath(name).suffix.lower()
+    suffix = os.path.splitext(name)[1].lower()  # PurePosixPath(name).suffix, a third of a 70,000-file scan
+    if suffix == ".":  # "a." has no extension
+        suffix = ""
     if not suffix:
         return f"no file extension (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
     if suffix not in SUPPORTED_SUFFIXES:
