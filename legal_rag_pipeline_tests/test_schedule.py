@@ -133,8 +133,12 @@ def test_the_night_runs_only_what_changed(tmp_path, monkeypatch):
     resources = build_resources(load_settings())
     nightly, prune = build_nightly_schedule(ingest_job), build_nightly_prune_schedule()
     with get_instance() as instance:  # closed before the next `legal-rag ingest` opens its own
+        listed = []  # the same files as `legal-rag ingest` registered: the partitions are not listed
+        real = instance.get_dynamic_partitions
+        monkeypatch.setattr(instance, "get_dynamic_partitions", lambda name: listed.append(name) or real(name))
         quiet = _tick(nightly, instance, resources)
         assert not quiet.run_requests
+        assert listed == []
         assert quiet.skip_message == (
             "Nothing changed since the last run: 6 unchanged, 0 changed, 0 new, 0 failed last time, 0 removed; "
             "no ingest run launched."
@@ -148,6 +152,7 @@ def test_the_night_runs_only_what_changed(tmp_path, monkeypatch):
         assert run.tags["legal_rag/planned_files"] == "2"
         assert run.tags["legal_rag/plan"] == "5 unchanged, 1 changed, 1 new, 0 failed last time, 0 removed"
         assert instance.get_dynamic_partitions(source_files.name)[-1] == "luat-09.txt"  # registered by the tick
+        assert listed  # a run is launched: its range needs the partitions' order
         assert not _tick(prune, instance, resources).run_requests  # the ingest run prunes by itself
 
     code, out = env.ingest()

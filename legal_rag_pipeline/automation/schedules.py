@@ -24,6 +24,7 @@ are read when the definitions load (``.env`` included).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
@@ -36,6 +37,7 @@ from ..instance import set_pool_limit
 from ..partitions import source_files
 from ..planning import IngestPlan, partition_spans, plan_ingest, span_keys
 from ..readers import scan_data_dir
+from ..registered import record_registered, registered_already
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
@@ -91,39 +93,64 @@ def plan_nightly(
             skip=f"The data folder {data_dir} does not exist: nothing is ingested or "
             "deleted until it is back.",
         )
-    existing = list(instance.get_dynamic_partitions(source_files.name))
     if not scan.files:
+        existing = list(instance.get_dynamic_partitions(source_files.name))
         return NightlyPlan(
             existing,
             None,
             skip=f"The data folder {data_dir} has no files to ingest: refusing to treat "
             f"that as deleting all {len(existing)} files (`legal-rag ingest --confirm-delete` does it).",
         )
-    known = set(existing)
-    gone = [k for k in existing if k not in scan.files]
-    for batch in _batched(gone):
-        for key in batch:
-            instance.delete_dynamic_partition(source_files.name, key)
-    new = [k for k in scan.files if k not in known]
-    for batch in _batched(new):
-        instance.add_dynamic_partitions(source_files.name, list(batch))
-    order = list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing
+    home, state_dir = _home(instance), data_folder.state_path
+    # The same files as last registered in this instance: the 70,000 partitions are listed (and
+    # registered again) only when a run is launched (registered.py).
+    registered = home is not None and registered_already(state_dir, scan.files, home)
+    order = None if registered else _register(instance, scan.files, state_dir, home)
+
+    def listed() -> list[str]:
+        return order if order is not None else _register(instance, scan.files, state_dir, home)
+
     model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
     try:
         with qdrant.connect(lazy=True) as collection:
             physical = collection.physical_name()
     except Exception as exc:  # noqa: BLE001 - the run itself reports what is wrong with the store
-        return NightlyPlan(order, None, reason=f"the collection could not be looked at ({exc})")
+        return NightlyPlan(listed(), None, reason=f"the collection could not be looked at ({exc})")
     plan = plan_ingest(
         data_dir,
         scan.files,
-        data_folder.state_path,
+        state_dir,
         model=model,
         location=qdrant.location(),
         physical=physical,
         token_budget=data_folder.token_budget,
     )
-    return NightlyPlan(order, plan, reason=plan.reason if plan.full else "")
+    # the partitions' order makes the runs' ranges: not needed when nothing runs
+    return NightlyPlan(listed() if plan.full or plan.to_run else order or [], plan, reason=plan.reason if plan.full else "")
+
+
+def _register(instance: dg.DagsterInstance, files: dict[str, Path], state_dir: Path, home: Path | None) -> list[str]:
+    """Make the partitions the folder's files (new ones added, vanished ones deleted); their order."""
+    existing = list(instance.get_dynamic_partitions(source_files.name))
+    known = set(existing)
+    gone = [k for k in existing if k not in files]
+    for batch in _batched(gone):
+        for key in batch:
+            instance.delete_dynamic_partition(source_files.name, key)
+    new = [k for k in files if k not in known]
+    for batch in _batched(new):
+        instance.add_dynamic_partitions(source_files.name, list(batch))
+    if home is not None:
+        record_registered(state_dir, files, home)
+    return list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing
+
+
+def _home(instance: dg.DagsterInstance) -> Path | None:
+    """The instance's home folder (where ``registered.py`` looks for ``dagster.yaml``), if it has one."""
+    try:
+        return Path(instance.root_directory)
+    except Exception:  # noqa: BLE001 - an instance without local artifact storage: register every tick
+        return None
 
 
 def nightly_run_request(nightly: NightlyPlan, tick: str = "") -> list[dg.RunRequest] | dg.SkipReason:
