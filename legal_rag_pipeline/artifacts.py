@@ -322,25 +322,53 @@ def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, 
 # ---------------------------------------------------------------------------- files.db
 RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
-# The document's fields the ingest plan reads, as columns of files.db (``_Records.plan_rows``), in its order.
-PLAN_DOCUMENT_COLUMNS = {"sha256": "TEXT", "reader_version": "TEXT", "chunked": "TEXT", "size": "INTEGER",
-                         "mtime_ns": "INTEGER", "chunks": "INTEGER"}
+# The document's fields the ingest plan reads, copied into the narrow ``file_plan`` table (``_Records.plan_rows``).
+PLAN_DOCUMENT_FIELDS = ("sha256", "reader_version", "chunked", "size", "mtime_ns", "chunks")
 
 
-def _plan_document(document: str) -> str:
-    """SET clauses: the plan's columns from the JSON ``document`` (NULL when it is not valid JSON)."""
-    return ", ".join(
-        f"plan_{name} = CASE WHEN json_valid({document}) THEN json_extract({document}, '$.{name}') END"
-        for name in PLAN_DOCUMENT_COLUMNS
-    )
+def _plan_document(document: str) -> list[str]:
+    """The plan's fields of the JSON ``document`` (NULL when it is not valid JSON), as SQL expressions."""
+    return [f"CASE WHEN json_valid({document}) THEN json_extract({document}, '$.{name}') END" for name in PLAN_DOCUMENT_FIELDS]
 
 
-def _plan_stages(status: str) -> str:
-    """SET clause: ``plan_stages``, each stage's status from the JSON ``status`` (``{"stage": "ok", …}``)."""
-    return (
-        f"plan_stages = CASE WHEN json_valid({status}) THEN (SELECT json_group_object(key, json_extract(value, "
-        f"'$.status')) FROM json_each({status}) WHERE type = 'object') END"
-    )
+def _plan_status(status: str) -> list[str]:
+    """``stages`` (each stage's status, ``{"stage": "ok", …}``), ``known`` and ``recorded`` of the JSON ``status``."""
+    return [
+        (f"CASE WHEN json_valid({status}) THEN (SELECT json_group_object(key, json_extract(value, '$.status')) "
+        f"FROM json_each({status}) WHERE type = 'object') END"),
+        f"{status} IS NOT NULL",
+        f"{status} IS NOT NULL AND {status} != '{{}}'",
+    ]
+
+
+def _plan_values(row: str) -> str:
+    """A ``file_plan`` row's values from a ``files`` row (``NEW`` in a trigger, ``f`` in the migration)."""
+    values = [f"{row}.source", *_plan_document(f"{row}.document"), f"{row}.synced",
+              f"(SELECT stamp FROM chunks WHERE source = {row}.source)", *_plan_status(f"{row}.status")]
+    return ", ".join(values)
+
+
+_PLAN_COLUMNS = ("source", *PLAN_DOCUMENT_FIELDS, "synced", "stamp", "stages", "known", "recorded")
+_PLAN_TABLE = (
+    "CREATE TABLE file_plan (source TEXT PRIMARY KEY, sha256 TEXT, reader_version TEXT, chunked TEXT, size INTEGER, "
+    "mtime_ns INTEGER, chunks INTEGER, synced TEXT, stamp TEXT, stages TEXT, known INTEGER, recorded INTEGER)"
+)
+_PLAN_TRIGGERS = {
+    "file_plan_insert": f"AFTER INSERT ON files BEGIN INSERT OR REPLACE INTO file_plan VALUES ({_plan_values('NEW')}); END",
+    "file_plan_document": "AFTER UPDATE OF document ON files BEGIN UPDATE file_plan SET "
+    + ", ".join(f"{name} = {expr}" for name, expr in zip(PLAN_DOCUMENT_FIELDS, _plan_document("NEW.document"), strict=True))
+    + " WHERE source = NEW.source; END",
+    "file_plan_status": "AFTER UPDATE OF status ON files BEGIN UPDATE file_plan SET "
+    + ", ".join(f"{name} = {expr}" for name, expr in zip(("stages", "known", "recorded"), _plan_status("NEW.status"), strict=True))
+    + " WHERE source = NEW.source; END",
+    "file_plan_synced": "AFTER UPDATE OF synced ON files BEGIN UPDATE file_plan SET synced = NEW.synced "
+    "WHERE source = NEW.source; END",
+    "file_plan_delete": "AFTER DELETE ON files BEGIN DELETE FROM file_plan WHERE source = OLD.source; END",
+    "file_plan_chunks": "AFTER INSERT ON chunks BEGIN UPDATE file_plan SET stamp = NEW.stamp WHERE source = NEW.source; END",
+    "file_plan_chunks_stamp": "AFTER UPDATE OF stamp ON chunks BEGIN UPDATE file_plan SET stamp = NEW.stamp "
+    "WHERE source = NEW.source; END",
+    "file_plan_chunks_delete": "AFTER DELETE ON chunks BEGIN UPDATE file_plan SET stamp = NULL WHERE source = OLD.source; END",
+}
 _LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
 BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
 CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of files.db; larger ones a file
@@ -426,39 +454,29 @@ class _Records:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS chunks (source TEXT PRIMARY KEY, stamp TEXT NOT NULL, lines TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS raw (source TEXT PRIMARY KEY, text TEXT NOT NULL)")
-        self._set_up_plan_columns()
+        self._set_up_plan_table()
 
-    def _set_up_plan_columns(self) -> None:
-        """The columns ``plan_rows`` reads, kept by triggers from ``document`` and ``status`` (added to, and
-        filled in, a files.db of an earlier version once). Reading the same values with ``json_extract``
-        from the JSON documents took 1.9 s at 70,624 files, of a 5 s plan; the columns take 0.6 s."""
-        if {"plan_stages"} <= self._columns():
+    def _set_up_plan_table(self) -> None:
+        """``file_plan``: what the ingest plan reads of each file, kept by triggers on ``files`` and
+        ``chunks`` (made, and filled in, once in a files.db of an earlier version). A ``files`` row holds
+        about 3 kB of JSON, one row a page: reading the plan's fields from 70,624 of them with
+        ``json_extract`` took 1.9 s of a 5 s plan."""
+        if self._has_plan_table():
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if "plan_stages" not in self._columns():  # another process may have just added them
-                for name, kind in (*PLAN_DOCUMENT_COLUMNS.items(), ("stages", "TEXT")):
-                    self._db.execute(f"ALTER TABLE files ADD COLUMN plan_{name} {kind}")
-                self._db.execute(f"UPDATE files SET {_plan_document('document')}, {_plan_stages('status')}")
-            self._db.execute(
-                "CREATE TRIGGER IF NOT EXISTS files_plan_on_insert AFTER INSERT ON files BEGIN UPDATE files SET "
-                f"{_plan_document('NEW.document')}, {_plan_stages('NEW.status')} WHERE source = NEW.source; END"
-            )
-            self._db.execute(
-                "CREATE TRIGGER IF NOT EXISTS files_plan_on_document AFTER UPDATE OF document ON files BEGIN "
-                f"UPDATE files SET {_plan_document('NEW.document')} WHERE source = NEW.source; END"
-            )
-            self._db.execute(
-                "CREATE TRIGGER IF NOT EXISTS files_plan_on_status AFTER UPDATE OF status ON files BEGIN "
-                f"UPDATE files SET {_plan_stages('NEW.status')} WHERE source = NEW.source; END"
-            )
+            if not self._has_plan_table():  # another process may have just made it
+                self._db.execute(_PLAN_TABLE)
+                self._db.execute(f"INSERT INTO file_plan SELECT {_plan_values('f')} FROM files f")
+                for name, body in _PLAN_TRIGGERS.items():
+                    self._db.execute(f"CREATE TRIGGER {name} {body}")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
-    def _columns(self) -> set[str]:
-        return {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+    def _has_plan_table(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'file_plan'").fetchone() is not None
 
     def _import_legacy(self) -> None:
         """Read an earlier version's per-file JSON records into the table, then remove them."""
@@ -556,15 +574,17 @@ class _Records:
         """Every file's record as the ingest plan reads it, in one query (no full document decoded):
         source → (sha256, reader_version, chunked, size, mtime_ns, chunks, synced text, chunks stamp,
         then each of ``stages``' status, and whether there is a status at all)."""
-        assert all(stage.isidentifier() for stage in stages)
-        statuses = ", ".join(f"json_extract(f.plan_stages, '$.{stage}')" for stage in stages)
-        document = ", ".join(f"f.plan_{name}" for name in PLAN_DOCUMENT_COLUMNS)
-        sql = (
-            f"SELECT f.source, {document}, f.synced, c.stamp, {statuses}, f.status IS NOT NULL AND f.status != '{{}}' "
-            "FROM files f LEFT JOIN chunks c ON c.source = f.source"
-        )
+        sql = f"SELECT source, {', '.join(PLAN_DOCUMENT_FIELDS)}, synced, stamp, stages, recorded FROM file_plan"
+        seen: dict[str | None, tuple] = {}  # most files share a few ``stages`` values: each decoded once
+
+        def statuses(text: str | None) -> tuple:
+            if text not in seen:
+                value = _decoded(text) or {}
+                seen[text] = tuple(value.get(stage) for stage in stages)
+            return seen[text]
+
         with self._lock:
-            return {row[0]: row[1:] for row in self._db.execute(sql)}
+            return {row[0]: (*row[1:9], *statuses(row[9]), row[10]) for row in self._db.execute(sql)}
 
     def chunks_stamp(self, source: str) -> str | None:
         return self._value("SELECT stamp FROM chunks WHERE source = ?", source)
@@ -603,7 +623,7 @@ class _Records:
 
     def sources_with_status(self) -> list[str]:
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT source FROM files WHERE status IS NOT NULL ORDER BY source")]
+            return [row[0] for row in self._db.execute("SELECT source FROM file_plan WHERE known ORDER BY source")]
 
     def documents_with_status(self) -> dict[str, dict[str, Any]]:
         return dict(self.each_document())

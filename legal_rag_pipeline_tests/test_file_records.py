@@ -298,9 +298,11 @@ def test_document_records_are_read_page_by_page_each_once_in_order(tmp_path):
     assert paged[4][1]["number"] == "4/2020/QH14"
 
 
-def test_the_plan_reads_columns_kept_in_step_with_the_records_also_in_an_earlier_files_db(tmp_path):
-    """``plan_rows`` reads the document's and the stages' fields from columns that triggers keep; a
-    files.db of an earlier version (no such columns) gets them, filled in, when it is opened."""
+def test_the_plan_reads_a_table_kept_in_step_with_the_records_also_in_an_earlier_files_db(tmp_path, monkeypatch):
+    """``plan_rows`` reads the narrow ``file_plan`` table that triggers keep from the records and the
+    chunks; a files.db of an earlier version (no such table) gets it, filled in, when it is opened."""
+    from legal_rag_pipeline import artifacts
+
     stages = ["raw_documents", "qdrant_collection"]
     state, earlier = tmp_path / "state", tmp_path / "earlier"
     for i, source in enumerate(["a/luat.txt", "b/nghi-dinh.txt", "c/never-read.txt"]):
@@ -326,11 +328,18 @@ def test_the_plan_reads_columns_kept_in_step_with_the_records_also_in_an_earlier
         db.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", rows)
     assert plan_rows(earlier, stages) == expected
 
-    art = FileArtifacts(earlier, "a/luat.txt")  # later writes reach the columns through the triggers
+    art = FileArtifacts(earlier, "a/luat.txt")  # later writes reach the table through the triggers
     art.write_document({**art.document(), "sha256": "sha-new", "size": 7})
     art.record_outcome("qdrant_collection", StageOutcome("a/luat.txt", "ok"), "r2")
+    art.write_synced({"chunks": 3})
+    art.write_chunks(_law_chunks("a/luat.txt"))
     FileArtifacts(earlier, "d/new.txt").record_outcome("raw_documents", StageOutcome("d/new.txt", "failed"), "r2")
     FileArtifacts(earlier, "c/never-read.txt").remove()
     rows = plan_rows(earlier, stages)
-    assert rows["a/luat.txt"] == ("sha-new", "3", "4:128:sha-0", 7, 10**18, 3, None, None, "ok", "ok", 1)
+    stamp = art.chunks_version()[1]
+    assert stamp and rows["a/luat.txt"] == ("sha-new", "3", "4:128:sha-0", 7, 10**18, 3, '{"chunks": 3}', stamp, "ok", "ok", 1)
     assert rows["d/new.txt"][8:] == ("failed", None, 1) and "c/never-read.txt" not in rows
+    assert known_sources(earlier) == ["a/luat.txt", "b/nghi-dinh.txt", "d/new.txt"]
+    monkeypatch.setattr(artifacts, "CHUNKS_IN_DB_BYTES", 100)  # the chunks become a file: no row, no stamp
+    art.write_chunks(_law_chunks("a/luat.txt"))
+    assert plan_rows(earlier, stages)["a/luat.txt"][7] is None
