@@ -66,7 +66,7 @@ def run_ingest(
     """
     out = out or sys.stdout
     from .readers import scan_data_dir
-    from .registered import record_registered, registered_already
+    from .registered import dagster_home, registered_already
 
     data_dir, state_dir = Path(settings.data_dir), Path(settings.state_dir)
     scan = scan_data_dir(data_dir) if data_dir.is_dir() else None
@@ -88,7 +88,7 @@ def run_ingest(
     from . import ingest
     from .artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
     from .definitions import build_definitions
-    from .partitions import source_files
+    from .partitions import register_files
     from .planning import partition_spans, span_keys
     from .progress import for_terminal, showing
     from .reporting import summary_text
@@ -96,16 +96,7 @@ def run_ingest(
     defs = build_definitions(settings)
     instance = get_instance()
 
-    existing = instance.get_dynamic_partitions(source_files.name)
-    present, registered = set(keys), set(existing)
-    gone = [k for k in existing if k not in present]
-    for key in gone:
-        instance.delete_dynamic_partition(source_files.name, key)
-    new = [k for k in keys if k not in registered]
-    if new:
-        instance.add_dynamic_partitions(source_files.name, new)
-    if keys:
-        record_registered(state_dir, keys)
+    ordered = register_files(instance, keys, state_dir, dagster_home())
     before = set(known_sources(state_dir))
     if keys and not before and (settings.qdrant_server_mode or Path(settings.qdrant_path).exists()):
         print(f"No local state in {state_dir} (a new machine, another directory or a lost folder): every file is read "
@@ -118,7 +109,6 @@ def run_ingest(
         return _prune_only(settings, confirm_delete, out)
     _say_mode(settings, out)
 
-    ordered = instance.get_dynamic_partitions(source_files.name)
     spans = [(ordered[0], ordered[-1])]
     if plan is not None:
         targets = plan.to_run

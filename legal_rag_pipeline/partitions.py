@@ -1,5 +1,28 @@
 """One dynamic partition per source file, keyed by its path relative to the data folder."""
 
+from collections.abc import Collection
+from pathlib import Path
+
 import dagster as dg
 
+from .registered import record_registered
+
 source_files = dg.DynamicPartitionsDefinition(name="source_files")
+PARTITION_BATCH = 500  # keys per request to the instance when registering
+
+
+def register_files(instance: dg.DagsterInstance, keys: Collection[str], state_dir: Path, home: Path | None) -> list[str]:
+    """Make the partitions the folder's files ``keys`` (new ones added in ``keys``' order, vanished ones deleted), record
+    that in the state folder for the Dagster home ``home`` (``registered.py``; nothing recorded without
+    one, or without files), and return the partitions in their order (the order runs' ranges use)."""
+    existing = list(instance.get_dynamic_partitions(source_files.name))
+    known, present = set(existing), set(keys)
+    gone = [key for key in existing if key not in present]
+    for key in gone:
+        instance.delete_dynamic_partition(source_files.name, key)
+    new = [key for key in keys if key not in known]
+    for start in range(0, len(new), PARTITION_BATCH):
+        instance.add_dynamic_partitions(source_files.name, new[start : start + PARTITION_BATCH])
+    if keys and home is not None:
+        record_registered(state_dir, keys, home)
+    return list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing

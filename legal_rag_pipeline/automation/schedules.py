@@ -34,15 +34,15 @@ from dagster._utils.schedules import is_valid_cron_string
 from .. import ingest
 from ..errors import ConfigurationError
 from ..instance import set_pool_limit
-from ..partitions import source_files
+from ..partitions import register_files, source_files
 from ..planning import IngestPlan, partition_spans, plan_ingest, span_keys
 from ..readers import scan_data_dir
-from ..registered import record_registered, registered_already
+from ..registered import registered_already
 from ..resources.data_folder import DataFolder
 from ..resources.embeddings import Embedder
 from ..resources.qdrant import QdrantStore
 from ..settings import Settings
-from .sensors import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, _batched, prune_vanished_job
+from .sensors import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG, prune_vanished_job
 
 SCHEDULE_NAME = "nightly_reingest"
 PRUNE_SCHEDULE_NAME = "nightly_prune_vanished"
@@ -105,10 +105,10 @@ def plan_nightly(
     # The same files as last registered in this instance: the 70,000 partitions are listed (and
     # registered again) only when a run is launched (registered.py).
     registered = home is not None and registered_already(state_dir, scan.files, home)
-    order = None if registered else _register(instance, scan.files, state_dir, home)
+    order = None if registered else register_files(instance, scan.files, state_dir, home)
 
     def listed() -> list[str]:
-        return order if order is not None else _register(instance, scan.files, state_dir, home)
+        return order if order is not None else register_files(instance, scan.files, state_dir, home)
 
     model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
     try:
@@ -127,22 +127,6 @@ def plan_nightly(
     )
     # the partitions' order makes the runs' ranges: not needed when nothing runs
     return NightlyPlan(listed() if plan.full or plan.to_run else order or [], plan, reason=plan.reason if plan.full else "")
-
-
-def _register(instance: dg.DagsterInstance, files: dict[str, Path], state_dir: Path, home: Path | None) -> list[str]:
-    """Make the partitions the folder's files (new ones added, vanished ones deleted); their order."""
-    existing = list(instance.get_dynamic_partitions(source_files.name))
-    known = set(existing)
-    gone = [k for k in existing if k not in files]
-    for batch in _batched(gone):
-        for key in batch:
-            instance.delete_dynamic_partition(source_files.name, key)
-    new = [k for k in files if k not in known]
-    for batch in _batched(new):
-        instance.add_dynamic_partitions(source_files.name, list(batch))
-    if home is not None:
-        record_registered(state_dir, files, home)
-    return list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing
 
 
 def _home(instance: dg.DagsterInstance) -> Path | None:
