@@ -348,7 +348,6 @@ def _plan_values(row: str) -> str:
     return ", ".join(values)
 
 
-_PLAN_COLUMNS = ("source", *PLAN_DOCUMENT_FIELDS, "synced", "stamp", "stages", "known", "recorded")
 _PLAN_TABLE = (
     "CREATE TABLE file_plan (source TEXT PRIMARY KEY, sha256 TEXT, reader_version TEXT, chunked TEXT, size INTEGER, "
     "mtime_ns INTEGER, chunks INTEGER, synced TEXT, stamp TEXT, stages TEXT, known INTEGER, recorded INTEGER)"

@@ -8,7 +8,8 @@ import dagster as dg
 from .registered import record_registered
 
 source_files = dg.DynamicPartitionsDefinition(name="source_files")
-PARTITION_BATCH = 500  # keys per request to the instance when registering
+# SQLite refuses statements with too many variables (dagster issue #16260): partitions are added in chunks.
+PARTITION_BATCH = 500
 
 
 def register_files(instance: dg.DagsterInstance, keys: Collection[str], state_dir: Path, home: Path | None) -> list[str]:

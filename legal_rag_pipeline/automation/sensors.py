@@ -51,7 +51,7 @@ import dagster as dg
 from ..artifacts import _atomic_write
 from ..errors import PipelineError, SourceFileError
 from ..instance import set_pool_limit
-from ..partitions import source_files
+from ..partitions import PARTITION_BATCH, source_files
 from ..paths import source_path
 from ..planning import partition_spans, span_keys
 from ..resources.data_folder import DataFolder
@@ -66,8 +66,7 @@ WRITER_POOL = "qdrant_writer"
 MINIMUM_INTERVAL_SECONDS = 1
 MAX_HOLD_SECONDS = 60  # longest wait for a busy folder to settle before stable files run anyway
 CURSOR_VERSION = 2
-# SQLite refuses statements with too many variables (dagster issue #16260): add partitions in chunks.
-PARTITION_REQUEST_BATCH = 500
+PARTITION_REQUEST_BATCH = PARTITION_BATCH
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 TRIGGER_TAG = "legal_rag/trigger"
