@@ -1,6 +1,6 @@
 """One dynamic partition per source file, keyed by its path relative to the data folder."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +10,11 @@ from .registered import record_registered
 source_files = dg.DynamicPartitionsDefinition(name="source_files")
 # SQLite refuses statements with too many variables (dagster issue #16260): partitions are added in chunks.
 PARTITION_BATCH = 500
+
+
+def in_batches(keys: Sequence[str]) -> list[Sequence[str]]:
+    """``keys`` in slices of at most PARTITION_BATCH."""
+    return [keys[i : i + PARTITION_BATCH] for i in range(0, len(keys), PARTITION_BATCH)]
 
 
 def register_files(instance: dg.DagsterInstance, keys: Collection[str], state_dir: Path, home: Path | None) -> list[str]:
@@ -22,8 +27,8 @@ def register_files(instance: dg.DagsterInstance, keys: Collection[str], state_di
     for key in gone:
         instance.delete_dynamic_partition(source_files.name, key)
     new = [key for key in keys if key not in known]
-    for start in range(0, len(new), PARTITION_BATCH):
-        instance.add_dynamic_partitions(source_files.name, new[start : start + PARTITION_BATCH])
+    for batch in in_batches(new):
+        instance.add_dynamic_partitions(source_files.name, list(batch))
     if keys and home is not None:
         record_registered(state_dir, keys, home)
     return list(instance.get_dynamic_partitions(source_files.name)) if (gone or new) else existing

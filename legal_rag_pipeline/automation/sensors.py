@@ -51,7 +51,7 @@ import dagster as dg
 from ..artifacts import _atomic_write
 from ..errors import PipelineError, SourceFileError
 from ..instance import set_pool_limit
-from ..partitions import PARTITION_BATCH, source_files
+from ..partitions import PARTITION_BATCH, in_batches, source_files
 from ..paths import source_path
 from ..planning import partition_spans, span_keys
 from ..resources.data_folder import DataFolder
@@ -66,7 +66,7 @@ WRITER_POOL = "qdrant_writer"
 MINIMUM_INTERVAL_SECONDS = 1
 MAX_HOLD_SECONDS = 60  # longest wait for a busy folder to settle before stable files run anyway
 CURSOR_VERSION = 2
-PARTITION_REQUEST_BATCH = PARTITION_BATCH
+PARTITION_REQUEST_BATCH = PARTITION_BATCH  # the sensor's add and delete requests (partitions.in_batches)
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 TRIGGER_TAG = "legal_rag/trigger"
@@ -245,10 +245,6 @@ def stat_folder(data_dir: Path) -> tuple[dict[str, Stat], list]:
     return current, skipped
 
 
-def _batched(keys: Sequence[str]) -> list[Sequence[str]]:
-    return [keys[i : i + PARTITION_REQUEST_BATCH] for i in range(0, len(keys), PARTITION_REQUEST_BATCH)]
-
-
 # ----------------------------------------------------------------------------- the prune job
 class PruneConfig(dg.Config):
     confirm_mass_deletion: bool = False
@@ -356,8 +352,8 @@ def evaluate(
         )
 
     plan = plan_tick(current, previous, partitions, now=clock())
-    requests: list = [source_files.build_add_request(list(b)) for b in _batched(plan.added)]
-    requests += [source_files.build_delete_request(list(b)) for b in _batched(plan.deleted)]
+    requests: list = [source_files.build_add_request(list(b)) for b in in_batches(plan.added)]
+    requests += [source_files.build_delete_request(list(b)) for b in in_batches(plan.deleted)]
     run_requests: list[dg.RunRequest] = []
     key = plan.run_key(current)
     spans = plan.partition_ranges()
