@@ -1,29 +1,89 @@
-"""Giving freed memory back to the system (glibc's ``malloc_trim``).
+"""Giving memory back to the system: glibc's freed heap (``malloc_trim``) and the pages of the store's
+files that the process has mapped (``madvise(MADV_PAGEOUT)``).
 
 Python and Qdrant Edge free what a stage or a written segment used, but glibc keeps the freed pages
 in its heaps for reuse, so the process's resident memory stays at its high-water mark: writing the
 208 laws' 69,007 points into Edge peaked at 528 MB, 412 MB with a trim after each upsert, and ended
 at 461 MB against 202 MB. The Edge writer trims every 4,096 points written and after each compaction
 of the shard, the ingestion assets when each stage ends; elsewhere (macOS, musl) this does nothing.
+
+Qdrant Edge reads its segments through memory-mapped files (``Memory.Cold``), and every page it
+touches stays in the process's resident set until the kernel needs it back: opening the 276,000
+points of the ×4 laws mapped 141 MB, and 100 searches of the search probe 336 MB more. ``page_out``
+asks the kernel to take the clean pages of a folder's mapped files out of the resident set now
+(they are read again from the page cache or the disk when next used; dirty pages are left to the
+kernel's writeback, so nothing unwritten is lost). Linux 5.4 and later; elsewhere it does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from functools import lru_cache
+from pathlib import Path
+
+MADV_PAGEOUT = 21  # linux/mman.h
+
+
+@lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 @lru_cache(maxsize=1)
 def _malloc_trim():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
+    libc = _libc()
+    return getattr(libc, "malloc_trim", None) if libc is not None else None  # None: not glibc
+
+
+@lru_cache(maxsize=1)
+def _madvise():
+    libc = _libc()
+    madvise = getattr(libc, "madvise", None) if libc is not None else None
+    if madvise is not None:
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        madvise.restype = ctypes.c_int
+    return madvise
 
 
 def give_back() -> bool:
     """Return the heap's free pages to the system; True when glibc did (it reports whether any were)."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def mapped_files(folder: str | Path) -> list[tuple[int, int]]:
+    """The address ranges (start, end) where this process maps files under ``folder`` (Linux's
+    ``/proc/self/maps``; [] elsewhere)."""
+    prefix = os.path.realpath(folder).rstrip(os.sep) + os.sep
+    ranges = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].startswith(prefix):
+                    start, end = parts[0].split("-")
+                    ranges.append((int(start, 16), int(end, 16)))
+    except OSError:
+        return []
+    return ranges
+
+
+def page_out(folder: str | Path) -> int:
+    """Take the pages of the files under ``folder`` that this process maps out of its resident set
+    (``MADV_PAGEOUT``). Returns the number of mappings the kernel accepted (0 where it is unsupported).
+    A mapping unmapped meanwhile by another thread is skipped (the kernel answers ENOMEM)."""
+    madvise = _madvise()
+    if madvise is None:
+        return 0
+    done = 0
+    for start, end in mapped_files(folder):
+        if madvise(start, end - start, MADV_PAGEOUT) == 0:
+            done += 1
+        elif ctypes.get_errno() in (22, 38):  # EINVAL, ENOSYS: a kernel before 5.4
+            return done
+    return done

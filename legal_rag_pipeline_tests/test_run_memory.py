@@ -1,13 +1,15 @@
 """What a run leaves in the process's memory: only its failures (instance.execute_keeping_failures),
-and freed heap given back to the system (memory.give_back)."""
+freed heap given back to the system (memory.give_back), and the store's mapped pages taken out of the
+resident set (memory.page_out)."""
 
+import mmap
 import sys
 
 import dagster as dg
 import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
-from legal_rag_pipeline.memory import give_back
+from legal_rag_pipeline.memory import give_back, mapped_files, page_out
 
 
 def _rss_mb() -> float:
@@ -62,3 +64,41 @@ def test_freed_heap_goes_back_to_the_system():
     assert give_back() is True
     assert _rss_mb() < held - 100, "the freed 200 MB stayed in the process"
     assert last
+
+
+def _mapped_rss_mb(path) -> float:
+    """The resident pages of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+                inside = fields[-1] == str(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_PAGEOUT): Linux only")
+def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tmp_path):
+    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    store.mkdir()
+    elsewhere.mkdir()
+    segment, other = store / "page_0.dat", elsewhere / "page_0.dat"
+    for path in (segment, other):
+        path.write_bytes(bytes(range(256)) * (64 * 4096))  # 64 MB
+    with segment.open("r+b") as f, other.open("r+b") as g:
+        mapped, kept = mmap.mmap(f.fileno(), 0), mmap.mmap(g.fileno(), 0)
+        mapped[5] = 7  # a dirty page: written back, never lost
+        assert sum(mapped[i + 1] for i in range(0, len(mapped), 4096)) == 64 * 256 and kept[1::4096]  # every page read
+        assert _mapped_rss_mb(segment) > 60 and _mapped_rss_mb(other) > 60
+        assert [end - start for start, end in mapped_files(store)] == [64 * 2**20]
+
+        assert page_out(store) == 1
+        assert _mapped_rss_mb(segment) < 8, "the store's pages stayed resident"
+        assert _mapped_rss_mb(other) > 60, "a mapping outside the folder was touched"
+        assert mapped[5] == 7 and mapped[4096 * 1000 + 3] == 3  # read back as they were
+        mapped.close()
+        kept.close()
+    assert segment.read_bytes()[5] == 7
+    assert page_out(tmp_path / "nothing-mapped") == 0

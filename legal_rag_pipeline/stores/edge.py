@@ -36,7 +36,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from ..errors import StoreError
-from ..memory import give_back
+from ..memory import give_back, page_out
 from .base import (
     DATETIME_INDEXES,
     KEYWORD_INDEXES,
@@ -232,6 +232,7 @@ class EdgeCollection(Collection):
                 physical, shard = self._shards.popitem()
                 try:
                     if self._unoptimised.pop(physical, 0):  # the next open maps segments, replays nothing
+                        page_out(self.root / SHARDS / physical)  # what searches and checks read (memory.py)
                         shard.optimize()
                     shard.flush()
                 finally:
@@ -285,6 +286,7 @@ class EdgeCollection(Collection):
         self._unoptimised[physical] = 0
         give_back()  # the appendable segment's memory, freed by close
         shard = self._shards[physical] = self._load(physical)
+        page_out(self.root / SHARDS / physical)  # the pages the optimiser and the reopening read (memory.py)
         return shard
 
     def _target(self, physical: str | None) -> str | None:
