@@ -126,6 +126,10 @@ class Collection(ABC):
     def close(self) -> None:
         """Release the engine (and its lock on an embedded folder)."""
 
+    def release_memory(self) -> None:
+        """Give back what reading held in this process (an embedded store's mapped pages, memory.py);
+        nothing to do for a server, whose memory is its own."""
+
     def location(self) -> str:
         return self.store.location()
 

@@ -242,6 +242,11 @@ class EdgeCollection(Collection):
                 self._owner.close()  # releases the lock
                 self._owner = None
 
+    def release_memory(self) -> None:
+        """The pages of the open shards' files leave the process's resident set (memory.py)."""
+        for physical in list(self._shards):
+            page_out(self.root / SHARDS / physical)
+
     def view(self, physical: str) -> Collection:
         return EdgeCollection(self.store, physical, parent=self)
 
