@@ -92,7 +92,7 @@ def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tm
         mapped[5] = 7  # a dirty page: written back, never lost
         assert sum(mapped[i + 1] for i in range(0, len(mapped), 4096)) == 64 * 256 and kept[1::4096]  # every page read
         assert _mapped_rss_mb(segment) > 60 and _mapped_rss_mb(other) > 60
-        assert [end - start for start, end in mapped_files(store)] == [64 * 2**20]
+        assert [(end - start, shared) for start, end, shared in mapped_files(store)] == [(64 * 2**20, True)]
 
         assert page_out(store) == 1
         assert _mapped_rss_mb(segment) < 8, "the store's pages stayed resident"
@@ -102,3 +102,12 @@ def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tm
         kept.close()
     assert segment.read_bytes()[5] == 7
     assert page_out(tmp_path / "nothing-mapped") == 0
+
+    # a private mapping's changed pages are the process's own: given back, never dropped
+    with segment.open("rb") as f:
+        private = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        private[9] = 42
+        assert [shared for _, _, shared in mapped_files(store)] == [False]
+        page_out(store)
+        assert private[9] == 42 and segment.read_bytes()[9] == 9
+        private.close()

@@ -284,6 +284,7 @@ class EdgeCollection(Collection):
             return self._shards[physical]
         shard = self._shards.pop(physical)
         try:
+            page_out(self.root / SHARDS / physical)  # what the write read and wrote (memory.py)
             shard.optimize()
             shard.flush()
         finally:
