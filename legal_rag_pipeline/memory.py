@@ -1,5 +1,5 @@
 """Giving memory back to the system: glibc's freed heap (``malloc_trim``) and the pages of the store's
-files that the process has mapped (``madvise(MADV_PAGEOUT)``).
+files that the process has mapped (``madvise``).
 
 Python and Qdrant Edge free what a stage or a written segment used, but glibc keeps the freed pages
 in its heaps for reuse, so the process's resident memory stays at its high-water mark: writing the
