@@ -17,6 +17,7 @@ from legal_rag_pipeline.errors import StoreError
 from legal_rag_pipeline.resources.qdrant import PointRecord, QdrantStore
 from legal_rag_pipeline.stores.edge import EdgeCollection, migrate_local_folder
 from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER
+from legal_rag_pipeline_tests.test_run_memory import resident_kb_under
 
 DIM = 4
 ENGINES = ["edge", "client"]
@@ -392,32 +393,20 @@ def test_edge_dense_search_is_exact_over_optimised_int8_segments(tmp_path):
                 p.id for p in points if p.payload["source"] == "luat-1.txt"}
 
 
-def _resident_kb_under(folder) -> int:
-    """The resident pages of this process's mappings of files under ``folder`` (/proc/self/smaps)."""
-    prefix, total, inside = str(folder.resolve()) + "/", 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if ":" not in fields[0] and "-" in fields[0]:
-                inside = len(fields) >= 6 and fields[5].startswith(prefix)
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1])
-    return total
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_PAGEOUT): Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise: Linux only")
 def test_release_memory_gives_back_what_reading_held_and_answers_the_same(store, tmp_path):
     points = _points(3000)
     with store.connect() as c:
         c.ensure(DIM, "m")
         c.upsert(points)
-        c.optimize() if isinstance(c, EdgeCollection) else None
+        if isinstance(c, EdgeCollection):
+            c.optimize()
         before = [h.id for h in c.query(sparse=([7, 100 + 42], [1.0, 1.0]), limit=5)]
         assert sum(1 for _ in c.iter_points(fields=True)) == 3000  # every page of the payloads read
-        held = _resident_kb_under(tmp_path / "q")
+        held = resident_kb_under(tmp_path / "q")
         c.release_memory()
         if isinstance(c, EdgeCollection):
             assert held > 1024, "reading the points mapped nothing to give back"
-            assert _resident_kb_under(tmp_path / "q") < held / 4, "the store's pages stayed in the process"
+            assert resident_kb_under(tmp_path / "q") < held / 4, "the store's pages stayed in the process"
         assert [h.id for h in c.query(sparse=([7, 100 + 42], [1.0, 1.0]), limit=5)] == before
         assert before[0] == points[42].id and c.count() == 3000

@@ -232,7 +232,7 @@ class EdgeCollection(Collection):
                 physical, shard = self._shards.popitem()
                 try:
                     if self._unoptimised.pop(physical, 0):  # the next open maps segments, replays nothing
-                        page_out(self.root / SHARDS / physical)  # what searches and checks read (memory.py)
+                        self._page_out(physical)  # what searches and checks read (memory.py)
                         shard.optimize()
                     shard.flush()
                 finally:
@@ -245,7 +245,10 @@ class EdgeCollection(Collection):
     def release_memory(self) -> None:
         """The pages of the open shards' files leave the process's resident set (memory.py)."""
         for physical in list(self._shards):
-            page_out(self.root / SHARDS / physical)
+            self._page_out(physical)
+
+    def _page_out(self, physical: str) -> None:
+        page_out(self.root / SHARDS / physical)
 
     def view(self, physical: str) -> Collection:
         return EdgeCollection(self.store, physical, parent=self)
@@ -284,7 +287,7 @@ class EdgeCollection(Collection):
             return self._shards[physical]
         shard = self._shards.pop(physical)
         try:
-            page_out(self.root / SHARDS / physical)  # what the write read and wrote (memory.py)
+            self._page_out(physical)  # what the write read and wrote (memory.py)
             shard.optimize()
             shard.flush()
         finally:
@@ -292,7 +295,7 @@ class EdgeCollection(Collection):
         self._unoptimised[physical] = 0
         give_back()  # the appendable segment's memory, freed by close
         shard = self._shards[physical] = self._load(physical)
-        page_out(self.root / SHARDS / physical)  # the pages the optimiser and the reopening read (memory.py)
+        self._page_out(physical)  # the pages the optimiser and the reopening read (memory.py)
         return shard
 
     def _target(self, physical: str | None) -> str | None:
