@@ -222,12 +222,103 @@ def test_edge_catalog_is_replaced_atomically_and_names_the_shards(tmp_path):
 
 
 def test_edge_payload_indexes_on_the_fields_the_pipeline_filters_by(tmp_path):
+    """Four indexes: the document's fields share one (``document_keys``), each more costs every open."""
     with QdrantStore(path=str(tmp_path / "q")).connect() as c:
         c.ensure(None, None)
         schema = c.shard().info().payload_schema
-        assert {"source", "law", "article", "number", "doc_type", "issuer", "issued_on", "valid_from", "valid_to"} == set(schema)
+        assert {"source", "document_keys", "valid_from", "valid_to"} == set(schema)
         # read back only, never filtered: no index (each costs a pass over every payload when optimising)
         assert not {"embedding_model", "group_key", "repealed_by"} & set(schema)
+
+
+DOCUMENTS = [  # law, article, number, doc_type, issuer, issued_on
+    ("Luật Cư trú", "1", "68/2020/QH14", "Luật", "Quốc hội", "2020-11-13"),
+    ("Luật Cư trú", "2", "68/2020/QH14", "Luật", "Quốc hội", "2020-11-13"),
+    ("Nghị định: hướng dẫn Luật Cư trú", "1", "62/2021/NĐ-CP", "Nghị định", "Chính phủ", "2021-06-29"),
+    ("Thông tư 55", "2", "55/2021/TT-BCA", "Thông tư", "Bộ Công an", "2021-05-15"),
+]
+
+
+def _document_points() -> list[PointRecord]:
+    points = []
+    for i, (law, article, number, doc_type, issuer, issued_on) in enumerate(DOCUMENTS):
+        payload = {"source": f"van-ban-{i}.txt", "law": law, "article": article, "number": number,
+                   "doc_type": doc_type, "issuer": issuer, "issued_on": issued_on, "page_content": f"Điều {article}."}
+        points.append(PointRecord(str(uuid.uuid5(uuid.NAMESPACE_URL, f"d{i}")), [1.0, 0.5, 0.1, float(i)],
+                                  ([7, 100 + i], [1.0, 1.0]), payload))
+    return points
+
+
+def _filters_and_facets(c) -> None:
+    """What searches ask of the document's fields, answered from ``_document_points``."""
+
+    def sources(where):
+        found, _ = c.scroll(where=where, fields=True)
+        assert all("document_keys" not in p.payload for p in found)  # the engine's own field stays inside
+        return sorted(p.payload["source"] for p in found)
+
+    assert sources({"law": "Luật Cư trú", "article": "2"}) == ["van-ban-1.txt"]
+    assert sources({"number": ["62/2021/NĐ-CP", "55/2021/TT-BCA"]}) == ["van-ban-2.txt", "van-ban-3.txt"]
+    assert sources({"doc_type": "Luật", "issuer": ["Quốc hội", "Chính phủ"]}) == ["van-ban-0.txt", "van-ban-1.txt"]
+    assert sources({"issued_on": ["2021-06-29"], "article": ["1", "2"]}) == ["van-ban-2.txt"]
+    assert sources({"law": "Nghị định: hướng dẫn Luật Cư trú", "source": "van-ban-2.txt"}) == ["van-ban-2.txt"]
+    assert sources({"law": "Luật", "article": "1"}) == []  # whole values only, never a prefix
+    hits = c.query(sparse=([7], [1.0]), where={"issuer": "Bộ Công an"}, limit=5)
+    assert [h.payload["number"] for h in hits] == ["55/2021/TT-BCA"] and "document_keys" not in hits[0].payload
+    assert "document_keys" not in c.retrieve([hits[0].id], fields=True)[0].payload
+    assert sorted(c.facet_values("law")) == ["Luật Cư trú", "Nghị định: hướng dẫn Luật Cư trú", "Thông tư 55"]
+    assert sorted(c.facet_values("number")) == ["55/2021/TT-BCA", "62/2021/NĐ-CP", "68/2020/QH14"]
+    assert sorted(c.facet_values("issued_on")) == ["2020-11-13", "2021-05-15", "2021-06-29"]
+    assert sorted(c.facet_values("doc_type")) == ["Luật", "Nghị định", "Thông tư"]
+
+
+def test_document_fields_filter_and_facet_alike(store):
+    with _quiet(), store.connect() as c:
+        c.ensure(DIM, "m")
+        c.upsert(_document_points())
+        _filters_and_facets(c)
+        first = _document_points()[0].id
+        assert c.set_payload([first, str(uuid.uuid4())], {"law": "Luật Nhà ở", "valid_to": "2030-01-01"}) == 1
+        found, _ = c.scroll(where={"law": "Luật Nhà ở", "article": "1"}, fields=["source", "number"])
+        assert [(p.payload["source"], p.payload["number"]) for p in found] == [("van-ban-0.txt", "68/2020/QH14")]
+        assert c.scroll(where={"law": "Luật Cư trú", "article": "1"})[0] == []
+
+
+def test_an_edge_shard_made_before_the_folded_index_answers_the_same(tmp_path):
+    """A shard with one index per field and no ``document_keys`` (this project before 2026-12-03)."""
+    import qdrant_edge as qe
+
+    from legal_rag_pipeline.stores import base, edge
+
+    root = tmp_path / "q"
+    shard = qe.EdgeShard.create(str(root / "shards" / "legal_rag__earlier"), edge._config(DIM))
+    for name in base.KEYWORD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(memory=qe.Memory.Cold)))
+    for name in base.DATETIME_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.DatetimeIndexParams(memory=qe.Memory.Cold)))
+    shard.update(qe.UpdateOperation.upsert_points([
+        qe.Point(id=p.id, vector={"": p.vector, "bm25": qe.SparseVector(indices=p.sparse[0], values=p.sparse[1])},
+                 payload=p.payload)
+        for p in _document_points()
+    ]))
+    shard.flush()
+    shard.close()
+    (root / "edge.json").write_text(json.dumps({"aliases": {"legal_rag": "legal_rag__earlier"}, "collections": {
+        "legal_rag__earlier": {"dense": DIM, "sparse": True, "metadata": {}}}}), encoding="utf-8")
+    with QdrantStore(path=str(root)).connect() as c:
+        assert not c._folds("legal_rag__earlier") and "law" in c.shard().info().payload_schema
+        _filters_and_facets(c)
+        c.upsert(_points(2))  # new points in the earlier layout are found by their fields too
+        found, _ = c.scroll(where={"law": "Luật Giao thông"}, fields=["article"])
+        assert [p.payload["article"] for p in found] == ["1"]
+
+
+def test_document_keys_fold_each_field_and_each_value_of_a_list():
+    from legal_rag_pipeline.stores.edge import document_keys
+
+    payload = {"law": "Luật Cư trú", "article": "12", "issuer": ["Bộ Tài chính", "Bộ Tư pháp"], "number": None,
+               "doc_type": "", "source": "a.txt", "page_content": "Điều 12."}
+    assert document_keys(payload) == ["law:Luật Cư trú", "article:12", "issuer:Bộ Tài chính", "issuer:Bộ Tư pháp"]
 
 
 def test_local_mode_folder_moves_to_edge_with_counts_verified(tmp_path):

@@ -26,8 +26,9 @@ from ..text.lexical import DEFAULT_LEXICAL, Lexical
 SPARSE_NAME = "bm25"
 # Payload fields read back when the pipeline compares the collection with the data folder.
 INDEX_FIELDS = ["source", "embedding_model", "doc_sha256"]
-# Keyword payload indexes: the fields searches filter and facet by (``article`` is filtered with
-# ``law``; a server in strict mode refuses a filter on a field without an index). Every index costs
+# Keyword payload indexes on a Qdrant server: the fields searches filter and facet by (``article`` is
+# filtered with ``law``; a server in strict mode refuses a filter on a field without an index). Qdrant
+# Edge folds all but ``source`` into one (stores/edge.py, ``FOLDED_FIELDS``). Every index costs
 # the same when a segment is optimised (Edge reads each point's payload once per index: 0.6 s per
 # 32,768 points), so fields only read back (``embedding_model``, ``group_key``, ``repealed_by``) get
 # none: optimising 32,768 bm25 points took 9.9 s with 12 indexes, 7.8 s with these 9 (1.7 s without any).
