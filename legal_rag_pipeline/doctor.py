@@ -81,6 +81,8 @@ def run_checks(settings: Any) -> Report:
             exists = collection.exists()
             rows.append(Row("Qdrant reachable", OK, store.describe()))
             rows.append(_collection_row(collection, exists, embedder, model_dim))
+            if exists and (advice := collection.layout_advice()):
+                rows.append(Row("collection layout", INFO, advice))
     except StoreError as error:
         rows.append(Row("Qdrant reachable", FAIL, error.what, error.fix))
     except Exception as exc:  # noqa: BLE001 - a server that is down, refuses the key, or answers oddly

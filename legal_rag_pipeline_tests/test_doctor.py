@@ -168,3 +168,15 @@ def test_qdrant_folder_locked_by_another_process(tmp_path, monkeypatch, capsys):
     assert code == 1
     assert "✗ Qdrant reachable" in out and "is in use by another process" in out
     assert "fix: wait for it to finish" in out
+
+
+def test_an_edge_collection_of_an_earlier_layout_is_advised_a_rebuild(tmp_path, monkeypatch, capsys):
+    """Information, not a failure (the folder's 4-dimension test vectors fail the size row, this one does not)."""
+    from legal_rag_pipeline_tests.test_stores import make_earlier_edge_folder
+
+    env = make_env(tmp_path, monkeypatch)
+    make_earlier_edge_folder(env.qdrant)
+    _, out = doctor(capsys)
+    advice = line(out, "collection layout")
+    assert advice.lstrip().startswith("i ") and "nine payload indexes" in advice, out
+    assert "`legal-rag rebuild` makes a copy with four" in out

@@ -277,6 +277,7 @@ def test_document_fields_filter_and_facet_alike(store):
         c.ensure(DIM, "m")
         c.upsert(_document_points())
         _filters_and_facets(c)
+        assert c.layout_advice() is None  # four indexes on Edge; a server keeps one per field
         first = _document_points()[0].id
         assert c.set_payload([first, str(uuid.uuid4())], {"law": "Luật Nhà ở", "valid_to": "2030-01-01"}) == 1
         found, _ = c.scroll(where={"law": "Luật Nhà ở", "article": "1"}, fields=["source", "number"])
@@ -284,13 +285,13 @@ def test_document_fields_filter_and_facet_alike(store):
         assert c.scroll(where={"law": "Luật Cư trú", "article": "1"})[0] == []
 
 
-def test_an_edge_shard_made_before_the_folded_index_answers_the_same(tmp_path):
-    """A shard with one index per field and no ``document_keys`` (this project before 2026-12-03)."""
+def make_earlier_edge_folder(root) -> None:
+    """An Edge folder whose shard has one index per field and no ``document_keys`` (this project before
+    2026-12-03), holding ``_document_points``."""
     import qdrant_edge as qe
 
     from legal_rag_pipeline.stores import base, edge
 
-    root = tmp_path / "q"
     shard = qe.EdgeShard.create(str(root / "shards" / "legal_rag__earlier"), edge._config(DIM))
     for name in base.KEYWORD_INDEXES:
         shard.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(memory=qe.Memory.Cold)))
@@ -305,8 +306,14 @@ def test_an_edge_shard_made_before_the_folded_index_answers_the_same(tmp_path):
     shard.close()
     (root / "edge.json").write_text(json.dumps({"aliases": {"legal_rag": "legal_rag__earlier"}, "collections": {
         "legal_rag__earlier": {"dense": DIM, "sparse": True, "metadata": {}}}}), encoding="utf-8")
+
+
+def test_an_edge_shard_made_before_the_folded_index_answers_the_same(tmp_path):
+    root = tmp_path / "q"
+    make_earlier_edge_folder(root)
     with QdrantStore(path=str(root)).connect() as c:
         assert not c._folds("legal_rag__earlier") and "law" in c.shard().info().payload_schema
+        assert "nine payload indexes" in c.layout_advice()
         _filters_and_facets(c)
         c.upsert(_points(2))  # new points in the earlier layout are found by their fields too
         found, _ = c.scroll(where={"law": "Luật Giao thông"}, fields=["article"])

@@ -131,6 +131,10 @@ class Collection(ABC):
         """Give back what reading held in this process (an embedded store's mapped pages, memory.py);
         nothing to do for a server, whose memory is its own."""
 
+    def layout_advice(self) -> str | None:
+        """A sentence when the live collection has an earlier layout that a rebuild would improve."""
+        return None
+
     def location(self) -> str:
         return self.store.location()
 

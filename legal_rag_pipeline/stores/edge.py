@@ -278,6 +278,13 @@ class EdgeCollection(Collection):
         for physical in list(self._shards):
             self._page_out(physical)
 
+    def layout_advice(self) -> str | None:
+        physical = self.physical_name()
+        if physical is None or self._folds(physical):
+            return None
+        return (f"collection {self.name} keeps an index per document field (made before 2026-12-03): every "
+                "search opens nine payload indexes; `legal-rag rebuild` makes a copy with four, for quicker searches")
+
     def _page_out(self, physical: str) -> None:
         page_out(self.root / SHARDS / physical)
 
