@@ -308,14 +308,14 @@ where = tempfile.mkdtemp(dir=sys.argv[5])
 if mode == "raw_edge":
     # the same points as Edge's own Point objects, written with EdgeShard.update in batches of 1024,
     # into a shard of the same layout (config and payload indexes) as the pipeline's
-    from legal_rag_pipeline.stores.edge import DOCUMENT_KEYS, _config, _create_indexes, document_keys
+    from legal_rag_pipeline.stores.edge import _config, _create_indexes, with_document_keys
     shard = qe.EdgeShard.create(where + "/shard", _config(768))
     _create_indexes(shard)
     # Timed: building Edge's Point objects from the same records (where Python values become the
     # engine's) and the updates; update_only_seconds leaves the building out.
     started = time.perf_counter()
     points = [qe.Point(id=r.id, vector={"": r.vector.tolist(), SPARSE_NAME: qe.SparseVector(indices=r.sparse[0],
-              values=r.sparse[1])}, payload={**r.payload, DOCUMENT_KEYS: document_keys(r.payload)}) for r in records]
+              values=r.sparse[1])}, payload=with_document_keys(r.payload)) for r in records]
     built = time.perf_counter()
     for s in range(0, len(points), 1024):
         shard.update(qe.UpdateOperation.upsert_points(points[s:s + 1024]))
