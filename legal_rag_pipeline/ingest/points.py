@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 def chunk_point(
     chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector: Any, validity: dict[str, Any] | None = None,
-    lexical: Lexical = DEFAULT_LEXICAL,
+    lexical: Lexical = DEFAULT_LEXICAL, sparse: tuple[list[int], list[float]] | None = None,
 ) -> PointRecord:
     """The point of ``chunk`` (the ``index``-th of its file): payload, dense ``vector`` (None: bm25 only),
-    bm25 vector made as ``lexical`` says, and the file's ``validity`` when it has one."""
+    bm25 vector made as ``lexical`` says (or ``sparse``, made so beforehand: ingest/bm25_helper.py), and
+    the file's ``validity`` when it has one."""
     md = dict(chunk.metadata)
     metadata = {**md, "source": chunk.source, "chunk_key": chunk.chunk_key}
     article = md.get("article")
@@ -52,7 +53,8 @@ def chunk_point(
         # a field set to null by a payload update is dropped (Edge and qdrant-client alike): written the
         # same way here, so a point reads the same whether its validity came with it or was set after
         payload.update({k: v for k, v in point_validity(validity, md).items() if v is not None})
-    sparse = document_sparse_vector(lexical_text(chunk, lexical.text), lexical.variant)
+    if sparse is None:
+        sparse = document_sparse_vector(lexical_text(chunk, lexical.text), lexical.variant)
     return PointRecord(
         id=chunk.point_id,
         vector=None if vector is None else np.asarray(vector, dtype=np.float32),

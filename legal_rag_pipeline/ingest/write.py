@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,13 +12,15 @@ from typing import Any
 
 from ..artifacts import FileArtifacts, StageOutcome
 from ..progress import Progress
-from ..stores.base import Collection, PointRecord
+from ..records import Chunk
+from ..stores.base import Collection
 from ..sync_plan import SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
 from ..validity.sync import applied_view, corpus_view, record_applied
+from .bm25_helper import HelperGone, Sparse, start_helper
 from .marks import _sync_mark
 from .outcomes import _failed, _guard
-from .points import chunk_point
+from .points import chunk_point, lexical_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class _Target:
     # the corpus view of validity, read once when a file's points are all written (see _points_of)
     view: dict[str, Any] = field(default_factory=dict)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
+    helper: bool = True  # a large write makes its bm25 vectors in a helper process (bm25_helper.py)
 
     @property
     def collection_key(self) -> str:
@@ -83,36 +87,101 @@ def _write(
             counts={"chunks": plan.chunk_counts[source], "points_written": written, "points_deleted": deleted},
         )
 
-    group: list[tuple[str, int]] = []
-    batch: list[PointRecord] = []
-
-    def write_group() -> None:
+    def write_group(files: list[_FilePoints], sparse: list[Sparse] | None) -> None:
+        """Upsert the points of ``files`` (their bm25 vectors ``sparse``, in order, or made here). A file
+        whose points cannot be made fails alone."""
+        group: list[tuple[str, int]] = []
+        batch = []
+        start = 0
+        dropped = set()
+        for f in files:
+            made = None if sparse is None else sparse[start : start + len(f.chunks)]
+            start += len(f.chunks)
+            try:
+                batch.extend(
+                    chunk_point(chunk, i, f.doc_sha, target.model, now,
+                                f.vectors.get(chunk.point_id) if target.enabled else None, f.validity, target.lexical,
+                                None if made is None else made[n])
+                    for n, (i, chunk) in enumerate(f.chunks)
+                )
+            except Exception as exc:  # noqa: BLE001
+                del batch[sum(n for _, n in group):]
+                outcomes[f.source] = _failed(f.source, "qdrant_collection", exc)
+                dropped.add(f.source)
+                continue
+            group.append((f.source, len(f.chunks)))
         try:
             collection.upsert(progress.counted("write", batch))
         except Exception as exc:  # noqa: BLE001 - the files of this group fail, the others go on
             for source, _ in group:
                 outcomes[source] = _failed(source, "qdrant_collection", exc)
-        else:
-            for source, written in group:
-                outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
-        group.clear()
-        batch.clear()
+            return
+        for f in files:
+            if f.wanted is not None and f.source not in dropped:
+                carried[f.source] = f.wanted
+        for source, written in group:
+            outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
 
-    for source in plan.upserts:
-        try:
-            points, validity = _points_of(FileArtifacts(state_dir, source), set(plan.upserts[source]),
-                                          plan.doc_sha[source], target, now)
-        except Exception as exc:  # noqa: BLE001
-            outcomes[source] = _failed(source, "qdrant_collection", exc)
-            continue
-        if validity is not None:
-            carried[source] = validity
-        group.append((source, len(points)))
-        batch.extend(points)
-        if len(batch) >= WRITE_GROUP_POINTS or len(group) >= WRITE_GROUP_FILES:
-            write_group()
-    if group:
-        write_group()
+    # The helper (bm25_helper.py) makes the next group's bm25 vectors while this one is converted and
+    # written; without it (a small write, or it failed) they are made here.
+    helper = start_helper(target.lexical.variant, plan.points_to_write()) if target.helper else None
+    sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
+
+    def write_oldest() -> None:
+        nonlocal helper
+        files = sent.popleft()
+        sparse = None
+        if helper is not None:
+            try:
+                sparse = helper.result()
+            except HelperGone as exc:
+                log.warning("%s: the writer makes the remaining bm25 vectors itself", exc)
+                helper.close()
+                helper = None
+        write_group(files, sparse)
+
+    def send(files: list[_FilePoints]) -> None:
+        nonlocal helper
+        if helper is not None:
+            try:
+                helper.submit([lexical_text(chunk, target.lexical.text) for f in files for _, chunk in f.chunks])
+            except HelperGone as exc:
+                log.warning("%s: the writer makes the remaining bm25 vectors itself", exc)
+                helper.close()
+                helper = None
+        if helper is None:
+            while sent:  # submitted before the helper went: their vectors are made here, in order
+                write_oldest()
+            write_group(files, None)
+            return
+        sent.append(files)
+        while len(sent) > 1:  # the helper works on the newest while the oldest is written
+            write_oldest()
+
+    try:
+        files: list[_FilePoints] = []
+        points = 0
+        for source in plan.upserts:
+            try:
+                pending = _file_points(FileArtifacts(state_dir, source), set(plan.upserts[source]), plan.doc_sha[source],
+                                       target)
+            except Exception as exc:  # noqa: BLE001
+                outcomes[source] = _failed(source, "qdrant_collection", exc)
+                continue
+            files.append(pending)
+            points += len(pending.chunks)
+            if points >= WRITE_GROUP_POINTS or len(files) >= WRITE_GROUP_FILES:
+                send(files)
+                files, points = [], 0
+        if files:
+            send(files)
+        while sent:
+            write_oldest()
+    finally:
+        helped = ""
+        if helper is not None:
+            helper.close()
+            helped = f"bm25 vectors made by a helper process (peak {helper.peak_kb / 1024:.0f} MB)"
 
     vanished_outcomes = []
     for source in plan.vanished:
@@ -122,23 +191,33 @@ def _write(
             StageOutcome(source, "ok", counts={"points_deleted": deleted}, notes=["file removed from the data folder"])
         )
     deleted = sum(o.counts.get("points_deleted", 0) for o in [*outcomes.values(), *vanished_outcomes])
-    progress.finish("write", f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "")
+    notes = [f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "", helped]
+    progress.finish("write", "; ".join(n for n in notes if n))
     return vanished_outcomes
 
 
-def _points_of(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target, now: str) -> tuple[list[PointRecord], Any]:
-    """The file's points among ``ids``, with their vectors from its embedding cache, and the validity
-    they carry: when every point of the file is written, the corpus view's (returned, to be recorded
-    once written: a first ingest sets no payload twice); otherwise the view its other points carry."""
+@dataclass
+class _FilePoints:
+    """A file's chunks to write (with their index in the file), their dense vectors, and the validity
+    they carry (``wanted``: the corpus view's, to record once written; see ``_file_points``)."""
+
+    source: str
+    doc_sha: str
+    chunks: list[tuple[int, Chunk]]
+    vectors: dict[str, Any]
+    validity: dict[str, Any] | None
+    wanted: Any
+
+
+def _file_points(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target) -> _FilePoints:
+    """The file's chunks among ``ids``, with their vectors from its embedding cache, and the validity
+    they carry: when every point of the file is written, the corpus view's (recorded once written: a
+    first ingest sets no payload twice); otherwise the view its other points carry."""
     if not ids:
-        return [], None
+        return _FilePoints(art.source, doc_sha, [], {}, None, None)
     vectors = art.read_embeddings(target.model) if target.enabled else {}
     chunks = list(art.read_chunks())
     wanted = target.validity_of(art.source) if all(c.point_id in ids for c in chunks) else None
     validity = wanted.to_json() if wanted is not None else applied_view(art.document(), target.collection_key)
-    return [
-        chunk_point(chunk, i, doc_sha, target.model, now, vectors.get(chunk.point_id) if target.enabled else None, validity,
-                    target.lexical)
-        for i, chunk in enumerate(chunks)
-        if chunk.point_id in ids
-    ], wanted
+    return _FilePoints(art.source, doc_sha, [(i, c) for i, c in enumerate(chunks) if c.point_id in ids], vectors,
+                       validity, wanted)

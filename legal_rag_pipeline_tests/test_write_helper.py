@@ -1,0 +1,129 @@
+"""bm25 vectors made by a helper process while the writer writes (ingest/bm25_helper.py): the same points
+as the writer makes alone, and a helper that dies or fails loses nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from legal_rag_pipeline import ingest
+from legal_rag_pipeline.ingest import bm25_helper, write
+from legal_rag_pipeline.resources.qdrant import QdrantStore
+from legal_rag_pipeline.settings import load_limits
+from legal_rag_pipeline.text.lexical import VARIANTS, document_sparse_vector
+
+from .pipeline_env import shared_data
+
+
+def _law_texts(limit: int = 400) -> list[str]:
+    texts = []
+    for law in sorted((shared_data() / "laws").glob("*.txt"))[:3]:
+        texts += [p for p in law.read_text(encoding="utf-8").split("\nĐiều ") if p.strip()]
+    return texts[:limit]
+
+
+@pytest.mark.parametrize("variant", ["syllables", "syllables+bigrams"])
+def test_the_helper_makes_the_vectors_the_writer_makes(variant):
+    assert variant in VARIANTS
+    texts = _law_texts()
+    helper = bm25_helper.Bm25Helper(variant)
+    try:
+        helper.submit(texts[:200])
+        helper.submit(texts[200:])  # two groups in flight: answered in order
+        made = helper.result() + helper.result()
+    finally:
+        helper.close()
+    assert made == [document_sparse_vector(t, variant) for t in texts]
+    assert helper.peak_kb > 0 and helper._proc.returncode == 0
+
+
+def test_a_helper_that_fails_says_so():
+    helper = bm25_helper.Bm25Helper("no such variant")
+    try:
+        helper.submit(["Điều 1. Phạm vi điều chỉnh"])
+        with pytest.raises(bm25_helper.HelperGone, match="unknown lexical variant"):
+            helper.result()
+    finally:
+        helper.close()
+
+
+def test_a_small_write_starts_no_helper():
+    assert bm25_helper.start_helper("syllables", bm25_helper.HELPER_MIN_POINTS - 1) is None
+    helper = bm25_helper.start_helper("syllables", bm25_helper.HELPER_MIN_POINTS)
+    assert helper is not None
+    helper.close()
+
+
+def _folder(tmp_path, files: int = 40, articles: int = 12):
+    data, state = tmp_path / "data", tmp_path / "state"
+    data.mkdir()
+    keys = []
+    for f in range(files):
+        key = f"luat-{f:02d}.txt"
+        body = "".join(
+            f"Điều {a}. Quy định {a} của luật {f}\n1. Cơ quan nhà nước có thẩm quyền xử lý hồ sơ số {f * 100 + a}.\n"
+            f"2. Người đứng đầu chịu trách nhiệm về khoản {a}, thời hạn {a + f} ngày.\n"
+            for a in range(1, articles + 1)
+        )
+        (data / key).write_text(f"LUẬT THỬ NGHIỆM SỐ {f}\n{body}", encoding="utf-8")
+        keys.append(key)
+    for key in keys:
+        assert ingest.read_stage(data, key, state, "r1", load_limits()).ok
+        assert ingest.normalize_stage(key, state, "r1", 512).ok
+    assert all(o.ok for o in ingest.embed_stage(keys, state, "r1", None))
+    return data, state, keys
+
+
+def _points(collection) -> dict[str, tuple]:
+    out = {}
+    for p in collection.iter_points(fields=True, vectors=True):
+        payload = {k: v for k, v in p.payload.items() if k != "ingested_at"}
+        out[str(p.id)] = (payload, p.sparse)
+    return out
+
+
+def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_after: int | None = None):
+    monkeypatch.setattr(write, "WRITE_GROUP_POINTS", 50)  # many groups: several in flight
+    monkeypatch.setattr(bm25_helper, "HELPER_MIN_POINTS", 1 if helper else 10**9)
+    started = []
+    if kill_after is not None:
+        real_result = bm25_helper.Bm25Helper.result
+
+        def result(self):
+            started.append(self)
+            if len(started) == kill_after:
+                os.kill(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+            return real_result(self)
+
+        monkeypatch.setattr(bm25_helper.Bm25Helper, "result", result)
+    state_copy = tmp_path / f"state-{name}"
+    shutil.copytree(state, state_copy)
+    store = QdrantStore(path=str(tmp_path / f"qdrant-{name}"))
+    with store.connect() as collection:
+        outcomes, _ = ingest.sync_stage(keys, data, state_copy, "r1", collection, None)
+        points = _points(collection)
+    return outcomes, points, started
+
+
+def test_a_write_with_the_helper_writes_the_same_points(tmp_path, monkeypatch):
+    data, state, keys = _folder(tmp_path)
+    alone, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+    helped, points_helped, _ = _sync(tmp_path, "helped", data, state, keys, helper=True, monkeypatch=monkeypatch,
+                                     kill_after=10**9)
+    assert all(o.status == "ok" for o in alone + helped)
+    assert len(points_alone) == sum(o.counts["chunks"] for o in alone) >= 40 * 12
+    assert points_helped == points_alone
+
+
+def test_a_helper_killed_mid_write_loses_nothing(tmp_path, monkeypatch):
+    data, state, keys = _folder(tmp_path)
+    _, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+    outcomes, points, asked = _sync(tmp_path, "killed", data, state, keys, helper=True, monkeypatch=monkeypatch,
+                                    kill_after=3)
+    assert len(asked) == 3  # the helper answered twice, died at the third group and was not asked again
+    assert {o.status for o in outcomes} == {"ok"} and len(outcomes) == len(keys)
+    assert points == points_alone
