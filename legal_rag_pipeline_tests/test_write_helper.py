@@ -1,4 +1,4 @@
-"""bm25 vectors made by a helper process while the writer writes (ingest/bm25_helper.py): the same points
+"""bm25 vectors made by a helper process while the writer writes (ingest/helper.py): the same points
 as the writer makes alone, and a helper that dies or fails loses nothing."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from legal_rag_pipeline import ingest
-from legal_rag_pipeline.ingest import bm25_helper, write
+from legal_rag_pipeline.ingest import helper as helpers
+from legal_rag_pipeline.ingest import write
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline.settings import load_limits
 from legal_rag_pipeline.text.lexical import VARIANTS, document_sparse_vector
@@ -29,10 +30,10 @@ def _law_texts(limit: int = 400) -> list[str]:
 def test_the_helper_makes_the_vectors_the_writer_makes(variant):
     assert variant in VARIANTS
     texts = _law_texts()
-    helper = bm25_helper.Bm25Helper(variant)
+    helper = helpers.Helper("bm25")
     try:
-        helper.submit(texts[:200])
-        helper.submit(texts[200:])  # two groups in flight: answered in order
+        helper.submit(texts[:200], variant)
+        helper.submit(texts[200:], variant)  # two groups in flight: answered in order
         made = helper.result() + helper.result()
     finally:
         helper.close()
@@ -41,18 +42,18 @@ def test_the_helper_makes_the_vectors_the_writer_makes(variant):
 
 
 def test_a_helper_that_fails_says_so():
-    helper = bm25_helper.Bm25Helper("no such variant")
+    helper = helpers.Helper("bm25")
     try:
-        helper.submit(["Điều 1. Phạm vi điều chỉnh"])
-        with pytest.raises(bm25_helper.HelperGone, match="unknown lexical variant"):
+        helper.submit(["Điều 1. Phạm vi điều chỉnh"], "no such variant")
+        with pytest.raises(helpers.HelperGone, match="unknown lexical variant"):
             helper.result()
     finally:
         helper.close()
 
 
 def test_a_small_write_starts_no_helper():
-    assert bm25_helper.start_helper("syllables", bm25_helper.HELPER_MIN_POINTS - 1) is None
-    helper = bm25_helper.start_helper("syllables", bm25_helper.HELPER_MIN_POINTS)
+    assert helpers.start_helper("bm25", helpers.HELPER_MIN_POINTS - 1) is None
+    helper = helpers.start_helper("bm25", helpers.HELPER_MIN_POINTS)
     assert helper is not None
     helper.close()
 
@@ -87,10 +88,10 @@ def _points(collection) -> dict[str, tuple]:
 
 def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_after: int | None = None):
     monkeypatch.setattr(write, "WRITE_GROUP_POINTS", 50)  # many groups: several in flight
-    monkeypatch.setattr(bm25_helper, "HELPER_MIN_POINTS", 1 if helper else 10**9)
+    monkeypatch.setattr(helpers, "HELPER_MIN_POINTS", 1 if helper else 10**9)
     started = []
     if kill_after is not None:
-        real_result = bm25_helper.Bm25Helper.result
+        real_result = helpers.Helper.result
 
         def result(self):
             started.append(self)
@@ -99,7 +100,7 @@ def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_
                 self._proc.wait()
             return real_result(self)
 
-        monkeypatch.setattr(bm25_helper.Bm25Helper, "result", result)
+        monkeypatch.setattr(helpers.Helper, "result", result)
     state_copy = tmp_path / f"state-{name}"
     shutil.copytree(state, state_copy)
     store = QdrantStore(path=str(tmp_path / f"qdrant-{name}"))

@@ -17,7 +17,7 @@ from ..stores.base import Collection
 from ..sync_plan import SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
 from ..validity.sync import applied_view, corpus_view, record_applied
-from .bm25_helper import HelperGone, Sparse, start_helper
+from .helper import HelperGone, Sparse, start_helper
 from .marks import _sync_mark
 from .outcomes import _failed, _guard
 from .points import chunk_point, lexical_text
@@ -41,7 +41,7 @@ class _Target:
     # the corpus view of validity, read once when a file's points are all written (see _points_of)
     view: dict[str, Any] = field(default_factory=dict)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
-    helper: bool = True  # a large write makes its bm25 vectors in a helper process (bm25_helper.py)
+    helper: bool = True  # a large write makes its bm25 vectors in a helper process (helper.py)
 
     @property
     def collection_key(self) -> str:
@@ -122,9 +122,9 @@ def _write(
         for source, written in group:
             outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
 
-    # The helper (bm25_helper.py) makes the next group's bm25 vectors while this one is converted and
+    # The helper (helper.py) makes the next group's bm25 vectors while this one is converted and
     # written; without it (a small write, or it failed) they are made here.
-    helper = start_helper(target.lexical.variant, plan.points_to_write()) if target.helper else None
+    helper = start_helper("bm25", plan.points_to_write()) if target.helper else None
     sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
 
     def write_oldest() -> None:
@@ -144,7 +144,8 @@ def _write(
         nonlocal helper
         if helper is not None:
             try:
-                helper.submit([lexical_text(chunk, target.lexical.text) for f in files for _, chunk in f.chunks])
+                helper.submit([lexical_text(chunk, target.lexical.text) for f in files for _, chunk in f.chunks],
+                              target.lexical.variant)
             except HelperGone as exc:
                 log.warning("%s: the writer makes the remaining bm25 vectors itself", exc)
                 helper.close()
