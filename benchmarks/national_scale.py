@@ -198,7 +198,7 @@ def markdown(rows: list[dict], command: str, load: tuple[float, float], began: s
         "",
         f"- split / laws first ingest: **{split['ingest_s'] / laws['ingest_s']:.2f}×** (target ≤ 1.5×)",
         "- peak memory: the ingest process's (GNU time); with child processes: the largest sum, sampled every 0.2 s, "
-        "of its resident memory and its children's (the reader worker, the write's bm25 helper: ingest/helper.py)",
+        "of its resident memory and its children's (the reader worker, the write's bm25 helper: legal_rag_pipeline/helper.py)",
         f"- cold `legal-rag search` on the split: {', '.join(f'{s:.2f}' for s in split['cold_search_s'])} s, peak "
         f"{split['cold_search_peak_mb']:.0f} MB (target ≤ 1 s)",
         f"- nothing changed: `legal-rag ingest` {split['nothing_s']:.1f} s, {split['nothing_runs']} runs launched, "

@@ -1,4 +1,4 @@
-"""bm25 vectors made by a helper process while the writer writes (ingest/helper.py): the same points
+"""bm25 vectors made by a helper process while the writer writes (legal_rag_pipeline/helper.py): the same points
 as the writer makes alone, and a helper that dies or fails loses nothing."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from legal_rag_pipeline import ingest
-from legal_rag_pipeline.ingest import helper as helpers
+from legal_rag_pipeline import helper as helpers
 from legal_rag_pipeline.ingest import write
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline.settings import load_limits

@@ -27,7 +27,7 @@ def chunk_point(
     lexical: Lexical = DEFAULT_LEXICAL, sparse: tuple[list[int], list[float]] | None = None,
 ) -> PointRecord:
     """The point of ``chunk`` (the ``index``-th of its file): payload, dense ``vector`` (None: bm25 only),
-    bm25 vector made as ``lexical`` says (or ``sparse``, made so beforehand: ingest/helper.py), and
+    bm25 vector made as ``lexical`` says (or ``sparse``, made so beforehand: legal_rag_pipeline/helper.py), and
     the file's ``validity`` when it has one."""
     md = dict(chunk.metadata)
     metadata = {**md, "source": chunk.source, "chunk_key": chunk.chunk_key}

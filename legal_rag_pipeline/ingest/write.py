@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import FileArtifacts, StageOutcome
+from ..helper import HelperGone, Sparse, start_helper
 from ..progress import Progress
 from ..records import Chunk
 from ..stores.base import Collection
 from ..sync_plan import SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
 from ..validity.sync import applied_view, corpus_view, record_applied
-from .helper import HelperGone, Sparse, start_helper
 from .marks import _sync_mark
 from .outcomes import _failed, _guard
 from .points import chunk_point, lexical_text
@@ -41,7 +41,7 @@ class _Target:
     # the corpus view of validity, read once when a file's points are all written (see _points_of)
     view: dict[str, Any] = field(default_factory=dict)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
-    helper: bool = True  # a large write makes its bm25 vectors in a helper process (helper.py)
+    helper: bool = True  # a large write makes its bm25 vectors in a helper process (legal_rag_pipeline/helper.py)
 
     @property
     def collection_key(self) -> str:
@@ -122,7 +122,7 @@ def _write(
         for source, written in group:
             outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
 
-    # The helper (helper.py) makes the next group's bm25 vectors while this one is converted and
+    # The helper (legal_rag_pipeline/helper.py) makes the next group's bm25 vectors while this one is converted and
     # written; without it (a small write, or it failed) they are made here.
     helper = start_helper("bm25", plan.points_to_write()) if target.helper else None
     sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
