@@ -73,7 +73,7 @@ class Helper:
         self.peak_kb = 0  # the helper's peak resident memory, told when it closes
         # Answers are read as they come, so the helper never blocks on a full pipe while the writer
         # sends it the next group (both pipes full would stop both).
-        self._reader = threading.Thread(target=self._read_answers, name="bm25-helper-answers", daemon=True)
+        self._reader = threading.Thread(target=self._read_answers, name=f"{task}-helper-answers", daemon=True)
         self._reader.start()
 
     def _read_answers(self) -> None:
@@ -84,15 +84,6 @@ class Helper:
                 self._answers.put(pickle.load(stream))
         except Exception as exc:  # noqa: BLE001 - EOF or a broken frame: the helper is gone
             self._answers.put(HelperGone(f"the {self.task} helper stopped ({type(exc).__name__})"))
-
-    @property
-    def waiting(self) -> int:
-        """Submitted and not yet returned by ``result``."""
-        return self._waiting
-
-    def ready(self) -> bool:
-        """True when ``result`` would return without waiting."""
-        return self._waiting > 0 and not self._answers.empty()
 
     def submit(self, *args: Any) -> None:
         """Send the task's arguments; its answers come back, in order, from ``result``."""
@@ -141,10 +132,10 @@ class Helper:
                     proc.wait()
 
 
-def start_helper(task: str, work: int, minimum: int | None = None) -> Helper | None:
-    """A helper for ``work`` pieces of ``task`` (points, files), or None: fewer than ``minimum``
-    (``HELPER_MIN_POINTS`` by default) do not pay for its start, or it could not start."""
-    if work < (HELPER_MIN_POINTS if minimum is None else minimum):
+def start_helper(task: str, points: int) -> Helper | None:
+    """A helper for ``task`` over ``points`` points, or None: fewer than ``HELPER_MIN_POINTS`` do not pay
+    for its start, or it could not start."""
+    if points < HELPER_MIN_POINTS:
         return None
     try:
         return Helper(task)

@@ -38,10 +38,9 @@ class _Target:
     enabled: bool
     location: str
     physical: str | None
-    # the corpus view of validity, read once when a file's points are all written (see _points_of)
+    # the corpus view of validity, read once when a file's points are all written (see _file_points)
     view: dict[str, Any] = field(default_factory=dict)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
-    helper: bool = True  # a large write makes its bm25 vectors in a helper process (legal_rag_pipeline/helper.py)
 
     @property
     def collection_key(self) -> str:
@@ -98,18 +97,18 @@ def _write(
             made = None if sparse is None else sparse[start : start + len(f.chunks)]
             start += len(f.chunks)
             try:
-                batch.extend(
+                points = [
                     chunk_point(chunk, i, f.doc_sha, target.model, now,
                                 f.vectors.get(chunk.point_id) if target.enabled else None, f.validity, target.lexical,
                                 None if made is None else made[n])
                     for n, (i, chunk) in enumerate(f.chunks)
-                )
+                ]
             except Exception as exc:  # noqa: BLE001
-                del batch[sum(n for _, n in group):]
                 outcomes[f.source] = _failed(f.source, "qdrant_collection", exc)
                 dropped.add(f.source)
                 continue
-            group.append((f.source, len(f.chunks)))
+            batch.extend(points)
+            group.append((f.source, len(points)))
         try:
             collection.upsert(progress.counted("write", batch))
         except Exception as exc:  # noqa: BLE001 - the files of this group fail, the others go on
@@ -124,7 +123,7 @@ def _write(
 
     # The helper (legal_rag_pipeline/helper.py) makes the next group's bm25 vectors while this one is converted and
     # written; without it (a small write, or it failed) they are made here.
-    helper = start_helper("bm25", plan.points_to_write()) if target.helper else None
+    helper = start_helper("bm25", plan.points_to_write())
     sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
 
     def write_oldest() -> None:
