@@ -260,6 +260,7 @@ def step(tool: str, name: str, server, work: Path, data: Path) -> dict:
     sent = [t for r in list(server.requests) if r.texts is not None for t in r.texts]
     out = {"tool": tool, "step": name, "wall_s": round(wall, 2), "peak_rss_mb": round(rss, 1), "exit_code": code,
            "peak_anon_mb": round(m.peak_anon_mb), "peak_file_mb": round(m.peak_file_mb), "cpu_s": round(m.cpu_s, 1),
+           "peak_tree_mb": round(m.peak_tree_mb),
            "embedded": len(sent), "requests": server.count(), "max_in_flight": server.max_in_flight,
            "probes": sent.count(PROBE), "sent": Counter(t for t in sent if t != PROBE)}
     if code != 0:
@@ -298,13 +299,14 @@ def markdown(report: dict, command: str) -> str:
         "Every tool got the same chunks (our reader and chunker) and sent the server exactly the chunk texts in step a"
         f": {'yes' if report['same_texts'] else '**no**'}.",
         "",
-        ("| step | tool | wall s | peak RSS MB | private / mapped MB | CPU s | texts embedded | requests | max in flight "
-         "| points | expected |"),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| step | tool | wall s | peak RSS MB | private / mapped MB | with child processes MB | CPU s | texts embedded "
+         "| requests | max in flight | points | expected |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(f"| {r['step']}: {STEPS[r['step']]} | {r['tool']} | {r['wall_s']:,} | {r['peak_rss_mb']:,} | "
-                     f"{r.get('peak_anon_mb', 0):,} / {r.get('peak_file_mb', 0):,} | {r.get('cpu_s', 0):,} | "
+                     f"{r.get('peak_anon_mb', 0):,} / {r.get('peak_file_mb', 0):,} | {r.get('peak_tree_mb', '')} | "
+                     f"{r.get('cpu_s', 0):,} | "
                      f"{r['embedded']:,} | {r['requests']:,} | {r['max_in_flight']} | {r['points']:,} | "
                      f"{r['expected']:,} |")
     lines += ["", "Ours vs the best peer (below 1: ours is faster / smaller):", ""]
