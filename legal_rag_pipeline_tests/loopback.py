@@ -42,6 +42,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import orjson
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 INFERENCE_PROVIDERS_PERMISSION = "inference.serverless.write"
@@ -164,9 +165,14 @@ class _Vectors:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self._cache: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _row holds it while _seeded takes it
+        self._rows: dict[str, int] = {}  # word -> its row in _words
+        self._words = np.zeros((1024, dim))
 
     def _seeded(self, key: str) -> np.ndarray:
+        vec = self._cache.get(key)  # a dict read needs no lock
+        if vec is not None:
+            return vec
         with self._lock:
             vec = self._cache.get(key)
             if vec is None:
@@ -179,10 +185,25 @@ class _Vectors:
     def __call__(self, text: str) -> list[float]:
         words = [w.lower() for w in _WORD.findall(text)]
         vec = 0.1 * self._seeded("text:" + text)
-        for word in words:
-            vec = vec + self._seeded("word:" + word)
+        if words:  # one summation over the words' rows (a benchmark's server answers 69,000 texts)
+            rows = [self._row(word) for word in words]  # before _words is read: it may grow meanwhile
+            vec = vec + self._words[rows].sum(axis=0)
         vec = vec / (np.linalg.norm(vec) or 1.0) * (2.0 + len(words))
-        return [float(x) for x in vec]
+        return vec.tolist()
+
+    def _row(self, word: str) -> int:
+        """The row of ``word``'s vector in ``_words`` (added on first sight)."""
+        row = self._rows.get(word)
+        if row is None:
+            with self._lock:
+                row = self._rows.get(word)
+                if row is None:
+                    row = len(self._rows)
+                    if row == len(self._words):
+                        self._words = np.concatenate([self._words, np.zeros_like(self._words)])
+                    self._words[row] = self._seeded("word:" + word)
+                    self._rows[word] = row
+        return row
 
 
 def count_tokens(text: str) -> int:
@@ -394,7 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(body, str):
             data = body.encode("utf-8")
         else:
-            data = json.dumps(body).encode("utf-8")
+            # orjson: the same numbers as json.dumps, 20x faster; a benchmark's server spent 18 ms of its
+            # GIL on each 32-vector answer, and that, not the pipeline, bounded the requests in flight
+            data = orjson.dumps(body)
         headers = dict(headers or {})
         if body is not None and not isinstance(body, (str, bytes)):
             headers.setdefault("Content-Type", "application/json")
