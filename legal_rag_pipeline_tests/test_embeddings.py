@@ -556,3 +556,47 @@ def test_local_embedder_without_sentence_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
     with pytest.raises(ConfigurationError, match=r"pip install '\.\[local\]'"):
         LocalEmbedder().embed(["x"])
+
+
+# ---------------------------------------------------------------- groups of texts (the embed stage's)
+
+
+def test_groups_queue_the_next_groups_requests_behind_the_current_ones(embeddings_server):
+    embeddings_server.latency = 0.2
+    embedder = endpoint(embeddings_server, batch_size=2, concurrency=4)
+    groups = [texts_sharing_words(4, prefix=f"Nhóm {g}") for g in range(3)]
+    requests_when_answered = []
+    results = []
+    for vectors in embedder.embed_groups(groups):
+        requests_when_answered.append(embeddings_server.count("embed"))
+        results.append(vectors)
+    # the first group's two requests took two of the four slots; the second group's were already sent
+    assert requests_when_answered[0] > 2
+    assert embeddings_server.max_in_flight <= 4
+    assert embeddings_server.count("embed") == 6
+    for texts, vectors in zip(groups, results, strict=True):  # the same vectors as embed(), in order
+        np.testing.assert_allclose(vectors, endpoint(embeddings_server).embed(texts), rtol=1e-6)
+
+
+def test_a_group_that_fails_fails_alone(embeddings_server):
+    embeddings_server.max_input_tokens = 16
+    embedder = endpoint(embeddings_server, batch_size=2, concurrency=2)
+    too_long = " ".join(["từ"] * 30)
+    groups = [texts_sharing_words(3, "Một"), [too_long, "Điều 2. Ngắn"], texts_sharing_words(3, "Ba")]
+    results = list(embedder.embed_groups(groups))
+    assert results[0].shape == (3, 768) and results[2].shape == (3, 768)
+    assert isinstance(results[1], errors.EmbeddingInputTooLong)
+    assert_says(results[1], "A chunk exceeds the input budget")
+
+
+def test_a_run_stopping_error_stops_the_later_groups_unsent(embeddings_server):
+    from legal_rag_pipeline.resources.embeddings import RunPreflight
+
+    embeddings_server.latency = 0.05
+    embeddings_server.fail_always(credits_exhausted())
+    run = RunPreflight(provider(batch_size=2, concurrency=1))
+    results = list(run.embed_groups([texts_sharing_words(2, f"Nhóm {g}") for g in range(5)]))
+    assert all(isinstance(r, errors.EmbeddingCreditsExhausted) for r in results)
+    # the first group's request, and at most the one queued behind it before the answer came back
+    assert embeddings_server.count("provider") <= 2
+    assert not run.check_result().passed
