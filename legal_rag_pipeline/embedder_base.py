@@ -9,11 +9,11 @@ never import Dagster for it (``services.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError, PipelineError
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,15 +56,6 @@ class NoEmbeddings:
             "Dense embeddings are disabled (BM25-only mode)",
             f"set {errors.TOKEN_SETTING} or {errors.ENDPOINT_SETTING} to compute dense vectors",
         )
-
-    def embed_groups(self, groups: Iterable[Sequence[str]]) -> Iterator[np.ndarray | PipelineError]:
-        """``embed()`` of each group in turn: its vectors, or the error that stopped it (the later groups
-        go on). A backend that sends requests overrides it to keep them flowing between groups."""
-        for texts in groups:
-            try:
-                yield self.embed(texts)
-            except PipelineError as error:
-                yield error
 
     def preflight(self, probe: bool = True) -> list[Check]:
         """Prerequisites in order (``legal-rag doctor``, the run's preflight). ``probe=False`` skips the

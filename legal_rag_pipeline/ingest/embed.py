@@ -89,17 +89,16 @@ def _embed_stage(
         pending, reused = _from_collection(pending, collection, model, outcomes)
     progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
-    groups = list(_groups(pending, EMBED_GROUP_TEXTS))
-    # the next group's requests are queued while this one's vectors are saved (embed_groups)
-    results = embedder.embed_groups([text for item in group for _, text in item.missing] for group in groups)
-    for group, vectors in zip(groups, results, strict=True):
-        texts = sum(len(item.missing) for item in group)
-        if isinstance(vectors, PipelineError):
+    for group in _groups(pending, EMBED_GROUP_TEXTS):
+        texts = [text for item in group for _, text in item.missing]
+        try:
+            vectors = embedder.embed(texts)
+        except PipelineError as exc:
             for item in group:
-                outcomes[item.source] = StageOutcome(item.source, "failed", error=vectors.what, fix=vectors.fix)
-            failed_texts += texts
+                outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+            failed_texts += len(texts)
             continue
-        progress.advance("embed", texts)
+        progress.advance("embed", len(texts))
         offset = 0
         for item in group:
             n = len(item.missing)

@@ -14,9 +14,8 @@ actionable sentence (see ``embeddings_errors.py``). Tokens never appear in messa
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr
 
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
-from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError, PipelineError
+from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
 from legal_rag_pipeline.resources.hugging_face import (
     DEFAULT_MODEL,
@@ -135,40 +134,6 @@ class RunPreflight:
         return getattr(self.embedder, name)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self._preflight(texts)
-        try:
-            vectors = self.embedder.embed(texts)
-        except RUN_STOPPING_ERRORS as error:
-            with self._lock:
-                self._stop(error)
-            raise
-        self.texts += len(texts)
-        return vectors
-
-    def embed_groups(self, groups: Iterable[Sequence[str]]) -> Iterator[np.ndarray | PipelineError]:
-        """The embedder's ``embed_groups`` (requests kept flowing between groups), checked as ``embed``:
-        the preflight before the first call, and no call after an error that would repeat."""
-        groups = iter(groups)
-        first = next(groups, None)
-        if first is None:
-            return
-        try:
-            self._preflight(first)
-        except EmbeddingError as error:
-            for _ in [first, *groups]:
-                yield error
-            return
-        for result in self.embedder.embed_groups(itertools.chain([first], groups)):
-            if isinstance(result, RUN_STOPPING_ERRORS):
-                with self._lock:
-                    self._stop(result)  # the resource halts: the groups after it make no call
-            elif not isinstance(result, Exception):
-                self.texts += len(result)
-            yield result
-
-    def _preflight(self, texts: Sequence[str]) -> None:
-        """Before the first call: the embedder's preflight (without the probe); raises the error that
-        stopped the run's calls, if any."""
         with self._lock:
             if self.checks is None and self.stopped is None and texts:
                 self.checks = self.embedder.preflight(probe=False)
@@ -178,6 +143,14 @@ class RunPreflight:
                     logger.warning("Preflight of %s failed: %s", self.describe(), self.stopped)
             if self.stopped is not None:
                 raise self.stopped
+        try:
+            vectors = self.embedder.embed(texts)
+        except RUN_STOPPING_ERRORS as error:
+            with self._lock:
+                self._stop(error)
+            raise
+        self.texts += len(texts)
+        return vectors
 
     def _stop(self, error: EmbeddingError) -> None:
         """Remember the first run-stopping error; the resource (shared by the run's later steps) halts too."""

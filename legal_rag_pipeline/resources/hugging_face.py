@@ -21,8 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ from tenacity import (
 from tenacity.wait import wait_random_exponential
 
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
-from legal_rag_pipeline.errors import EmbeddingError, PipelineError
+from legal_rag_pipeline.errors import EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
 from legal_rag_pipeline.resources.embeddings_errors import Target
 
@@ -56,21 +55,6 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1.0, norms)
-
-
-@dataclass
-class _Group:
-    """A group of texts in ``embed_groups``: its batches' futures once sent (None: not yet)."""
-
-    texts: list[str]
-    futures: list[Future[np.ndarray]] | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    error: PipelineError | None = None
-
-    def cancel(self) -> None:
-        self.stop.set()  # a batch waiting to retry gives up
-        for future in self.futures or []:
-            future.cancel()
 
 
 class HuggingFaceMethods:
@@ -142,60 +126,6 @@ class HuggingFaceMethods:
                     future.cancel()
                 raise failed.exception()  # type: ignore[misc]
             return np.vstack([f.result() for f in futures])
-
-    def embed_groups(self, groups: Iterable[Sequence[str]]) -> Iterator[np.ndarray | PipelineError]:
-        """``embed()`` of each group in turn, with the next group's requests queued behind the current
-        one's, so the ``concurrency`` requests in flight do not drain while a group's last answers come
-        back and its vectors are saved. Yields each group's vectors in order, or the error that stopped
-        it; the later groups go on."""
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="embed") as pool:
-            queued: deque[_Group] = deque()
-            for texts in groups:
-                group = _Group(list(texts))
-                if all(g.futures is not None for g in queued):  # else it waits its turn (see _oldest)
-                    self._send(pool, group)
-                queued.append(group)
-                if len(queued) > 1:  # the newest group's requests wait behind the oldest's
-                    yield self._oldest(pool, queued)
-            while queued:
-                yield self._oldest(pool, queued)
-
-    def _send(self, pool: ThreadPoolExecutor, group: _Group) -> None:
-        group.stop = threading.Event()
-        try:
-            self._check_usable()
-        except PipelineError as error:
-            group.error, group.futures = error, []
-            return
-        size = self._effective_batch_size()
-        texts = group.texts
-        group.futures = [pool.submit(self._embed_batch, texts[i : i + size], group.stop) for i in range(0, len(texts), size)]
-
-    def _oldest(self, pool: ThreadPoolExecutor, queued: deque[_Group]) -> np.ndarray | PipelineError:
-        """The oldest group's vectors or error. After an error, the groups queued behind it are stopped
-        and sent again only when the next one is collected: a ``halt()`` meanwhile stops them unsent."""
-        for group in queued:
-            if group.futures is None:
-                self._send(pool, group)
-        group = queued.popleft()
-        assert group.futures is not None
-        if group.error is None and group.futures:
-            done, _ = wait(group.futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in group.futures if f in done and f.exception() is not None), None)
-            if failed is not None:
-                group.cancel()
-                error = failed.exception()
-                if not isinstance(error, PipelineError):
-                    for later in queued:
-                        later.cancel()
-                    raise error  # type: ignore[misc]  # not a failure of this group's: the step fails, as embed()
-                group.error = error
-        if group.error is None:
-            return np.vstack([f.result() for f in group.futures]) if group.futures else np.zeros((0, 0), np.float32)
-        for later in queued:
-            later.cancel()
-            later.futures, later.error = None, None
-        return group.error
 
     def halt(self, error: EmbeddingError) -> None:
         """Make no further call with this resource (this run): every ``embed()`` raises ``error``."""
