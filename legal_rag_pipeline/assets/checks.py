@@ -46,7 +46,7 @@ def run_collection_checks(
     if not checked and trusted:
         note = f"{trusted} files unchanged since their last sync: not re-checked (the collection was not opened)"
         for name in ("vector_size_matches_model", "points_match_chunks", "vectors_valid", "search_probe"):
-            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"checked": 0, "note": note})
+            yield dg.AssetCheckResult(asset_key=ASSET, check_name=name, passed=True, metadata={"checked": 0, "note": note})
         return
     results = [_vector_size(collection, embedder, [o.source for o in checked], state_dir)]
     if not results[0].passed:  # the collection itself is in doubt: compare it in full next time
@@ -70,7 +70,7 @@ def _model_size(embedder: Any, sources: Sequence[str], state_dir: Path) -> int:
 
 def _vector_size(collection: Collection, embedder: Any, sources: Sequence[str], state_dir: Path) -> dg.AssetCheckResult:
     if not collection.exists():
-        return dg.AssetCheckResult(check_name="vector_size_matches_model", passed=False, metadata={"reason": "collection missing"})
+        return dg.AssetCheckResult(asset_key=ASSET, check_name="vector_size_matches_model", passed=False, metadata={"reason": "collection missing"})
     have = collection.dense_size()
     if embedder.enabled():
         want = _model_size(embedder, sources, state_dir)
@@ -79,6 +79,7 @@ def _vector_size(collection: Collection, embedder: Any, sources: Sequence[str], 
         want = None
         passed = have is None
     return dg.AssetCheckResult(
+        asset_key=ASSET,
         check_name="vector_size_matches_model",
         passed=passed,
         metadata={"collection_vector_size": str(have), "model_vector_size": str(want)},
@@ -97,6 +98,7 @@ def _points_match(collection: Collection, ok: Sequence[StageOutcome], state_dir:
     if bad:
         ingest.forget_sync_state(state_dir, bad)
     return dg.AssetCheckResult(
+        asset_key=ASSET,
         check_name="points_match_chunks",
         passed=not mismatched,
         metadata={"files_checked": len(ok), "mismatched": dg.MetadataValue.md("\n".join(mismatched) or "none")},
@@ -124,7 +126,7 @@ VECTOR_POINTS_PER_FILE = 8
 
 def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], state_dir: Path) -> dg.AssetCheckResult:
     if collection.dense_size() is None:
-        return dg.AssetCheckResult(check_name="vectors_valid", passed=True, metadata={"checked": 0, "note": "bm25 only"})
+        return dg.AssetCheckResult(asset_key=ASSET, check_name="vectors_valid", passed=True, metadata={"checked": 0, "note": "bm25 only"})
     bad, checked, bad_files = [], 0, []
     files = _spread(list(written), MAX_VECTOR_FILES)
     for outcome in files:
@@ -142,6 +144,7 @@ def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], stat
     if bad_files:
         ingest.forget_sync_state(state_dir, bad_files)
     return dg.AssetCheckResult(
+        asset_key=ASSET,
         check_name="vectors_valid",
         passed=not bad,
         metadata={
@@ -229,6 +232,7 @@ def _search_probe(collection: Collection, written: Sequence[StageOutcome], state
     if missed:
         ingest.forget_sync_state(state_dir, missed)
     return dg.AssetCheckResult(
+        asset_key=ASSET,
         check_name="search_probe",
         passed=not missed,
         metadata={

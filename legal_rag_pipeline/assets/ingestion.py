@@ -11,8 +11,10 @@ that did not, so those show as failed partitions in the UI while every other fil
 """
 
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -43,10 +45,13 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 NOTED_FILES_LIMIT = 100
 
 
-def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome]) -> dg.MaterializeResult:
+def _report(
+    context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome], asset: dg.AssetKey | None = None
+) -> dg.MaterializeResult:
+    asset = asset or context.asset_key
     stopped = [o for o in outcomes if not o.ok]
     for outcome in stopped[:NOTED_FILES_LIMIT]:
-        context.add_asset_metadata(outcome_metadata(outcome), partition_key=outcome.source)
+        context.add_asset_metadata(outcome_metadata(outcome), asset_key=asset, partition_key=outcome.source)
     for outcome in stopped:
         if outcome.status == "failed":
             context.log.warning(f"{outcome.source}: {outcome.error}: {outcome.fix}")
@@ -56,7 +61,7 @@ def _report(context: dg.AssetExecutionContext, outcomes: Sequence[StageOutcome])
             "partition, every one is in the log above and in the run summary of qdrant_collection."
         )
     failed = sum(o.status == "failed" for o in outcomes)
-    context.log.info(f"{context.asset_key.to_user_string()}: {len(outcomes) - failed} files ok, {failed} failed")
+    context.log.info(f"{asset.to_user_string()}: {len(outcomes) - failed} files ok, {failed} failed")
     give_back()  # what the stage held, for the next one (memory.py)
     return dg.MaterializeResult()
 
@@ -115,131 +120,165 @@ def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolde
     )
 
 
-@dg.asset(
-    partitions_def=source_files,
-    backfill_policy=SINGLE_RUN,
-    group_name=GROUP,
-    kinds={"huggingface"},
-    deps=[normalized_records],
-    check_specs=[
-        dg.AssetCheckSpec(
-            READY_CHECK,
-            asset="embedding_batches",
-            description="Before the first paid call: token valid and allowed to call Inference Providers, or "
-            "the endpoint healthy (`legal-rag doctor` without the probe call); fails when a call met an error "
-            "that stops the run's calls (bad token, no credits, model not served). Not checked when nothing "
-            "needs embedding.",
-        )
-    ],
-    description="Dense vectors for new or changed chunks, saved per file before anything is written to "
-    "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks, nor for chunks the "
-    "collection already holds with this model (their vectors are taken from it).",
-)
-def embedding_batches(
-    context: dg.AssetExecutionContext, data_folder: DataFolder, embedder: Embedder, qdrant: QdrantStore
-) -> dg.MaterializeResult:
-    if not embedder.enabled():
-        context.log.warning(
-            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
-        )
-    preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
-    # the collection is looked up for vectors it already holds (opened only when some text needs one)
-    with fewer_collections(), qdrant.connect(lazy=True) as collection:
-        outcomes = ingest.embed_stage(
-            list(context.partition_keys), data_folder.state_path, context.run_id, preflight, for_run(context.log),
-            collection=collection if embedder.enabled() else None,
-        )
-    _report(context, outcomes)
-    return dg.MaterializeResult(check_results=[preflight.check_result()])
-
-
 class CollectionConfig(dg.Config):
     confirm_mass_deletion: bool = False
 
 
-@dg.asset(
+EMBEDDINGS = dg.AssetKey("embedding_batches")
+COLLECTION = dg.AssetKey("qdrant_collection")
+
+
+@dg.multi_asset(
+    name="qdrant_collection",  # the op: its config (confirm_mass_deletion) keeps the name users know
     partitions_def=source_files,
     backfill_policy=SINGLE_RUN,
-    group_name=GROUP,
-    kinds={"qdrant"},
-    deps=[embedding_batches],
     pool=WRITER_POOL,
-    output_required=False,
-    check_specs=[*checks.COLLECTION_CHECKS, checks.NUMBER_CHECK_SPEC],
-    description="The Qdrant collection in sync with the data folder: new and changed chunks upserted by "
-    "stable id, stale points deleted after the upsert, removed files' points deleted.",
+    specs=[
+        dg.AssetSpec(
+            EMBEDDINGS,
+            group_name=GROUP,
+            kinds={"huggingface"},
+            deps=[normalized_records],
+            partitions_def=source_files,
+            description="Dense vectors for new or changed chunks, saved per file before anything is written to "
+            "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks, nor for chunks "
+            "the collection already holds with this model (their vectors are taken from it).",
+        ),
+        dg.AssetSpec(
+            COLLECTION,
+            group_name=GROUP,
+            kinds={"qdrant"},
+            deps=[EMBEDDINGS],
+            partitions_def=source_files,
+            skippable=True,
+            description="The Qdrant collection in sync with the data folder: new and changed chunks upserted by "
+            "stable id, stale points deleted after the upsert, removed files' points deleted.",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            READY_CHECK,
+            asset=EMBEDDINGS,
+            description="Before the first paid call: token valid and allowed to call Inference Providers, or "
+            "the endpoint healthy (`legal-rag doctor` without the probe call); fails when a call met an error "
+            "that stops the run's calls (bad token, no credits, model not served). Not checked when nothing "
+            "needs embedding.",
+        ),
+        *checks.COLLECTION_CHECKS,
+        checks.NUMBER_CHECK_SPEC,
+    ],
 )
-def qdrant_collection(
+def embed_and_write(
     context: dg.AssetExecutionContext,
     config: CollectionConfig,
     data_folder: DataFolder,
-    qdrant: QdrantStore,
     embedder: Embedder,
+    qdrant: QdrantStore,
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+    """``embedding_batches`` and ``qdrant_collection`` in one step, overlapped (ingest/overlap.py): the
+    embedding runs in a thread of its own and the writer writes each file as soon as its vectors are
+    saved, so the requests in flight and the write's CPU work share the run's time."""
+    if not embedder.enabled():
+        context.log.warning(
+            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
+        )
     keys = list(context.partition_keys)
-    try:
-        with fewer_collections():
-            yield from _sync(context, config, data_folder, qdrant, embedder, keys)
-    except PipelineError as exc:  # one sentence in the UI, no stack trace
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
+    embedded = ingest.Embedded()
+    stage: dict[str, Any] = {}
+    with fewer_collections(), qdrant.connect(lazy=True) as collection:
+
+        def embed() -> None:
+            try:  # the collection is looked up for vectors it already holds (opened only when a text needs one)
+                stage["outcomes"] = ingest.embed_stage(
+                    keys, data_folder.state_path, context.run_id, preflight, for_run(context.log),
+                    collection=collection if embedder.enabled() else None, embedded=embedded,
+                )
+            except BaseException as exc:  # noqa: BLE001 - raised in the step below, after the writer stops
+                stage["error"] = exc
+            finally:
+                embedded.close()  # files not settled are not embedded; the writer goes on without them
+
+        thread = threading.Thread(target=embed, name="embedding_batches", daemon=True)
+        thread.start()
+
+        def embeddings_result() -> Iterator[dg.MaterializeResult]:
+            """embedding_batches' result, once its thread ended (raising what it raised)."""
+            thread.join()
+            if "error" in stage:
+                raise stage["error"]
+            stage["reported"] = True
+            _report(context, stage["outcomes"], EMBEDDINGS)
+            yield dg.MaterializeResult(asset_key=EMBEDDINGS, check_results=[preflight.check_result()])
+
+        embedded.collection_free.wait()  # the embedding's lookup done: the writer has the collection
+        try:
+            yield from _sync(context, config, data_folder, collection, embedder, keys, embedded, embeddings_result)
+        except PipelineError as exc:  # one sentence in the UI, no stack trace
+            if not stage.get("reported"):
+                yield from embeddings_result()  # the vectors are saved: embedding_batches is materialised
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        finally:
+            thread.join()
 
 
-def _sync(context, config, data_folder, qdrant, embedder, keys):
+def _sync(context, config, data_folder, collection, embedder, keys, embedded, embeddings_result):
     progress = for_run(context.log)
     state = data_folder.state_path
     with records_batch(state):  # every file's record read, one after another
         synced_before = [k for k in keys if FileArtifacts(state, k).synced()]
-    with qdrant.connect(lazy=True) as collection:
-        outcomes, vanished = data_folder.sync(
-            collection,
-            embedder,
-            keys,
-            context.run_id,
-            confirm_mass_deletion=config.confirm_mass_deletion,
-            progress=progress,
-        )
-        validity = data_folder.update_validity(collection)  # the law in force across the folder (law_validity)
-        give_back()  # the write's batches and the corpus view (memory.py)
-        with records_batch(state):
-            per_file = ingest.file_summaries(keys, state)
-        if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):
-            # Every file of a large run is in: one result for the run's partitions, which Dagster
-            # stores in batches; each file's figures are in the run summary and `legal-rag status`.
-            yield dg.MaterializeResult()
-        else:  # the files that reached the collection, each with its figures; the others fail below
-            today = date.today().isoformat()
-            for outcome in outcomes:
-                if outcome.ok:
-                    document = FileArtifacts(state, outcome.source).document()
-                    yield dg.AssetMaterialization(
-                        asset_key=context.asset_key,
-                        partition=outcome.source,
-                        metadata={**outcome_metadata(outcome, per_file.get(outcome.source)),
-                                  **validity_metadata(applied_status(document, today))},
-                    )
-        counts = run_counts(per_file, vanished, synced_before)
-        summary = summary_markdown(
-            per_file, vanished, embedder.describe() if embedder.enabled() else None, counts
-        )
-        context.log.info(f"Run summary: {len(keys)} files, {counts_line(counts)}")
-        yield dg.AssetObservation(
-            asset_key=context.asset_key,
-            metadata={
-                "run_summary": dg.MetadataValue.md(summary),
-                "files": len(keys),
-                "removed_files": len(vanished),
-                **{f"files_{name}": value for name, value in counts.items()},
-            },
-        )
-        from .validity import validity_check, validity_materialization
+    outcomes, vanished = data_folder.sync(
+        collection,
+        embedder,
+        keys,
+        context.run_id,
+        confirm_mass_deletion=config.confirm_mass_deletion,
+        progress=progress,
+        embedded=embedded,
+    )
+    yield from embeddings_result()
+    validity = data_folder.update_validity(collection)  # the law in force across the folder (law_validity)
+    give_back()  # the write's batches and the corpus view (memory.py)
+    with records_batch(state):
+        per_file = ingest.file_summaries(keys, state)
+    if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):
+        # Every file of a large run is in: one result for the run's partitions, which Dagster
+        # stores in batches; each file's figures are in the run summary and `legal-rag status`.
+        yield dg.MaterializeResult(asset_key=COLLECTION)
+    else:  # the files that reached the collection, each with its figures; the others fail below
+        today = date.today().isoformat()
+        for outcome in outcomes:
+            if outcome.ok:
+                document = FileArtifacts(state, outcome.source).document()
+                yield dg.AssetMaterialization(
+                    asset_key=COLLECTION,
+                    partition=outcome.source,
+                    metadata={**outcome_metadata(outcome, per_file.get(outcome.source)),
+                              **validity_metadata(applied_status(document, today))},
+                )
+    counts = run_counts(per_file, vanished, synced_before)
+    summary = summary_markdown(
+        per_file, vanished, embedder.describe() if embedder.enabled() else None, counts
+    )
+    context.log.info(f"Run summary: {len(keys)} files, {counts_line(counts)}")
+    yield dg.AssetObservation(
+        asset_key=COLLECTION,
+        metadata={
+            "run_summary": dg.MetadataValue.md(summary),
+            "files": len(keys),
+            "removed_files": len(vanished),
+            **{f"files_{name}": value for name, value in counts.items()},
+        },
+    )
+    from .validity import validity_check, validity_materialization
 
-        yield validity_materialization(validity)
-        yield validity_check(validity, asset=context.asset_key)
-        progress.start("check", len(checks.COLLECTION_CHECKS), "checks")
-        yield from progress.counted(
-            "check", checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes), every=1
-        )
-        progress.finish("check")
+    yield validity_materialization(validity)
+    yield validity_check(validity, asset=COLLECTION)
+    progress.start("check", len(checks.COLLECTION_CHECKS), "checks")
+    yield from progress.counted(
+        "check", checks.run_collection_checks(collection, keys, data_folder.state_path, embedder, outcomes), every=1
+    )
+    progress.finish("check")
 
     failed = [f for f in per_file.values() if f.failed_stage]
     if failed:
@@ -251,4 +290,4 @@ def _sync(context, config, data_folder, qdrant, embedder, keys):
         )
 
 
-ASSETS = [raw_documents, normalized_records, embedding_batches, qdrant_collection]
+ASSETS = [raw_documents, normalized_records, embed_and_write]

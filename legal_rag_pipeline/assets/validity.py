@@ -25,7 +25,7 @@ from ..resources.qdrant import QdrantStore
 from ..validity.resolve import APPLIED
 from ..validity.sync import ValidityReport
 from .checks import NUMBER_CHECK
-from .ingestion import WRITER_POOL, qdrant_collection
+from .ingestion import COLLECTION, WRITER_POOL
 
 GROUP = "validity"
 TABLE_ROWS = 300  # relations listed in the UI's table (every one: `legal-rag validity`)
@@ -106,7 +106,7 @@ def validity_check(report: ValidityReport, asset: dg.AssetKey | str) -> dg.Asset
     name=ASSET,
     group_name=GROUP,
     kinds={"qdrant"},
-    deps=[qdrant_collection],
+    deps=[COLLECTION],
     pool=WRITER_POOL,
     description="Which documents and articles are in force: repeals, abolitions and amendments read from every "
     "file's text (and vbpl.vn pages' official status), resolved across the folder, written to the points as "

@@ -17,6 +17,7 @@ from .embed import EMBED_GROUP_TEXTS, embed_stage
 from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
 from .normalize import CHUNKER_VERSION, VALIDITY_VERSION, normalize_stage, normalize_stages
 from .outcomes import BM25_ONLY_MODEL, STAGES, file_sha256
+from .overlap import Embedded
 from .points import chunk_point, lexical_text
 from .read import READER_VERSION, read_stage, read_stages
 from .summary import FileSummary, file_summaries, file_summary
@@ -25,6 +26,7 @@ from .sync import TRUSTED, sync_stage
 __all__ = [
     "BM25_ONLY_MODEL",
     "CHUNKER_VERSION",
+    "Embedded",
     "EMBED_GROUP_TEXTS",
     "READER_VERSION",
     "STAGES",

@@ -14,7 +14,8 @@ from ..artifacts import FileArtifacts, StageOutcome, records_batch
 from ..errors import PipelineError
 from ..progress import NO_PROGRESS, Progress
 from ..stores.base import Collection
-from .outcomes import BM25_ONLY_MODEL, _guard
+from .outcomes import BM25_ONLY_MODEL, NOT_CHUNKED, _guard
+from .overlap import Embedded
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class _Pending:
 
 def embed_stage(
     sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress = NO_PROGRESS,
-    collection: Collection | None = None,
+    collection: Collection | None = None, embedded: Embedded | None = None,
 ) -> list[StageOutcome]:
     """Embed every chunk that has no vector for this model, neither in the file's cache nor in the
     ``collection``; save vectors per file.
@@ -46,15 +47,20 @@ def embed_stage(
     folder, another working directory or a fresh run pod pays for nothing twice. Texts from many files
     are sent together so batches stay full; vectors are saved after each group, so a failure later in
     the run never loses what was already paid for. ``progress`` gets the texts to embed and each group
-    embedded ("embed", in texts).
+    embedded ("embed", in texts). ``embedded`` (overlap.py) learns each file as soon as its vectors are
+    saved, for a writer running meanwhile.
     """
-    with records_batch(state_dir):  # the files' records committed together
-        return _embed_stage(sources, state_dir, run_id, embedder, progress, collection)
+    embedded = embedded or Embedded()
+    try:
+        with records_batch(state_dir):  # the files' records committed together
+            return _embed_stage(sources, state_dir, run_id, embedder, progress, collection, embedded)
+    finally:
+        embedded.close()
 
 
 def _embed_stage(
     sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress,
-    collection: Collection | None = None,
+    collection: Collection | None, embedded: Embedded,
 ) -> list[StageOutcome]:
     outcomes: dict[str, StageOutcome] = {}
     pending: list[_Pending] = []
@@ -64,7 +70,7 @@ def _embed_stage(
     for source in sources:
         art = FileArtifacts(state_dir, source)
         if not art.stage_ok("normalized_records", run_id):
-            outcomes[source] = StageOutcome(source, "skipped", error="not chunked in this run (see normalized_records)")
+            outcomes[source] = StageOutcome(source, "skipped", error=NOT_CHUNKED)
             continue
         if not enabled:
             outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0})
@@ -84,9 +90,16 @@ def _embed_stage(
 
         outcomes[source] = _guard(source, "embedding_batches", plan)
 
+    waiting = {item.source for item in pending}
+    for source, outcome in outcomes.items():
+        if source not in waiting:
+            embedded.settle(source, outcome.ok)
     reused = 0
     if collection is not None and pending:
         pending, reused = _from_collection(pending, collection, model, outcomes)
+        for source in waiting - {item.source for item in pending}:
+            embedded.settle(source, outcomes[source].ok)
+    embedded.collection_free.set()
     progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
     for group in _groups(pending, EMBED_GROUP_TEXTS):
@@ -96,6 +109,7 @@ def _embed_stage(
         except PipelineError as exc:
             for item in group:
                 outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+                embedded.settle(item.source, False)
             failed_texts += len(texts)
             continue
         progress.advance("embed", len(texts))
@@ -109,6 +123,7 @@ def _embed_stage(
                 item.source, "ok", counts={"embedded": n, "cached": len(item.keep) - item.reused,
                                            "from_collection": item.reused}
             )
+            embedded.settle(item.source, True)
 
     notes = [f"{reused:,} vectors already in the collection"] if reused else []
     if failed_texts:

@@ -13,6 +13,8 @@ from ..errors import PipelineError, SourceFileError
 
 log = logging.getLogger(__name__)
 
+NOT_CHUNKED = "not chunked in this run (see normalized_records)"
+NOT_EMBEDDED = "not embedded in this run (see embedding_batches)"
 STAGES = ("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection")
 BM25_ONLY_MODEL = "none (bm25 only)"
 

@@ -15,7 +15,8 @@ from ..readers import scan_data_dir
 from ..stores.base import Collection
 from ..sync_plan import FileChunks, plan_sync
 from .marks import VERIFY_AFTER_SECONDS, read_sync_state, _sync_mark, _write_sync_state
-from .outcomes import BM25_ONLY_MODEL, _failed
+from .outcomes import BM25_ONLY_MODEL, NOT_CHUNKED, NOT_EMBEDDED, _failed
+from .overlap import Embedded
 from .write import _Target, _write
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def sync_stage(
     prune_vanished: bool = True,
     verify: bool = False,
     progress: Progress = NO_PROGRESS,
+    embedded: Embedded | None = None,
 ) -> tuple[list[StageOutcome], list[StageOutcome]]:
     """Bring the collection in line with the files: returns (per-file outcomes, vanished-file outcomes).
 
@@ -51,36 +53,41 @@ def sync_stage(
     where nothing changed does not open Qdrant at all. ``verify=True`` (LEGAL_RAG_VERIFY_SYNC for the data folder's runs)
     always compares the whole collection. ``progress`` gets the points to write and each batch
     written ("write", in points).
+
+    ``embedded`` (overlap.py): the embed stage runs meanwhile and settles each file there; a file is
+    planned once chunked, and written once its vectors are saved (skipped if they are not).
     """
     with records_batch(state_dir):  # the files' records committed together (each marker after its points)
         return _sync_stage(
             sources, data_dir, state_dir, run_id, collection, embedder, limits=limits,
             confirm_mass_deletion=confirm_mass_deletion, prune_vanished=prune_vanished, verify=verify,
-            progress=progress,
+            progress=progress, embedded=embedded,
         )
 
 
 def _sync_stage(
     sources, data_dir, state_dir, run_id, collection, embedder, *, limits, confirm_mass_deletion, prune_vanished,
-    verify, progress,
+    verify, progress, embedded=None,
 ) -> tuple[list[StageOutcome], list[StageOutcome]]:
     """Reads what the plan needs (sync_plan.py), runs the deletion guard on it, then ``_write``."""
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
     outcomes: dict[str, StageOutcome] = {}
     ready: list[str] = []
+    # overlapped: a chunked file is planned now and waited for before it is written (see _write)
+    stage, error = ("normalized_records", NOT_CHUNKED) if embedded is not None else ("embedding_batches", NOT_EMBEDDED)
     for source in sources:
-        if FileArtifacts(state_dir, source).stage_ok("embedding_batches", run_id):
+        if FileArtifacts(state_dir, source).stage_ok(stage, run_id):
             ready.append(source)
         else:
-            outcomes[source] = StageOutcome(source, "skipped", error="not embedded in this run (see embedding_batches)")
+            outcomes[source] = StageOutcome(source, "skipped", error=error)
     present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
     location = collection.location()
 
     # Fast and targeted paths: trust the markers of unchanged files (see the docstring).
     pending, known_vanished = list(ready), None
     if sources and present and not verify:
-        trusted = _trusted(ready, sources, present, state_dir, collection, model, location, prune_vanished)
+        trusted = _trusted(ready, sources, present, state_dir, collection, model, location, prune_vanished, embedded)
         if trusted is not None:
             marks, known_vanished = trusted
             pending = [s for s in ready if s not in marks]
@@ -95,7 +102,7 @@ def _sync_stage(
                 progress.finish("write", "every file in sync: nothing to write")
                 return [outcomes[s] for s in sources], []
 
-    dense_size = _dense_size(pending, state_dir, model, collection, embedder) if enabled else None
+    dense_size = _dense_size(pending, state_dir, model, collection, embedder, embedded) if enabled else None
     physical = collection.ensure(dense_size, model if enabled else None)
     full = known_vanished is None
     if full:
@@ -123,7 +130,8 @@ def _sync_stage(
     if guarded and plan.deletion is not None:
         check_deletion(plan.deletion, limits or DeletionLimits(), collection=collection.name, data_dir=data_dir)
 
-    target = _Target(collection, state_dir, model, enabled, location, physical, lexical=collection.lexical)
+    target = _Target(collection, state_dir, model, enabled, location, physical, lexical=collection.lexical,
+                     embedded=embedded)
     vanished_outcomes = _write(plan, target, outcomes, index, progress)
     if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
         keep = set(sources) | set(plan.vanished)
@@ -145,7 +153,7 @@ def _sync_stage(
 
 def _trusted(
     ready: list[str], sources: Sequence[str], present: set[str], state_dir: Path, collection: Collection, model: str,
-    location: str, prune_vanished: bool,
+    location: str, prune_vanished: bool, embedded: Embedded | None = None,
 ) -> tuple[dict[str, int], list[str]] | None:
     """When the collection was compared in full with the folder recently: the files whose sync marker
     still matches ({source: points}) and the known files gone from the folder; None otherwise."""
@@ -160,15 +168,20 @@ def _trusted(
         return None
     marks = {s: _sync_mark(FileArtifacts(state_dir, s), model, location, physical) for s in ready}
     trusted = {
-        s: int(mark["points"]) for s, mark in marks.items() if mark is not None and FileArtifacts(state_dir, s).synced() == mark
+        s: int(mark["points"]) for s, mark in marks.items()
+        if mark is not None and FileArtifacts(state_dir, s).synced() == mark and (embedded is None or embedded.wait(s))
     }
     wanted = set(sources)
     vanished = sorted(s for s in known_sources(state_dir) if s not in present and s not in wanted) if prune_vanished else []
     return trusted, vanished
 
 
-def _dense_size(ready: Sequence[str], state_dir: Path, model: str, collection: Collection, embedder: Any) -> int:
+def _dense_size(
+    ready: Sequence[str], state_dir: Path, model: str, collection: Collection, embedder: Any, embedded: Embedded | None
+) -> int:
     for source in ready:
+        if embedded is not None and not embedded.wait(source):
+            continue
         for vector in FileArtifacts(state_dir, source).read_embeddings(model).values():
             return int(vector.shape[0])
     if collection.exists() and collection.dense_size():

@@ -19,7 +19,8 @@ from ..sync_plan import SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
 from ..validity.sync import applied_view, corpus_view, record_applied
 from .marks import _sync_mark
-from .outcomes import _failed, _guard
+from .outcomes import NOT_EMBEDDED, _failed, _guard
+from .overlap import Embedded
 from .points import chunk_point, lexical_text
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class _Target:
     # the corpus view of validity, read once when a file's points are all written (see _file_points)
     view: dict[str, Any] = field(default_factory=dict)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
+    embedded: Embedded | None = None  # the embed stage running meanwhile: a file is waited for (overlap.py)
 
     @property
     def collection_key(self) -> str:
@@ -162,6 +164,9 @@ def _write(
         files: list[_FilePoints] = []
         points = 0
         for source in plan.upserts:
+            if target.embedded is not None and not target.embedded.wait(source):
+                outcomes[source] = StageOutcome(source, "skipped", error=NOT_EMBEDDED)
+                continue
             try:
                 pending = _file_points(FileArtifacts(state_dir, source), set(plan.upserts[source]), plan.doc_sha[source],
                                        target)

@@ -55,7 +55,8 @@ class DataFolder(dg.ConfigurableResource):
         return DeletionLimits(self.max_delete_fraction, self.max_delete_points_fraction)
 
     def sync(
-        self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False, progress=None
+        self, collection, embedder, sources, run_id: str | None, *, confirm_mass_deletion: bool = False, progress=None,
+        embedded=None,
     ):
         """``ingest.sync_stage`` over this folder, with its deletion limits; the mass-deletion guard
         (deletion.py) is lifted by ``confirm_mass_deletion`` or ``confirm_delete`` (LEGAL_RAG_CONFIRM_DELETE=1)."""
@@ -71,6 +72,7 @@ class DataFolder(dg.ConfigurableResource):
             limits=self.deletion_limits,
             confirm_mass_deletion=confirm_mass_deletion or self.confirm_delete,
             verify=self.verify_sync,
+            embedded=embedded,
             **({"progress": progress} if progress is not None else {}),
         )
         return result

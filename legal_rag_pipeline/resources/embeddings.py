@@ -170,6 +170,7 @@ class RunPreflight:
         else:
             passed, summary = True, f"{self.describe()} ready; {self.texts} texts embedded"
         return dg.AssetCheckResult(
+            asset_key="embedding_batches",
             check_name=READY_CHECK,
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
