@@ -11,6 +11,7 @@ that did not, so those show as failed partitions in the UI while every other fil
 """
 
 
+import contextvars
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date
@@ -199,7 +200,9 @@ def embed_and_write(
             finally:
                 embedded.close()  # files not settled are not embedded; the writer goes on without them
 
-        thread = threading.Thread(target=embed, name="embedding_batches", daemon=True)
+        # in a copy of this context: the command's progress sink (progress.py) is a context variable
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(embed,), name="embedding_batches",
+                                  daemon=True)
         thread.start()
 
         def embeddings_result() -> Iterator[dg.MaterializeResult]:

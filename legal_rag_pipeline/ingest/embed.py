@@ -34,6 +34,11 @@ class _Pending:
     total: int
     reused: int = 0  # vectors found in the collection (not embedded again)
 
+    def let_go(self) -> None:
+        """Its texts and vectors, once saved: the writer runs meanwhile (overlap.py), so a first ingest
+        does not hold every text of the run until its last group is embedded."""
+        self.keep, self.missing = {}, []
+
 
 def embed_stage(
     sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress = NO_PROGRESS,
@@ -110,6 +115,7 @@ def _embed_stage(
             for item in group:
                 outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
                 embedded.settle(item.source, False)
+                item.let_go()
             failed_texts += len(texts)
             continue
         progress.advance("embed", len(texts))
@@ -124,6 +130,7 @@ def _embed_stage(
                                            "from_collection": item.reused}
             )
             embedded.settle(item.source, True)
+            item.let_go()
 
     notes = [f"{reused:,} vectors already in the collection"] if reused else []
     if failed_texts:
