@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
-from legal_rag_pipeline.memory import give_back, mapped_files, page_out
+from legal_rag_pipeline.memory import give_back, mapped_files, one_heap, page_out
 
 
 def _rss_mb() -> float:
@@ -111,3 +111,7 @@ def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tm
         page_out(store)
         assert private[9] == 42 and segment.read_bytes()[9] == 9
         private.close()
+
+
+def test_threads_can_share_the_main_heap():
+    assert one_heap() is True  # glibc took M_ARENA_MAX (the CI and this machine run glibc)

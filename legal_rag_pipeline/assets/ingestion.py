@@ -23,7 +23,7 @@ from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome, records_batch
 from ..errors import PipelineError
 from ..instance import fewer_collections
-from ..memory import give_back
+from ..memory import give_back, one_heap
 from ..partitions import source_files
 from ..progress import for_run
 from ..reporting import counts_line, outcome_metadata, run_counts, summary_markdown, validity_metadata
@@ -187,6 +187,7 @@ def embed_and_write(
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
     embedded = ingest.Embedded()
     stage: dict[str, Any] = {}
+    one_heap()  # the threads below share the main heap (memory.py)
     with fewer_collections(), qdrant.connect(lazy=True) as collection:
 
         def embed() -> None:
