@@ -1,8 +1,9 @@
 """The four ingestion assets: wiring and reporting only; the work is in the ingest package (a module per stage).
 
 Every asset is partitioned by source file and processes all the partitions of a run in one step
-(single-run backfill), so one run can carry many files and keep embedding batches full. The first
-three assets materialise every file of the run (so that the next stage runs), with per-file
+(single-run backfill), so one run can carry many files and keep embedding batches full;
+``embedding_batches`` and ``qdrant_collection`` share one step (``embed_and_write``), their stages
+overlapped (ingest/overlap.py). The first three assets materialise every file of the run, with per-file
 metadata (``status``, ``error``, ``fix``) on the files that failed or were skipped;
 ``qdrant_collection`` records the files that reached the collection, each with its figures (a run of
 more than ``NOTED_FILES_LIMIT`` files where every file went in: one result for all its partitions,

@@ -6,7 +6,8 @@
 * ``embed`` — embedding_batches: dense vectors for the chunks that have none, saved per file;
 * ``sync`` — qdrant_collection: what the plan needs is read (``sync_plan.plan_sync`` is the pure
   plan), the deletion guard runs on it, and ``write`` carries it out; ``marks`` are the sync markers,
-  ``points`` turns a chunk into a Qdrant point.
+  ``points`` turns a chunk into a Qdrant point;
+* ``overlap`` — embed and sync run together in one step: the writer waits for each file's vectors.
 
 The assets (assets/ingestion.py) call these per partition and only report what they return. A
 problem with one file becomes a failed ``StageOutcome`` for that file (``outcomes``): the other files
