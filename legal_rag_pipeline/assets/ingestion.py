@@ -128,6 +128,7 @@ class CollectionConfig(dg.Config):
 
 EMBEDDINGS = dg.AssetKey("embedding_batches")
 COLLECTION = dg.AssetKey("qdrant_collection")
+PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
 
 
 @dg.multi_asset(
@@ -137,22 +138,13 @@ COLLECTION = dg.AssetKey("qdrant_collection")
     pool=WRITER_POOL,
     specs=[
         dg.AssetSpec(
-            EMBEDDINGS,
-            group_name=GROUP,
-            kinds={"huggingface"},
-            deps=[normalized_records],
-            partitions_def=source_files,
+            EMBEDDINGS, kinds={"huggingface"}, deps=[normalized_records], **PER_FILE,
             description="Dense vectors for new or changed chunks, saved per file before anything is written to "
             "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks, nor for chunks "
             "the collection already holds with this model (their vectors are taken from it).",
         ),
         dg.AssetSpec(
-            COLLECTION,
-            group_name=GROUP,
-            kinds={"qdrant"},
-            deps=[EMBEDDINGS],
-            partitions_def=source_files,
-            skippable=True,
+            COLLECTION, kinds={"qdrant"}, deps=[EMBEDDINGS], skippable=True, **PER_FILE,
             description="The Qdrant collection in sync with the data folder: new and changed chunks upserted by "
             "stable id, stale points deleted after the upsert, removed files' points deleted.",
         ),
