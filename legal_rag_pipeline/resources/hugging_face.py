@@ -40,6 +40,7 @@ from tenacity.wait import wait_random_exponential
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
 from legal_rag_pipeline.errors import EmbeddingError
 from legal_rag_pipeline.resources import embeddings_errors as errors
+from legal_rag_pipeline.resources import hf_decoding
 from legal_rag_pipeline.resources.embeddings_errors import Target
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
@@ -218,10 +219,8 @@ class HuggingFaceMethods:
             raise self._halted
         target = self._target()
         try:
-            if target.is_endpoint:
-                result = self._get_client().feature_extraction(batch)
-            else:
-                result = self._get_client().feature_extraction(batch, model=self.model)
+            model = None if target.is_endpoint else self.model
+            result = hf_decoding.feature_extraction(self._get_client(), batch, model)
         except Exception as exc:  # noqa: BLE001 - translate() re-raises what it does not know (bugs)
             error = errors.translate(
                 exc,
