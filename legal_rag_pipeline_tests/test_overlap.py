@@ -160,3 +160,40 @@ def test_a_failure_of_the_embedding_itself_lets_the_writer_finish(tmp_path, embe
         thread.join()
     assert "model id unavailable" in str(box["error"])
     assert {o.status for o in written} == {"skipped"}
+
+
+def test_texts_are_read_when_their_group_is_sent_and_a_file_changed_since_the_plan_fails_alone(
+    tmp_path, embeddings_server, small_groups
+):
+    """The plan holds point ids only; each group reads its files' texts when it is sent. A file whose
+    chunks were rewritten after the plan (ids gone) fails alone with the reason; the others embed and
+    are written, and every text sent is the text of its chunk."""
+    from legal_rag_pipeline.ingest.embed import CHUNKS_CHANGED
+    from legal_rag_pipeline.progress import Progress
+
+    embedder = HuggingFaceEmbedder(endpoint_url=embeddings_server.url, batch_size=4, **FAST_RETRIES)
+    data, state = tmp_path / "data", tmp_path / "state"
+    keys = _files(data, 6)
+    _chunk(data, state, keys)
+    changed = keys[4]
+
+    class RewriteAfterThePlan(Progress):
+        def start(self, stage, total, unit, note=""):
+            if stage == "embed":  # the plan is done; no group has been sent yet
+                (data / changed).write_text("Điều 1. Một nội dung hoàn toàn mới.\n", encoding="utf-8")
+                assert ingest.read_stage(data, changed, state, "r1", load_limits()).ok
+                assert ingest.normalize_stage(changed, state, "r1", 512).ok
+
+    embeddings_server.reset_records()
+    with QdrantStore(path=str(tmp_path / "qdrant")).connect(lazy=True) as collection:
+        outcomes = {o.source: o for o in ingest.embed_stage(keys, state, "r1", embedder, progress=RewriteAfterThePlan(),
+                                                             collection=collection)}
+    assert outcomes[changed].status == "failed" and outcomes[changed].error == CHUNKS_CHANGED
+    assert "ingest it again" in outcomes[changed].fix
+    assert all(outcomes[k].status == "ok" for k in keys if k != changed)
+    sent = [text for r in embeddings_server.requests if r.texts for text in r.texts]
+    expected = [c.text for k in keys if k != changed for c in FileArtifacts(state, k).read_chunks()]
+    assert sorted(sent) == sorted(expected)
+    for key in keys:
+        vectors = FileArtifacts(state, key).read_embeddings(embedder.model_id())
+        assert (len(vectors) == 6) == (key != changed)

@@ -423,6 +423,32 @@ def test_edge_shard_stays_exact_across_its_optimise_and_reopen_points(tmp_path, 
         assert c.query(dense=points[9].vector, limit=1)[0].id == points[9].id
 
 
+def test_compact_after_counts_bytes_so_dense_shards_optimise_sooner():
+    from legal_rag_pipeline.stores import edge
+
+    assert edge.compact_after(None) == edge.COMPACT_POINTS
+    assert edge.compact_after(768) == edge.COMPACT_POINTS * 1_000 // 4_072 == 4_023
+    assert edge.compact_after(3072) < edge.compact_after(768) < edge.compact_after(4) < edge.COMPACT_POINTS
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_a_dense_shard_is_optimised_after_fewer_points_than_a_bm25_one(tmp_path, monkeypatch, dense):
+    """With COMPACT_POINTS = 100, 60 points of 250-dimension vectors (2,000 bytes counted each: 50
+    points' worth) are optimised into segments; 60 bm25 points are not yet."""
+    _small_segments(monkeypatch)
+    points = [
+        PointRecord(id=p.id, vector=([0.5] * 249 + [float(i)]) if dense else None, sparse=p.sparse, payload=p.payload)
+        for i, p in enumerate(_points(60))
+    ]
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        physical = c.ensure(250 if dense else None, "m")
+        assert c.upsert(points) == 60
+        optimised = c.shard(physical).info().segments_count > 1
+        assert optimised == dense
+        assert c.count() == 60
+
+
 _WRITER = """
 import sys
 from legal_rag_pipeline.resources.qdrant import QdrantStore

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Texts embedded together (across files) before their vectors are saved: keeps batches full while
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024
+CHUNKS_CHANGED = "its chunks changed or could not be read while it was being embedded"
 
 
 # ---------------------------------------------------------------------------- embedding_batches
@@ -30,9 +31,17 @@ class _Pending:
     source: str
     art: FileArtifacts
     keep: dict[str, np.ndarray]
-    missing: list[tuple[str, str]]  # (point id, text)
+    missing: list[str]  # the point ids to embed; their texts are read when their group is sent (texts)
     total: int
     reused: int = 0  # vectors found in the collection (not embedded again)
+
+    def texts(self) -> list[str]:
+        """The texts of ``missing``, read from the file's chunks when its group is sent. The plan holds
+        ids only: holding every text of a first ingest from the start took 200 MB more at the peak (the
+        208 laws, dense). Raises KeyError when the chunks no longer hold one of them."""
+        wanted = set(self.missing)
+        by_id = {c.point_id: c.text for c in self.art.read_chunks() if c.point_id in wanted}
+        return [by_id[pid] for pid in self.missing]
 
     def let_go(self) -> None:
         """Its texts and vectors, once saved: the writer runs meanwhile (overlap.py), so a first ingest
@@ -83,14 +92,14 @@ def _embed_stage(
 
         def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:
             cached = art.read_embeddings(model)
-            chunks = list(art.read_chunks())
-            keep = {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}
-            missing = [(c.point_id, c.text) for c in chunks if c.point_id not in cached]
+            ids = art.chunk_ids()
+            keep = {pid: cached[pid] for pid in ids if pid in cached}
+            missing = [pid for pid in ids if pid not in cached]
             if not missing:
                 if len(keep) != len(cached):
                     art.write_embeddings(model, keep)  # drop vectors of chunks that are gone
                 return StageOutcome(source, "unchanged", counts={"embedded": 0, "cached": len(keep)})
-            pending.append(_Pending(source, art, keep, missing, len(chunks)))
+            pending.append(_Pending(source, art, keep, missing, len(ids)))
             return StageOutcome(source, "ok")
 
         outcomes[source] = _guard(source, "embedding_batches", plan)
@@ -108,11 +117,14 @@ def _embed_stage(
     progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
     for group in _groups(pending, EMBED_GROUP_TEXTS):
-        texts = [text for item in group for _, text in item.missing]
+        group = _with_texts(group, outcomes, embedded)
+        texts = [text for _, item_texts in group for text in item_texts]
+        if not texts:
+            continue
         try:
             vectors = embedder.embed(texts)
         except PipelineError as exc:
-            for item in group:
+            for item, _ in group:
                 outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
                 embedded.settle(item.source, False)
                 item.let_go()
@@ -120,9 +132,9 @@ def _embed_stage(
             continue
         progress.advance("embed", len(texts))
         offset = 0
-        for item in group:
+        for item, _ in group:
             n = len(item.missing)
-            new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(item.missing)}
+            new = {pid: vectors[offset + i] for i, pid in enumerate(item.missing)}
             offset += n
             item.art.write_embeddings(model, {**item.keep, **new})
             outcomes[item.source] = StageOutcome(
@@ -149,7 +161,7 @@ def _from_collection(
     and how many vectors were found. A collection that cannot be read costs only the lookup: the texts
     are embedded as before."""
     try:
-        found = collection.vectors_of([pid for item in pending for pid, _ in item.missing], model)
+        found = collection.vectors_of([pid for item in pending for pid in item.missing], model)
     except Exception as exc:  # noqa: BLE001 - the writer meets the same store and says why
         log.warning("The collection could not be looked up for vectors already paid for (%s): embedding them", exc)
         return pending, 0
@@ -157,10 +169,10 @@ def _from_collection(
         return pending, 0
     still: list[_Pending] = []
     for item in pending:
-        hits = {pid: found[pid] for pid, _ in item.missing if pid in found}
+        hits = {pid: found[pid] for pid in item.missing if pid in found}
         item.reused = len(hits)
         item.keep.update(hits)
-        item.missing = [(pid, text) for pid, text in item.missing if pid not in hits]
+        item.missing = [pid for pid in item.missing if pid not in hits]
         if item.missing:
             still.append(item)
             continue
@@ -169,6 +181,25 @@ def _from_collection(
             item.source, "ok", counts={"embedded": 0, "cached": len(item.keep) - item.reused, "from_collection": item.reused}
         )
     return still, len(found)
+
+
+def _with_texts(
+    group: list[_Pending], outcomes: dict[str, StageOutcome], embedded: Embedded
+) -> list[tuple[_Pending, list[str]]]:
+    """Each file of ``group`` with the texts it sends; a file whose chunks cannot be read again (or
+    changed since the plan) fails alone and sends nothing."""
+    ready = []
+    for item in group:
+        try:
+            ready.append((item, item.texts()))
+        except (KeyError, OSError, ValueError) as exc:
+            log.warning("%s: its chunks could not be read again for embedding (%s)", item.source, type(exc).__name__)
+            outcomes[item.source] = StageOutcome(
+                item.source, "failed", error=CHUNKS_CHANGED, fix="ingest it again (`legal-rag ingest`)"
+            )
+            embedded.settle(item.source, False)
+            item.let_go()
+    return ready
 
 
 def _groups(pending: list[_Pending], size: int) -> Iterator[list[_Pending]]:

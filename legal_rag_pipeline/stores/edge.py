@@ -70,7 +70,13 @@ UPSERT_BATCH = 1024
 # (about 300 MB for 32,768 bm25 points): the 208 laws' bm25 ingest peaked at 876 MB compacting every
 # 32,768 points and at 675 MB every 16,384, for 9 % more time (62.6 s -> 68.1 s, one run each, with
 # the payload indexes of stores/base.py). Sizes are Qdrant's estimates, about 0.5 kB a bm25 point.
+# A dense vector adds 4 bytes a dimension to what the optimiser reads and writes through mapped files
+# (their pages count in the process's resident set while it runs): the 208 laws with 768-dimension
+# vectors peaked at 700 MB compacting every 16,384 points, 586-589 MB every 8,192 and 531-549 MB every
+# 4,096, in the same time (114.9-121.1 s, back to back, 2026-12-04). So a collection with dense
+# vectors is compacted after as many bytes as COMPACT_POINTS bm25 points make (``compact_after``).
 COMPACT_POINTS = 16_384
+BM25_POINT_BYTES = 1_000  # what compact_after counts for a point's payload and bm25 vector
 # 16 MB segments. 32 MB ones were measured and not kept (2026-12-03, one run each): a cold search over the
 # 70,624-file split (276,368 points) opened 7 segments in 0.81-0.89 s instead of about 20 in 1.15-1.18 s,
 # but the larger merges took the 17,656-file split's peak from 744 to 931 MB and the ×4 ingest from 420
@@ -185,6 +191,13 @@ def _stored(record: Any, vectors: bool) -> StoredPoint:
     return point
 
 
+def compact_after(dense_size: int | None) -> int:
+    """Points written between two optimisations of a shard with ``dense_size``-dimension vectors (None:
+    bm25 only): COMPACT_POINTS bm25 points' worth of bytes (768 dimensions: 4,023 points)."""
+    point_bytes = BM25_POINT_BYTES + 4 * (dense_size or 0)
+    return max(1, COMPACT_POINTS * BM25_POINT_BYTES // point_bytes)
+
+
 def _config(dense_size: int | None, sparse: bool = True) -> qe.EdgeConfig:
     """The project's layout. Vectors, the sparse index, payloads and point ids are ``Memory.Cold`` (read
     through the page cache, not held by the process): reopening 30,000 dense points takes 182 MB instead
@@ -224,6 +237,8 @@ class EdgeCollection(Collection):
         self._shards: dict[str, qe.EdgeShard] = {} if parent is None else parent._shards
         # points written to each open shard since it was last optimised (see COMPACT_POINTS)
         self._unoptimised: dict[str, int] = {} if parent is None else parent._unoptimised
+        # the dense size of each open shard (None: bm25 only), for compact_after
+        self._dense: dict[str, int | None] = {} if parent is None else parent._dense
         # whether each open shard filters by ``document_keys`` (see FOLDED_FIELDS)
         self._folded: dict[str, bool] = {} if parent is None else parent._folded
         self._owner: Any = None
@@ -318,7 +333,13 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
             raise _engine_error(exc, self.root) from None
         self._folded[physical] = DOCUMENT_KEYS in shard.info().payload_schema
+        self._dense[physical] = layout.dense
         return shard
+
+    def _compact_after(self, physical: str) -> int:
+        if physical not in self._dense:  # a shard created in this process
+            self._dense[physical] = self.layout(physical).dense
+        return compact_after(self._dense[physical])
 
     def _folds(self, physical: str) -> bool:
         """True when ``physical`` filters by ``document_keys``; a shard made before them has an index per field."""
@@ -326,11 +347,11 @@ class EdgeCollection(Collection):
         return self._folded[physical]
 
     def _written(self, physical: str, points: int) -> qe.EdgeShard:
-        """Count ``points`` written to ``physical``; past COMPACT_POINTS, optimise and reopen the shard
-        (the appendable segment's memory is given back). Returns the shard to go on with."""
+        """Count ``points`` written to ``physical``; past ``compact_after`` its dense size, optimise and
+        reopen the shard (the appendable segment's memory is given back). Returns the shard to go on with."""
         before = self._unoptimised.get(physical, 0)
         written = before + points
-        if written < COMPACT_POINTS:
+        if written < self._compact_after(physical):
             self._unoptimised[physical] = written
             if written // TRIM_POINTS != before // TRIM_POINTS:
                 give_back()
