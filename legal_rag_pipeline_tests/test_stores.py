@@ -427,22 +427,22 @@ def test_compact_after_counts_bytes_so_dense_shards_optimise_sooner():
     from legal_rag_pipeline.stores import edge
 
     assert edge.compact_after(None) == edge.COMPACT_POINTS
-    assert edge.compact_after(768) == edge.COMPACT_POINTS * 1_000 // 4_072 == 4_023
+    assert edge.compact_after(768) == edge.COMPACT_POINTS // 2 == 8_192
     assert edge.compact_after(3072) < edge.compact_after(768) < edge.compact_after(4) < edge.COMPACT_POINTS
 
 
 @pytest.mark.parametrize("dense", [False, True])
 def test_a_dense_shard_is_optimised_after_fewer_points_than_a_bm25_one(tmp_path, monkeypatch, dense):
-    """With COMPACT_POINTS = 100, 60 points of 250-dimension vectors (2,000 bytes counted each: 50
+    """With COMPACT_POINTS = 100, 60 points of 1,024-dimension vectors (7,168 bytes counted each: 42
     points' worth) are optimised into segments; 60 bm25 points are not yet."""
     _small_segments(monkeypatch)
     points = [
-        PointRecord(id=p.id, vector=([0.5] * 249 + [float(i)]) if dense else None, sparse=p.sparse, payload=p.payload)
+        PointRecord(id=p.id, vector=([0.5] * 1023 + [float(i)]) if dense else None, sparse=p.sparse, payload=p.payload)
         for i, p in enumerate(_points(60))
     ]
     store = QdrantStore(path=str(tmp_path / "q"))
     with store.connect() as c:
-        physical = c.ensure(250 if dense else None, "m")
+        physical = c.ensure(1024 if dense else None, "m")
         assert c.upsert(points) == 60
         optimised = c.shard(physical).info().segments_count > 1
         assert optimised == dense

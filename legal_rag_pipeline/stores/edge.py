@@ -73,10 +73,14 @@ UPSERT_BATCH = 1024
 # A dense vector adds 4 bytes a dimension to what the optimiser reads and writes through mapped files
 # (their pages count in the process's resident set while it runs): the 208 laws with 768-dimension
 # vectors peaked at 700 MB compacting every 16,384 points, 586-589 MB every 8,192 and 531-549 MB every
-# 4,096, in the same time (114.9-121.1 s, back to back, 2026-12-04). So a collection with dense
-# vectors is compacted after as many bytes as COMPACT_POINTS bm25 points make (``compact_after``).
+# 4,096, in the same time (114.9-121.1 s, back to back, 2026-12-04). But every compaction leaves
+# segments of its own, and searches pay per segment: every 4,096 points made bm25 queries 7.1 -> 28 ms
+# and hybrid ones 15 -> 37 ms; every 8,192 kept them at 4.9 and 14.4 ms. So a shard with dense vectors
+# is compacted after as many bytes as COMPACT_POINTS bm25 points make (``compact_after``: 8,192 points
+# at 768 dimensions), a bm25 point counting POINT_BYTES (its payload, about 1.7 kB with the chunk's
+# text, and its bm25 vector, about 160 terms).
 COMPACT_POINTS = 16_384
-BM25_POINT_BYTES = 1_000  # what compact_after counts for a point's payload and bm25 vector
+POINT_BYTES = 3_072
 # 16 MB segments. 32 MB ones were measured and not kept (2026-12-03, one run each): a cold search over the
 # 70,624-file split (276,368 points) opened 7 segments in 0.81-0.89 s instead of about 20 in 1.15-1.18 s,
 # but the larger merges took the 17,656-file split's peak from 744 to 931 MB and the ×4 ingest from 420
@@ -193,9 +197,8 @@ def _stored(record: Any, vectors: bool) -> StoredPoint:
 
 def compact_after(dense_size: int | None) -> int:
     """Points written between two optimisations of a shard with ``dense_size``-dimension vectors (None:
-    bm25 only): COMPACT_POINTS bm25 points' worth of bytes (768 dimensions: 4,023 points)."""
-    point_bytes = BM25_POINT_BYTES + 4 * (dense_size or 0)
-    return max(1, COMPACT_POINTS * BM25_POINT_BYTES // point_bytes)
+    bm25 only): COMPACT_POINTS bm25 points' worth of bytes (768 dimensions: 8,192 points)."""
+    return max(1, COMPACT_POINTS * POINT_BYTES // (POINT_BYTES + 4 * (dense_size or 0)))
 
 
 def _config(dense_size: int | None, sparse: bool = True) -> qe.EdgeConfig:
