@@ -37,8 +37,8 @@ class _Pending:
 
     def texts(self) -> list[str]:
         """The texts of ``missing``, read from the file's chunks when its group is sent. The plan holds
-        ids only: holding every text of a first ingest from the start took 200 MB more at the peak (the
-        208 laws, dense). Raises KeyError when the chunks no longer hold one of them."""
+        ids only: holding every text of a first ingest from the start (69,007 for the 208 laws) took
+        25-50 MB more at the dense peak. Raises KeyError when the chunks no longer hold one of them."""
         wanted = set(self.missing)
         by_id = {c.point_id: c.text for c in self.art.read_chunks() if c.point_id in wanted}
         return [by_id[pid] for pid in self.missing]
