@@ -336,11 +336,10 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
             raise _engine_error(exc, self.root) from None
         self._folded[physical] = DOCUMENT_KEYS in shard.info().payload_schema
-        self._dense[physical] = layout.dense
         return shard
 
     def _compact_after(self, physical: str) -> int:
-        if physical not in self._dense:  # a shard created in this process
+        if physical not in self._dense:  # read once per shard, from the catalogue
             self._dense[physical] = self.layout(physical).dense
         return compact_after(self._dense[physical])
 
