@@ -7,6 +7,9 @@ work starts one helper, hands it the next pieces of pure work (plain functions o
 * ``bm25``: the write (ingest/write.py) hands over the texts of the next group of files and converts
   and writes the current one. Making a chunk's bm25 vector (text/lexical.py) was a quarter of the
   write (12 of 48 s for the 208 laws), on the core that also runs Qdrant Edge.
+* ``edge_write``: a large write to Qdrant Edge (stores/edge_process.py): the write hands over each
+  group's points; the helper converts them into Edge's, writes them and compacts the shard. Unlike
+  ``bm25`` this task keeps state (the open shard) between calls.
 
 The answers are what the same function gives in the stage's own process (test_write_helper.py
 compares them). A helper that cannot start, fails or dies is dropped with a
@@ -42,6 +45,7 @@ HELPER_MIN_POINTS = 4096
 # What a helper runs: a task's name and the function, "module:name" (imported in the helper).
 TASKS = {
     "bm25": "legal_rag_pipeline.helper:sparse_vectors",
+    "edge_write": "legal_rag_pipeline.stores.edge_process:serve",
 }
 # A group's vectors are awaited this long at most before the writer makes them itself.
 RESULT_TIMEOUT_SECONDS = 300.0
@@ -94,6 +98,10 @@ class Helper:
         except (OSError, ValueError) as exc:
             raise HelperGone(f"the {self.task} helper stopped ({type(exc).__name__})") from None
         self._waiting += 1
+
+    def answered(self) -> bool:
+        """True when an answer (or the news that the helper is gone) is waiting: ``result`` will not block."""
+        return not self._answers.empty()
 
     def result(self) -> Any:
         """The answer to the oldest submission not yet returned, or HelperGone."""

@@ -534,3 +534,37 @@ def test_release_memory_gives_back_what_reading_held_and_answers_the_same(store,
             assert resident_kb_under(tmp_path / "q") < held / 4, "the store's pages stayed in the process"
         assert [h.id for h in c.query(sparse=([7, 100 + 42], [1.0, 1.0]), limit=5)] == before
         assert before[0] == points[42].id and c.count() == 3000
+
+
+@pytest.mark.parametrize("kind", ["edge", "client", "edge-process"])
+def test_point_writes_answer_each_group_in_order_and_fail_a_bad_group_alone(tmp_path, monkeypatch, kind):
+    """Both sides of ``Collection.writes`` (stores/base.py): a sync's groups written here
+    (``InlineWrites``) or by an Edge write process (stores/edge_process.py), answered in order; a group
+    that cannot be written fails alone and its stale points are not deleted."""
+    from legal_rag_pipeline import helper
+
+    monkeypatch.setattr(helper, "HELPER_MIN_POINTS", 1 if kind == "edge-process" else 10**9)
+    store = QdrantStore(path=str(tmp_path / "q"), engine="client" if kind == "client" else "edge")
+    points = _points(30)
+    bad = PointRecord(id=str(uuid.uuid5(uuid.NAMESPACE_URL, "bad")), vector=[1.0, 2.0], sparse=([7], [1.0]),
+                      payload={"source": "luat-9.txt"})  # two dimensions in a four-dimension collection
+    answers: list[tuple[str, object]] = []
+    with _quiet(), store.connect() as c:
+        c.ensure(DIM, "m")
+        c.upsert(points[:5])
+        writes = c.writes(25)
+        assert type(writes).__name__ == ("EdgeWriteProcess" if kind == "edge-process" else "InlineWrites")
+        writes.submit(points[5:15], [p.id for p in points[:2]], lambda r: answers.append(("a", r)))
+        writes.submit([*points[15:20], bad], [points[2].id], lambda r: answers.append(("b", r)))
+        writes.submit(points[20:30], [], lambda r: answers.append(("c", r)))
+        note = writes.close()
+        assert [name for name, _ in answers] == ["a", "b", "c"]
+        assert answers[0][1] == (10, 2) and answers[2][1] == (10, 0)
+        assert isinstance(answers[1][1], Exception)
+        if kind == "edge-process":  # the process failed at the bad group: the run wrote it and the rest itself
+            assert note == "the write process stopped: the run wrote the rest itself"
+        ids = {str(p.id) for p in c.iter_points(fields=False)}
+        assert {p.id for p in points[2:15]} | {p.id for p in points[20:30]} <= ids
+        assert not {points[0].id, points[1].id, bad.id} & ids
+    with store.connect() as c:  # reopened: the write process closed the shard it wrote
+        assert {str(p.id) for p in c.iter_points(fields=False)} == ids

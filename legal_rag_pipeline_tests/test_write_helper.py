@@ -86,21 +86,24 @@ def _points(collection) -> dict[str, tuple]:
     return out
 
 
-def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_after: int | None = None):
+def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_after: int | None = None,
+          task: str = "bm25"):
+    """A sync of the folder with or without helpers (the bm25 one and the Edge write process); with
+    ``kill_after``, the ``task`` helper is killed when asked for its ``kill_after``-th answer."""
     monkeypatch.setattr(write, "WRITE_GROUP_POINTS", 50)  # many groups: several in flight
     monkeypatch.setattr(helpers, "HELPER_MIN_POINTS", 1 if helper else 10**9)
     started = []
-    if kill_after is not None:
-        real_result = helpers.Helper.result
+    real_result = helpers.Helper.result
 
-        def result(self):
+    def result(self):
+        if self.task == task:
             started.append(self)
             if len(started) == kill_after:
                 os.kill(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
-            return real_result(self)
+        return real_result(self)
 
-        monkeypatch.setattr(helpers.Helper, "result", result)
+    monkeypatch.setattr(helpers.Helper, "result", result)
     state_copy = tmp_path / f"state-{name}"
     shutil.copytree(state, state_copy)
     store = QdrantStore(path=str(tmp_path / f"qdrant-{name}"))
@@ -126,5 +129,31 @@ def test_a_helper_killed_mid_write_loses_nothing(tmp_path, monkeypatch):
     outcomes, points, asked = _sync(tmp_path, "killed", data, state, keys, helper=True, monkeypatch=monkeypatch,
                                     kill_after=3)
     assert len(asked) == 3  # the helper answered twice, died at the third group and was not asked again
+    assert {o.status for o in outcomes} == {"ok"} and len(outcomes) == len(keys)
+    assert points == points_alone
+
+
+def test_a_write_process_writes_the_same_points(tmp_path, monkeypatch):
+    data, state, keys = _folder(tmp_path)
+    alone, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+    written, points_written, asked = _sync(tmp_path, "process", data, state, keys, helper=True,
+                                           monkeypatch=monkeypatch, task="edge_write")
+    assert len({id(h) for h in asked}) == 1 and len(asked) >= 10  # one write process answered every group
+    assert asked[0]._proc.returncode == 0  # and closed the shard it wrote
+    assert [o.status for o in written] == [o.status for o in alone] == ["ok"] * len(keys)
+    assert [o.counts for o in written] == [o.counts for o in alone]
+    assert points_written == points_alone
+
+
+def test_a_write_process_killed_mid_write_loses_nothing(tmp_path, monkeypatch, caplog):
+    data, state, keys = _folder(tmp_path)
+    _, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+    outcomes, points, asked = _sync(tmp_path, "killed", data, state, keys, helper=True, monkeypatch=monkeypatch,
+                                    kill_after=3, task="edge_write")
+    # killed when asked for its third group (answers it had already sent are still read): the run wrote
+    # the groups it had not answered, and the rest, itself
+    assert 3 <= len(asked) < 480 // 50
+    assert asked[0]._proc.returncode == -signal.SIGKILL
+    assert "the edge_write helper stopped (EOFError): the run writes the remaining points itself" in caplog.text
     assert {o.status for o in outcomes} == {"ok"} and len(outcomes) == len(keys)
     assert points == points_alone

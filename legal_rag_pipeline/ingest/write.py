@@ -74,9 +74,9 @@ def _write(
     carried: dict[str, Any] = {}  # files whose points were all written with the corpus view's validity
 
     def finish(source: str, written: int) -> StageOutcome:
-        """After its points are written: its stale points deleted, then its sync marker."""
+        """After its points are written and its stale points deleted: its sync marker."""
         art = FileArtifacts(state_dir, source)
-        deleted = collection.delete(plan.deletes[source])
+        deleted = len(plan.deletes[source])
         mark = _sync_mark(art, target.model, target.location, target.physical)
         if mark is not None:
             art.write_synced(mark)
@@ -111,21 +111,27 @@ def _write(
                 continue
             batch.extend(points)
             group.append((f.source, len(points)))
-        try:
-            collection.upsert(progress.counted("write", batch))
-        except Exception as exc:  # noqa: BLE001 - the files of this group fail, the others go on
-            for source, _ in group:
-                outcomes[source] = _failed(source, "qdrant_collection", exc)
-            return
-        for f in files:
-            if f.wanted is not None and f.source not in dropped:
-                carried[f.source] = f.wanted
-        for source, written in group:
-            outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
+        wanted = {f.source: f.wanted for f in files if f.wanted is not None and f.source not in dropped}
+
+        def done(result: tuple[int, int] | Exception) -> None:
+            """The group written (or not): each file's outcome; its sync marker only once written."""
+            if isinstance(result, Exception):  # the files of this group fail, the others go on
+                for source, _ in group:
+                    outcomes[source] = _failed(source, "qdrant_collection", result)
+                return
+            progress.advance("write", len(batch))
+            carried.update(wanted)
+            for source, written in group:
+                outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
+
+        writes.submit(batch, [i for source, _ in group for i in plan.deletes[source]], done)
 
     # The helper (legal_rag_pipeline/helper.py) makes the next group's bm25 vectors while this one is converted and
     # written; without it (a small write, or it failed) they are made here.
     helper = start_helper("bm25", plan.points_to_write())
+    # Large writes go to Qdrant Edge from a process of its own (stores/edge_process.py), while this one
+    # builds the next group's points; otherwise each group is written here (InlineWrites).
+    writes = collection.writes(plan.points_to_write())
     sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
 
     def write_oldest() -> None:
@@ -187,6 +193,7 @@ def _write(
         if helper is not None:
             helper.close()
             helped = f"bm25 vectors made by a helper process (peak {helper.peak_kb / 1024:.0f} MB)"
+        written_by = writes.close()  # every group answered: each file's outcome and marker are in
 
     vanished_outcomes = []
     for source in plan.vanished:
@@ -196,7 +203,7 @@ def _write(
             StageOutcome(source, "ok", counts={"points_deleted": deleted}, notes=["file removed from the data folder"])
         )
     deleted = sum(o.counts.get("points_deleted", 0) for o in [*outcomes.values(), *vanished_outcomes])
-    notes = [f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "", helped]
+    notes = [f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "", helped, written_by]
     progress.finish("write", "; ".join(n for n in notes if n))
     return vanished_outcomes
 

@@ -17,7 +17,7 @@ import math
 import uuid
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,6 +305,50 @@ class Collection(ABC):
     def set_payload(self, ids: Sequence[str], payload: dict[str, Any], collection: str | None = None) -> int:
         """Set these payload fields on the points ``ids`` (other fields and the vectors untouched);
         ids no longer in the collection are skipped. Returns how many points were updated."""
+
+    def writes(self, points: int) -> PointWrites:
+        """How a sync writes ``points`` points to the live collection: here, in this process
+        (``InlineWrites``). Qdrant Edge writes a large sync in a process of its own (stores/edge_process.py)."""
+        return InlineWrites(self)
+
+
+# What a group's write answers: (points written, points deleted), or the exception that failed it.
+WriteDone = Callable[["tuple[int, int] | Exception"], None]
+
+
+class PointWrites(ABC):
+    """The sync's writes to the live collection, one group of points at a time (ingest/write.py).
+
+    ``submit`` upserts a group's points and then, if that worked, deletes ``deletes`` (the group's
+    files' stale points); ``done`` gets (written, deleted) or the exception, in the order the groups
+    were submitted, by the time ``submit`` of a later group or ``close`` returns. Upserting before
+    deleting keeps a crash in between from losing points (a later run removes the extras)."""
+
+    @abstractmethod
+    def submit(self, points: list[PointRecord], deletes: Sequence[str], done: WriteDone) -> None: ...
+
+    @abstractmethod
+    def close(self) -> str:
+        """Every submitted group answered; returns a note for the write's progress line ("" for none)."""
+
+
+class InlineWrites(PointWrites):
+    """Each group written by the run's own process, before ``submit`` returns."""
+
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+
+    def submit(self, points: list[PointRecord], deletes: Sequence[str], done: WriteDone) -> None:
+        try:
+            written = self.collection.upsert(points)
+            deleted = self.collection.delete(deletes)
+        except Exception as exc:  # noqa: BLE001 - the group's files fail, the others go on
+            done(exc)
+            return
+        done((written, deleted))
+
+    def close(self) -> str:
+        return ""
 
 
 def bm25_from_page_content(payload: dict[str, Any], variant: str = DEFAULT_LEXICAL.variant) -> tuple[list[int], list[float]]:

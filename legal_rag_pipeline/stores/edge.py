@@ -42,8 +42,10 @@ from .base import (
     VALID_ON,
     SPARSE_NAME,
     Collection,
+    InlineWrites,
     Layout,
     PointRecord,
+    PointWrites,
     ScoredPoint,
     StoredPoint,
     Where,
@@ -370,6 +372,37 @@ class EdgeCollection(Collection):
         shard = self._shards[physical] = self._load(physical)
         self._page_out(physical)  # the pages the optimiser and the reopening read (memory.py)
         return shard
+
+    def writes(self, points: int) -> PointWrites:
+        """A sync of ``points`` points or more than HELPER_MIN_POINTS is written by a process of its own
+        (stores/edge_process.py: Edge converts payloads and optimises under Python's lock); smaller
+        ones here."""
+        from ..helper import HELPER_MIN_POINTS
+
+        physical = self.physical_name()
+        if points < HELPER_MIN_POINTS or physical is None:
+            return InlineWrites(self)
+        from .edge_process import EdgeWriteProcess  # here: a search never needs it
+
+        try:
+            return EdgeWriteProcess(self, physical)
+        except OSError as exc:
+            log.warning("no write process (%s): the run writes its points itself", exc)
+            return InlineWrites(self)
+
+    def hand_over(self, physical: str) -> None:
+        """Close this process's handle on ``physical`` (compacted if it has points not yet) for a write
+        process to open; the folder's lock stays here. The next use here opens it again."""
+        self.lock()
+        shard = self._shards.pop(physical, None)
+        if shard is None:
+            return
+        try:
+            if self._unoptimised.pop(physical, 0):
+                shard.optimize()
+            shard.flush()
+        finally:
+            shard.close()
 
     def _target(self, physical: str | None) -> str | None:
         return physical or self.physical_name()
