@@ -561,7 +561,7 @@ def markdown(report: dict, command: str) -> str:
         "- private / mapped: the largest anonymous and file-backed resident memory sampled every 0.2 s (mapped: "
         "Qdrant Edge's segment files read and written through the page cache, which the kernel can take back); "
         "with child processes: the largest sum sampled of the ingest's resident memory and its children's (the "
-        "reader worker, the write's bm25 helper, legal_rag_pipeline/helper.py), which the peak RSS column leaves out; "
+        "reader worker, the write's bm25 helper and, for a dense write, its Qdrant Edge write process: legal_rag_pipeline/helper.py), which the peak RSS column leaves out; "
         "CPU: the ingest process's user + system seconds, and the loopback server's (this benchmark's own "
         "threads) meanwhile: on 2 cores, a run cannot take less than half their sum"
     )

@@ -12,10 +12,12 @@ import pytest
 from legal_rag_pipeline import ingest
 from legal_rag_pipeline import helper as helpers
 from legal_rag_pipeline.ingest import write
+from legal_rag_pipeline.resources import HuggingFaceEmbedder
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline.settings import load_limits
 from legal_rag_pipeline.text.lexical import VARIANTS, document_sparse_vector
 
+from .conftest import FAST_RETRIES
 from .pipeline_env import shared_data
 
 
@@ -58,7 +60,8 @@ def test_a_small_write_starts_no_helper():
     helper.close()
 
 
-def _folder(tmp_path, files: int = 40, articles: int = 12):
+def _folder(tmp_path, files: int = 40, articles: int = 12, embedder=None):
+    """40 small laws read, chunked and embedded (``embedder``; None: bm25 only)."""
     data, state = tmp_path / "data", tmp_path / "state"
     data.mkdir()
     keys = []
@@ -74,7 +77,7 @@ def _folder(tmp_path, files: int = 40, articles: int = 12):
     for key in keys:
         assert ingest.read_stage(data, key, state, "r1", load_limits()).ok
         assert ingest.normalize_stage(key, state, "r1", 512).ok
-    assert all(o.ok for o in ingest.embed_stage(keys, state, "r1", None))
+    assert all(o.ok for o in ingest.embed_stage(keys, state, "r1", embedder))
     return data, state, keys
 
 
@@ -82,12 +85,13 @@ def _points(collection) -> dict[str, tuple]:
     out = {}
     for p in collection.iter_points(fields=True, vectors=True):
         payload = {k: v for k, v in p.payload.items() if k != "ingested_at"}
-        out[str(p.id)] = (payload, p.sparse)
+        dense = None if p.dense is None else [round(x, 5) for x in p.dense]
+        out[str(p.id)] = (payload, p.sparse, dense)
     return out
 
 
 def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_after: int | None = None,
-          task: str = "bm25"):
+          task: str = "bm25", embedder=None):
     """A sync of the folder with or without helpers (the bm25 one and the Edge write process); with
     ``kill_after``, the ``task`` helper is killed when asked for its ``kill_after``-th answer."""
     monkeypatch.setattr(write, "WRITE_GROUP_POINTS", 50)  # many groups: several in flight
@@ -108,7 +112,7 @@ def _sync(tmp_path, name, data, state, keys, *, helper: bool, monkeypatch, kill_
     shutil.copytree(state, state_copy)
     store = QdrantStore(path=str(tmp_path / f"qdrant-{name}"))
     with store.connect() as collection:
-        outcomes, _ = ingest.sync_stage(keys, data, state_copy, "r1", collection, None)
+        outcomes, _ = ingest.sync_stage(keys, data, state_copy, "r1", collection, embedder)
         points = _points(collection)
     return outcomes, points, started
 
@@ -133,11 +137,17 @@ def test_a_helper_killed_mid_write_loses_nothing(tmp_path, monkeypatch):
     assert points == points_alone
 
 
-def test_a_write_process_writes_the_same_points(tmp_path, monkeypatch):
-    data, state, keys = _folder(tmp_path)
-    alone, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+def _dense(embeddings_server):
+    return HuggingFaceEmbedder(endpoint_url=embeddings_server.url, batch_size=64, **FAST_RETRIES)
+
+
+def test_a_write_process_writes_the_same_points(tmp_path, monkeypatch, embeddings_server):
+    embedder = _dense(embeddings_server)
+    data, state, keys = _folder(tmp_path, embedder=embedder)
+    alone, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch,
+                                   embedder=embedder)
     written, points_written, asked = _sync(tmp_path, "process", data, state, keys, helper=True,
-                                           monkeypatch=monkeypatch, task="edge_write")
+                                           monkeypatch=monkeypatch, task="edge_write", embedder=embedder)
     assert len({id(h) for h in asked}) == 1 and len(asked) >= 10  # one write process answered every group
     assert asked[0]._proc.returncode == 0  # and closed the shard it wrote
     assert [o.status for o in written] == [o.status for o in alone] == ["ok"] * len(keys)
@@ -145,11 +155,21 @@ def test_a_write_process_writes_the_same_points(tmp_path, monkeypatch):
     assert points_written == points_alone
 
 
-def test_a_write_process_killed_mid_write_loses_nothing(tmp_path, monkeypatch, caplog):
-    data, state, keys = _folder(tmp_path)
-    _, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch)
+def test_a_bm25_only_write_stays_in_the_run(tmp_path, monkeypatch):
+    """No write process without dense vectors: it did not make the write faster (performance.md)."""
+    data, state, keys = _folder(tmp_path, files=4)
+    _, points, asked = _sync(tmp_path, "bm25", data, state, keys, helper=True, monkeypatch=monkeypatch,
+                             task="edge_write")
+    assert asked == [] and len(points) >= 4 * 12
+
+
+def test_a_write_process_killed_mid_write_loses_nothing(tmp_path, monkeypatch, caplog, embeddings_server):
+    embedder = _dense(embeddings_server)
+    data, state, keys = _folder(tmp_path, embedder=embedder)
+    _, points_alone, _ = _sync(tmp_path, "alone", data, state, keys, helper=False, monkeypatch=monkeypatch,
+                               embedder=embedder)
     outcomes, points, asked = _sync(tmp_path, "killed", data, state, keys, helper=True, monkeypatch=monkeypatch,
-                                    kill_after=3, task="edge_write")
+                                    kill_after=3, task="edge_write", embedder=embedder)
     # killed when asked for its third group (answers it had already sent are still read): the run wrote
     # the groups it had not answered, and the rest, itself
     assert 3 <= len(asked) < 480 // 50

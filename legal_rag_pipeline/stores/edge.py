@@ -340,10 +340,13 @@ class EdgeCollection(Collection):
         self._folded[physical] = DOCUMENT_KEYS in shard.info().payload_schema
         return shard
 
-    def _compact_after(self, physical: str) -> int:
+    def _dense_size(self, physical: str) -> int | None:
         if physical not in self._dense:  # read once per shard, from the catalogue
             self._dense[physical] = self.layout(physical).dense
-        return compact_after(self._dense[physical])
+        return self._dense[physical]
+
+    def _compact_after(self, physical: str) -> int:
+        return compact_after(self._dense_size(physical))
 
     def _folds(self, physical: str) -> bool:
         """True when ``physical`` filters by ``document_keys``; a shard made before them has an index per field."""
@@ -374,13 +377,15 @@ class EdgeCollection(Collection):
         return shard
 
     def writes(self, points: int) -> PointWrites:
-        """A sync of ``points`` points or more than HELPER_MIN_POINTS is written by a process of its own
-        (stores/edge_process.py: Edge converts payloads and optimises under Python's lock); smaller
-        ones here."""
+        """A sync of HELPER_MIN_POINTS points or more into a shard with dense vectors is written by a
+        process of its own (stores/edge_process.py: Edge converts payloads and optimises under Python's
+        lock, which the embedding's threads need meanwhile); other writes here. A bm25-only write gained
+        nothing from it (97-105 s either way for the 208 laws) and the two processes held 115 MB more
+        (docs/performance.md, eleventh pass)."""
         from ..helper import HELPER_MIN_POINTS
 
         physical = self.physical_name()
-        if points < HELPER_MIN_POINTS or physical is None:
+        if points < HELPER_MIN_POINTS or physical is None or not self._dense_size(physical):
             return InlineWrites(self)
         from .edge_process import EdgeWriteProcess  # here: a search never needs it
 
