@@ -285,18 +285,22 @@ class EdgeCollection(Collection):
             return
         try:
             while self._shards:
-                physical, shard = self._shards.popitem()
-                try:
-                    if self._unoptimised.pop(physical, 0):  # the next open maps segments, replays nothing
-                        self._page_out(physical)  # what searches and checks read (memory.py)
-                        shard.optimize()
-                    shard.flush()
-                finally:
-                    shard.close()
+                self._close_shard(*self._shards.popitem())
         finally:
             if self._owner is not None:
                 self._owner.close()  # releases the lock
                 self._owner = None
+
+    def _close_shard(self, physical: str, shard: qe.EdgeShard) -> None:
+        """Close an open shard, optimised first if points were written since it last was (the next
+        open maps segments and replays nothing)."""
+        try:
+            if self._unoptimised.pop(physical, 0):
+                self._page_out(physical)  # what searches and checks read (memory.py)
+                shard.optimize()
+            shard.flush()
+        finally:
+            shard.close()
 
     def release_memory(self) -> None:
         """The pages of the open shards' files leave the process's resident set (memory.py)."""
@@ -400,14 +404,8 @@ class EdgeCollection(Collection):
         process to open; the folder's lock stays here. The next use here opens it again."""
         self.lock()
         shard = self._shards.pop(physical, None)
-        if shard is None:
-            return
-        try:
-            if self._unoptimised.pop(physical, 0):
-                shard.optimize()
-            shard.flush()
-        finally:
-            shard.close()
+        if shard is not None:
+            self._close_shard(physical, shard)
 
     def _target(self, physical: str | None) -> str | None:
         return physical or self.physical_name()

@@ -84,8 +84,6 @@ class EdgeWriteProcess(PointWrites):
     ``EdgeCollection``, which has handed the live shard over and writes itself if the process goes."""
 
     def __init__(self, collection: Any, physical: str) -> None:
-        self.collection = collection
-        self.physical = physical
         self._args = (str(collection.root), collection.name, physical)
         collection.hand_over(physical)
         self._helper: Helper | None = Helper("edge_write")
