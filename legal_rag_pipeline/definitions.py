@@ -77,15 +77,25 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def configured(resource: dg.ConfigurableResource):
+def configured(resource: dg.ConfigurableResource, instance: dg.DagsterInstance | None = None):
     """``resource`` with its EnvVar fields resolved (the value a run's steps get).
 
-    Dagster's ``process_config_and_initialize()`` enters a throw-away Dagster instance and leaves it
-    entered until the garbage collector gets to it; when several are collected out of order, the
-    process is left pointing at a dead instance's state storage, and the next definitions load fails
-    ("Attempted to resolve undefined DagsterInstance weakref"). The context-manager form enters and
-    leaves it here, in order. None of our resources has a teardown, so the value outlives it."""
-    with resource.process_config_and_initialize_cm() as value:
+    Dagster's ``process_config_and_initialize()`` builds its init context without an instance, so
+    Dagster makes a throw-away in-memory one (its SQLite schema and migrations: about 0.1 s each, 1 s
+    the first in a process) and leaves it entered until the garbage collector gets to it; when several
+    are collected out of order, the process is left pointing at a dead instance's state storage ("Attempted
+    to resolve undefined DagsterInstance weakref"). Here the context is entered and left in order, with
+    ``instance`` (a run's own) when there is one: a run starts without making three throw-away
+    instances. None of our resources has a teardown, so the value outlives the context."""
+    from dagster._config.post_process import post_process_config  # what process_config_and_initialize_cm does
+
+    processed = post_process_config(resource._config_schema.config_type, resource._convert_to_config_dictionary())
+    if not processed.success:
+        raise dg.DagsterInvalidConfigError("Errors while initializing resource", processed.errors, processed)
+    with (
+        dg.build_init_resource_context(config=processed.value, instance=instance) as context,
+        resource.from_resource_context_cm(context, nested_resources=resource.nested_resources) as value,
+    ):
         return value
 
 
@@ -96,7 +106,7 @@ def _locked(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
     who reaches the UI can launch runs; they must not choose where a run reads, writes or sends
     secrets. EnvVar fields are still resolved when a run starts."""
     return dg.ResourceDefinition(
-        resource_fn=lambda _context: configured(resource),
+        resource_fn=lambda context: configured(resource, context.instance),
         config_schema={},
         description=f"{(type(resource).__doc__ or type(resource).__name__).strip().splitlines()[0]} "
         "Set from the code location's environment; not changeable from the launchpad.",
