@@ -339,6 +339,47 @@ def test_every_row_is_what_dagster_serialises_for_that_event(tmp_path, monkeypat
     assert len(serialised) == len(entries) - len(materialised) - len(planned) + 4, (len(serialised), len(entries))
 
 
+def test_the_stored_columns_are_the_stock_storages(tmp_path):
+    """Rows inserted by the driver's executemany hold what SQLAlchemy's insert stores: the same time
+    text (whole seconds too), event type, asset key, partition and step (the retention and Dagster's
+    queries filter on them)."""
+    import sqlite3
+    import time
+
+    from dagster._core.events import DagsterEvent, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
+
+    now = time.time()
+
+    def materialised(at: float, partition: str) -> EventLogEntry:
+        mat = dg.AssetMaterialization(asset_key=["law", "văn bản"], partition=partition, tags={"dagster/data_version": "v"})
+        return EventLogEntry(
+            error_info=None, level=10, user_message="", run_id="run", timestamp=at, step_key="write", job_name="j",
+            dagster_event=DagsterEvent("ASSET_MATERIALIZATION", "j", event_specific_data=StepMaterializationData(mat),
+                                       step_key="write"),
+        )
+
+    events = [materialised(now, "luat-dat-dai.txt"), materialised(float(int(now)), "dieu-0001.txt")]
+    stored = {}
+    for name, storage_class in (("stock", ConsolidatedSqliteEventLogStorage), ("ours", OneFileSqliteEventLogStorage)):
+        storage = storage_class(str(tmp_path / name))
+        try:
+            for one in events:
+                storage.store_event(one)
+        finally:
+            storage.dispose()
+        with sqlite3.connect(tmp_path / name / "event_log.db") as db:
+            stored[name] = db.execute(
+                "SELECT run_id, dagster_event_type, timestamp, step_key, asset_key, partition FROM event_logs ORDER BY id"
+            ).fetchall()
+        with sqlite3.connect(tmp_path / name / "event_log.db") as db:
+            stored[name + " tags"] = db.execute("SELECT asset_key, key, value, event_timestamp FROM asset_event_tags").fetchall()
+    assert len(stored["ours"]) == 2 and stored["ours"][1][2].endswith(".000000")
+    assert stored["ours"] == stored["stock"]
+    assert stored["ours tags"] == stored["stock tags"] and len(stored["ours tags"]) == 2
+
+
 WRITER = """
 import sys, time
 import dagster as dg

@@ -318,6 +318,27 @@ def test_a_run_leaves_no_dagster_instance_entered_behind(tmp_path, monkeypatch):
     assert build_definitions(load_settings()).resolve_sensor_def(SENSOR_NAME).name == SENSOR_NAME
 
 
+def test_a_run_makes_no_throw_away_dagster_instance(tmp_path, monkeypatch):
+    """A run's resources are initialised with the run's own instance (definitions.configured): Dagster
+    would otherwise make an in-memory instance, with its SQLite schema and migrations, per resource."""
+    from dagster._core.instance import DagsterInstance
+
+    made = []
+    ephemeral = DagsterInstance.ephemeral  # Dagster's own, called through
+
+    def counted(*args, **kwargs):
+        made.append(args)
+        return ephemeral(*args, **kwargs)
+
+    monkeypatch.setattr(DagsterInstance, "ephemeral", staticmethod(counted))
+    env = make_env(tmp_path, monkeypatch)
+    env.copy_sample()
+    code, out = env.ingest()
+    assert code == 0, out
+    assert "ingested into" in out
+    assert made == []
+
+
 def test_fewer_collections_raises_the_threshold_for_the_run_only():
     import gc
 
