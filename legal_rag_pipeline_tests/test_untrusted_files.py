@@ -334,3 +334,20 @@ def test_the_reader_process_has_no_secrets_in_its_environment(folder, monkeypatc
     environ = Path(f"/proc/{child.pid}/environ").read_bytes()
     assert b"planted-marker-in-env" not in environ
     assert b"HF_TOKEN" not in environ and b"DAGSTER_HOME" not in environ
+
+
+def test_a_run_s_read_stage_stops_its_reader_once_every_file_is_read(folder):
+    """The read stage of a run leaves no idle reader child holding its memory for the rest of the run;
+    the next read starts another, and each file's outcome is as before."""
+    data, state, _ = folder
+    (data / "nghi-dinh.txt").write_text("Điều 1. Phạm vi điều chỉnh\nNghị định này quy định chi tiết.\n", encoding="utf-8")
+    outcomes = list(ingest.read_stages(data, ["luat.txt", "nghi-dinh.txt"], state, "run-1", Limits(), stop_reader=True))
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert worker._worker._proc is None
+    (data / "thong-tu.txt").write_text("Điều 1. Đối tượng áp dụng\nThông tư này áp dụng với cơ quan.\n", encoding="utf-8")
+    assert read(data, state, "thong-tu.txt").status == "ok"  # a new child reads it
+    child = worker._worker._proc
+    assert child is not None and child.poll() is None
+    # without stop_reader (one file at a time, as read_stage), the child stays for the next file
+    assert [o.status for o in ingest.read_stages(data, ["luat.txt"], state, "run-2", Limits())] == ["unchanged"]
+    assert worker._worker._proc is child and child.poll() is None

@@ -97,7 +97,8 @@ def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) ->
         _each_file(
             context,
             "read",
-            lambda keys: ingest.read_stages(data_folder.data_path, keys, data_folder.state_path, context.run_id, limits),
+            lambda keys: ingest.read_stages(data_folder.data_path, keys, data_folder.state_path, context.run_id, limits,
+                                        stop_reader=True),
         ),
     )
 

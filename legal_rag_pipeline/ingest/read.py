@@ -48,10 +48,14 @@ class _Reading:
 
 
 def read_stages(
-    data_dir: Path, sources: Iterable[str], state_dir: Path, run_id: str | None, limits: Limits | None = None
+    data_dir: Path, sources: Iterable[str], state_dir: Path, run_id: str | None, limits: Limits | None = None,
+    *, stop_reader: bool = False,
 ) -> Iterator[StageOutcome]:
     """``read_stage`` for each of ``sources``, in order: the child reads one file while the next is
-    opened and fingerprinted and the last one recorded (two files in flight)."""
+    opened and fingerprinted and the last one recorded (two files in flight). ``stop_reader``: the
+    child is stopped once the last file is read (a run's read stage: it would otherwise hold its
+    memory, 35 MB for text files and more once a PDF or Office reader is loaded, to the end of the
+    run; the next read starts another)."""
     limits = limits or load_limits()
     worker = shared_worker()
     queued: deque[_Reading] = deque()  # in order; the ones with a handle are in the worker's queue
@@ -98,6 +102,8 @@ def read_stages(
                     except Exception:  # noqa: BLE001
                         pass
                     item.handle.close()
+            if stop_reader:
+                worker.stop()
 
 
 def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) -> _Reading:
