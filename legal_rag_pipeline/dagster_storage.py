@@ -288,15 +288,13 @@ class BatchedSqliteEventLogStorage(_Batches, SqliteEventLogStorage):
 
         indexed, indexed_rows, checks, statuses = [], [], [], []
         for event, row in zip(events, rows):
-            if not event.is_dagster_event:
-                continue
-            kind = event.dagster_event_type
-            if kind in ASSET_EVENTS:
+            kind = _kind(event)
+            if kind in _ASSET_EVENT_VALUES:
                 indexed.append(event)
                 indexed_rows.append(row)
-            elif kind in ASSET_CHECK_EVENTS:
+            elif kind in _CHECK_EVENT_VALUES:
                 checks.append((event, row))
-            elif kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:
+            elif kind in _RUN_STATUS_EVENT_VALUES:
                 statuses.append(row)
         if not (indexed or checks or statuses):
             return
@@ -436,6 +434,7 @@ _OBSERVATION = DagsterEventType.ASSET_OBSERVATION.value
 _FAILED_TO_MATERIALIZE = DagsterEventType.ASSET_FAILED_TO_MATERIALIZE.value
 _ASSET_EVENT_VALUES = frozenset(kind.value for kind in ASSET_EVENTS)
 _CHECK_EVENT_VALUES = frozenset(kind.value for kind in ASSET_CHECK_EVENTS)
+_RUN_STATUS_EVENT_VALUES = frozenset(kind.value for kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS)
 
 
 def _kind(event: EventLogEntry) -> str | None:
