@@ -132,6 +132,10 @@ class FileArtifacts:
     def write_document(self, value: dict[str, Any]) -> None:
         self._records.put(self.source, "document", value)
 
+    def set_document_field(self, name: str, value: Any) -> None:
+        """``document[name] = value`` in files.db, without reading the record (not one of the plan's fields)."""
+        self._records.set_document_field(self.source, name, value)
+
     def synced(self) -> dict[str, Any] | None:
         """The sync marker written after this file's points were last brought in line (see ingest.sync_stage)."""
         return self._records.get(self.source, "synced")
@@ -154,10 +158,15 @@ class FileArtifacts:
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
         """Did ``stage`` succeed for this file in this run (or at all, when run_id is None)?"""
-        entry = self.status().get(stage)
-        if not entry or entry.get("status") not in {"ok", "unchanged"}:
+        status, stage_run = self._records.stage_result(self.source, stage)
+        if status not in {"ok", "unchanged"}:
             return False
-        return run_id is None or entry.get("run_id") == run_id
+        return run_id is None or stage_run == run_id
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The document record's fields the ingest plan reads (``PLAN_DOCUMENT_FIELDS``: sha256,
+        chunked, chunks, ...), None where it has none, without reading the whole record."""
+        return self._records.plan_document(self.source)
 
     # --- jsonl streams --------------------------------------------------------
     def _write_lines(self, name: str, lines: Iterable[str]) -> int:
@@ -322,7 +331,7 @@ def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, 
 # ---------------------------------------------------------------------------- files.db
 RECORDS_FILE = "files.db"
 _FIELDS = ("document", "status", "synced")
-# The document's fields the ingest plan reads, copied into the narrow ``file_plan`` table (``_Records.plan_rows``).
+# The document's fields the ingest plan reads, copied into the narrow ``ingest_plan`` table (``_Records.plan_rows``).
 PLAN_DOCUMENT_FIELDS = ("sha256", "reader_version", "chunked", "size", "mtime_ns", "chunks")
 
 
@@ -341,33 +350,64 @@ def _plan_status(status: str) -> list[str]:
     ]
 
 
+def _plan_statement(source: str, field_name: str, value: dict[str, Any] | None, data: str | None) -> tuple[str, tuple]:
+    """The upsert of ``source``'s ``ingest_plan`` row for writing ``value`` (as the JSON text ``data``) into
+    its ``field_name``: the fields ``_plan_values`` reads from that JSON, taken from the value itself."""
+    if field_name == "document":
+        names: tuple[str, ...] = PLAN_DOCUMENT_FIELDS
+        values: tuple = tuple(_plan_scalar((value or {}).get(name)) for name in names)
+    elif field_name == "status":
+        names = ("stages", "known", "recorded")
+        stages = None if value is None else {k: v.get("status") for k, v in value.items() if isinstance(v, dict)}
+        values = (None if stages is None else json.dumps(stages, ensure_ascii=False, separators=(",", ":")),
+                  value is not None, bool(value))
+    else:
+        names, values = ("synced",), (data,)
+    status_unknown = field_name != "status"  # a new row without a status: not known, not recorded
+    return (
+        f"INSERT INTO ingest_plan (source, stamp, {', '.join(names)}{', known, recorded' if status_unknown else ''}) "
+        f"VALUES (?1, {_NEW_PLAN_ROW}, {', '.join(f'?{i + 2}' for i in range(len(names)))}{', 0, 0' if status_unknown else ''}) "
+        f"ON CONFLICT (source) DO UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in names)}",
+        (source, *values),
+    )
+
+
+def _plan_scalar(value: Any) -> Any:
+    """``value`` as ``json_extract`` gives it: a number or a text as it is, true and false as 1 and 0,
+    an object or an array as its compact JSON text."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
 def _plan_values(row: str) -> str:
-    """A ``file_plan`` row's values from a ``files`` row (``NEW`` in a trigger, ``f`` in the migration)."""
+    """An ``ingest_plan`` row's values from a ``files`` row ``row`` (in SQL: when the table is filled in)."""
     values = [f"{row}.source", *_plan_document(f"{row}.document"), f"{row}.synced",
               f"(SELECT stamp FROM chunks WHERE source = {row}.source)", *_plan_status(f"{row}.status")]
     return ", ".join(values)
 
 
 _PLAN_TABLE = (
-    "CREATE TABLE file_plan (source TEXT PRIMARY KEY, sha256 TEXT, reader_version TEXT, chunked TEXT, size INTEGER, "
+    "CREATE TABLE ingest_plan (source TEXT PRIMARY KEY, sha256 TEXT, reader_version TEXT, chunked TEXT, size INTEGER, "
     "mtime_ns INTEGER, chunks INTEGER, synced TEXT, stamp TEXT, stages TEXT, known INTEGER, recorded INTEGER)"
 )
+# What a ``files`` row's deletion and the ``chunks`` table change in ``ingest_plan`` (no JSON is read);
+# the writes of ``files`` set their own ``ingest_plan`` fields (``_plan_statement``, ``set_stage``).
 _PLAN_TRIGGERS = {
-    "file_plan_insert": f"AFTER INSERT ON files BEGIN INSERT OR REPLACE INTO file_plan VALUES ({_plan_values('NEW')}); END",
-    "file_plan_document": "AFTER UPDATE OF document ON files BEGIN UPDATE file_plan SET "
-    + ", ".join(f"{name} = {expr}" for name, expr in zip(PLAN_DOCUMENT_FIELDS, _plan_document("NEW.document"), strict=True))
-    + " WHERE source = NEW.source; END",
-    "file_plan_status": "AFTER UPDATE OF status ON files BEGIN UPDATE file_plan SET "
-    + ", ".join(f"{name} = {expr}" for name, expr in zip(("stages", "known", "recorded"), _plan_status("NEW.status"), strict=True))
-    + " WHERE source = NEW.source; END",
-    "file_plan_synced": "AFTER UPDATE OF synced ON files BEGIN UPDATE file_plan SET synced = NEW.synced "
+    "ingest_plan_delete": "AFTER DELETE ON files BEGIN DELETE FROM ingest_plan WHERE source = OLD.source; END",
+    "ingest_plan_chunks": "AFTER INSERT ON chunks BEGIN UPDATE ingest_plan SET stamp = NEW.stamp WHERE source = NEW.source; END",
+    "ingest_plan_chunks_stamp": "AFTER UPDATE OF stamp ON chunks BEGIN UPDATE ingest_plan SET stamp = NEW.stamp "
     "WHERE source = NEW.source; END",
-    "file_plan_delete": "AFTER DELETE ON files BEGIN DELETE FROM file_plan WHERE source = OLD.source; END",
-    "file_plan_chunks": "AFTER INSERT ON chunks BEGIN UPDATE file_plan SET stamp = NEW.stamp WHERE source = NEW.source; END",
-    "file_plan_chunks_stamp": "AFTER UPDATE OF stamp ON chunks BEGIN UPDATE file_plan SET stamp = NEW.stamp "
-    "WHERE source = NEW.source; END",
-    "file_plan_chunks_delete": "AFTER DELETE ON chunks BEGIN UPDATE file_plan SET stamp = NULL WHERE source = OLD.source; END",
+    "ingest_plan_chunks_delete": "AFTER DELETE ON chunks BEGIN UPDATE ingest_plan SET stamp = NULL WHERE source = OLD.source; END",
 }
+# The table and triggers an earlier version kept the same fields in, reading each written JSON in SQL
+# (SQLite 3.40 parsed a 1 kB document twelve times per write: about half of what a file's records cost).
+_EARLIER_PLAN_TABLE = "file_plan"
+_EARLIER_PLAN_TRIGGERS = (
+    "file_plan_insert", "file_plan_document", "file_plan_status", "file_plan_synced", "file_plan_delete",
+    "file_plan_chunks", "file_plan_chunks_stamp", "file_plan_chunks_delete",
+)
+_NEW_PLAN_ROW = "(SELECT stamp FROM chunks WHERE source = ?1)"  # a new row's chunks stamp (chunks may come first)
 _LEGACY = {"document": "document.json", "status": "status.json", "synced": "synced.json"}
 BUSY_TIMEOUT_SECONDS = 60  # another process (a sensor's run, `legal-rag status`) holding the write lock
 CHUNKS_IN_DB_BYTES = 8 << 20  # a file's chunks up to this size are a row of files.db; larger ones a file
@@ -456,17 +496,25 @@ class _Records:
         self._set_up_plan_table()
 
     def _set_up_plan_table(self) -> None:
-        """``file_plan``: what the ingest plan reads of each file, kept by triggers on ``files`` and
-        ``chunks`` (made, and filled in, once in a files.db of an earlier version). A ``files`` row holds
-        about 3 kB of JSON, one row a page: reading the plan's fields from 70,624 of them with
-        ``json_extract`` took 1.9 s of a 5 s plan."""
-        if self._has_plan_table():
+        """``ingest_plan``: what the ingest plan reads of each file (a ``files`` row holds about 3 kB of
+        JSON, one row a page: reading the plan's fields from 70,624 of them with ``json_extract`` took
+        1.9 s of a 5 s plan). Each write of ``files`` sets its row's fields from the values it writes,
+        in the same transaction; triggers follow deletions and the ``chunks`` table.
+
+        Made, and filled in from ``files``, in a files.db without it, and again in one where an earlier
+        version's ``file_plan`` is found: that version kept its own table (by triggers), not this one,
+        so what it wrote since is only in ``files``."""
+        if self._plan_table_current():
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if not self._has_plan_table():  # another process may have just made it
+            if not self._plan_table_current():  # another process may have just done it
+                for name in (*_EARLIER_PLAN_TRIGGERS, *_PLAN_TRIGGERS):
+                    self._db.execute(f"DROP TRIGGER IF EXISTS {name}")
+                self._db.execute(f"DROP TABLE IF EXISTS {_EARLIER_PLAN_TABLE}")
+                self._db.execute("DROP TABLE IF EXISTS ingest_plan")
                 self._db.execute(_PLAN_TABLE)
-                self._db.execute(f"INSERT INTO file_plan SELECT {_plan_values('f')} FROM files f")
+                self._fill_plan_table()
                 for name, body in _PLAN_TRIGGERS.items():
                     self._db.execute(f"CREATE TRIGGER {name} {body}")
             self._db.execute("COMMIT")
@@ -474,8 +522,14 @@ class _Records:
             self._db.execute("ROLLBACK")
             raise
 
-    def _has_plan_table(self) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'file_plan'").fetchone() is not None
+    def _fill_plan_table(self) -> None:
+        """Every ``ingest_plan`` row computed from ``files`` and ``chunks`` (the JSON read in SQL, once)."""
+        self._db.execute(f"INSERT OR REPLACE INTO ingest_plan SELECT {_plan_values('f')} FROM files f")
+
+    def _plan_table_current(self) -> bool:
+        tables = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('ingest_plan', ?)", (_EARLIER_PLAN_TABLE,))}
+        return tables == {"ingest_plan"}
 
     def _import_legacy(self) -> None:
         """Read an earlier version's per-file JSON records into the table, then remove them."""
@@ -501,6 +555,7 @@ class _Records:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT OR REPLACE INTO files (source, document, status, synced) VALUES (?, ?, ?, ?)", rows)
+                self._fill_plan_table()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -518,10 +573,21 @@ class _Records:
         assert field_name in _FIELDS
         data = None if value is None else json.dumps(value, ensure_ascii=False)
         self._write(
-            f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
-            f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}",
-            (source, data),
+            (f"INSERT INTO files (source, {field_name}) VALUES (?, ?) "
+             f"ON CONFLICT (source) DO UPDATE SET {field_name} = excluded.{field_name}", (source, data)),
+            _plan_statement(source, field_name, value, data),
         )
+
+    def set_document_field(self, source: str, name: str, value: Any) -> None:
+        """``document[name] = value`` in one statement (a document that is not a JSON object becomes
+        ``{name: value}``); ``name`` is none of ``PLAN_DOCUMENT_FIELDS``, so the plan's row stays."""
+        assert name.isidentifier() and name not in PLAN_DOCUMENT_FIELDS
+        data = json.dumps(value, ensure_ascii=False)
+        document = ("CASE WHEN document IS NULL OR NOT json_valid(document) THEN '{}' "
+                    "WHEN json_type(document) = 'object' THEN document ELSE '{}' END")
+        if not self._write((f"UPDATE files SET document = json_set({document}, '$.{name}', json(?)) WHERE source = ?",
+                            (data, source))):
+            self.put(source, "document", {name: value})  # no record yet
 
     def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool) -> None:
         """``status[stage] = entry`` in one statement, with ``changed_at``: ``entry["at"]`` when
@@ -531,22 +597,41 @@ class _Records:
         data = json.dumps({**entry, "changed_at": entry["at"] if changed else None}, ensure_ascii=False)
         keep_previous = f"json_set(json(?3), '$.changed_at', json_extract(status, '{path}.changed_at'))"
         self._write(
-            "INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
-            "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
-            f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)",
-            (source, stage, data, 1 if changed else 0),
+            ("INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
+             "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
+             f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)", (source, stage, data, 1 if changed else 0)),
+            (f"INSERT INTO ingest_plan (source, stamp, stages, known, recorded) VALUES (?1, {_NEW_PLAN_ROW}, "
+             "json_object(?2, ?3), 1, 1) ON CONFLICT (source) DO UPDATE SET "
+             f"stages = json_set(coalesce(stages, '{{}}'), '{path}', ?3), known = 1, recorded = 1",
+             (source, stage, entry.get("status"))),
         )
 
     def delete(self, source: str) -> None:
-        self._write("DELETE FROM files WHERE source = ?", (source,))
+        self._write(("DELETE FROM files WHERE source = ?", (source,)))
         self.delete_chunks(source)
         self.delete_raw(source)
 
     def put_raw(self, source: str, text: str) -> None:
-        self._write("INSERT OR REPLACE INTO raw (source, text) VALUES (?, ?)", (source, text))
+        self._write(("INSERT OR REPLACE INTO raw (source, text) VALUES (?, ?)", (source, text)))
 
     def delete_raw(self, source: str) -> None:
-        self._write("DELETE FROM raw WHERE source = ?", (source,))
+        self._write(("DELETE FROM raw WHERE source = ?", (source,)))
+
+    def stage_result(self, source: str, stage: str) -> tuple[Any, Any]:
+        """``stage``'s status and run id in ``source``'s status (None, None when it has none), read in SQL:
+        a stage asks this of each file, and the whole status is some 1.3 kB of JSON to decode."""
+        assert stage.isidentifier()
+        text = self._value(
+            f"SELECT CASE WHEN json_valid(status) THEN json_extract(status, '$.{stage}.status', '$.{stage}.run_id') END "
+            "FROM files WHERE source = ?", source)
+        return (None, None) if text is None else tuple(json.loads(text))
+
+    def plan_document(self, source: str) -> dict[str, Any]:
+        """``source``'s ``PLAN_DOCUMENT_FIELDS`` from ``ingest_plan`` (None where there is no value)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(PLAN_DOCUMENT_FIELDS)} FROM ingest_plan WHERE source = ?", (source,)).fetchone()
+        return dict(zip(PLAN_DOCUMENT_FIELDS, row or (None,) * len(PLAN_DOCUMENT_FIELDS), strict=True))
 
     def _value(self, sql: str, source: str) -> Any:
         """The first column of the one row ``sql`` (with ``source`` as its parameter) finds, or None."""
@@ -561,10 +646,10 @@ class _Records:
         return self._value("SELECT 1 FROM raw WHERE source = ?", source) is not None
 
     def put_chunks(self, source: str, lines: str, stamp: str) -> None:
-        self._write("INSERT OR REPLACE INTO chunks (source, stamp, lines) VALUES (?, ?, ?)", (source, stamp, lines))
+        self._write(("INSERT OR REPLACE INTO chunks (source, stamp, lines) VALUES (?, ?, ?)", (source, stamp, lines)))
 
     def delete_chunks(self, source: str) -> None:
-        self._write("DELETE FROM chunks WHERE source = ?", (source,))
+        self._write(("DELETE FROM chunks WHERE source = ?", (source,)))
 
     def chunks_text(self, source: str) -> str | None:
         return self._value("SELECT lines FROM chunks WHERE source = ?", source)
@@ -573,7 +658,7 @@ class _Records:
         """Every file's record as the ingest plan reads it, in one query (no full document decoded):
         source → (sha256, reader_version, chunked, size, mtime_ns, chunks, synced text, chunks stamp,
         then each of ``stages``' status, and whether there is a status at all)."""
-        sql = f"SELECT source, {', '.join(PLAN_DOCUMENT_FIELDS)}, synced, stamp, stages, recorded FROM file_plan"
+        sql = f"SELECT source, {', '.join(PLAN_DOCUMENT_FIELDS)}, synced, stamp, stages, recorded FROM ingest_plan"
         seen: dict[str | None, tuple] = {}  # most files share a few ``stages`` values: each decoded once
 
         def statuses(text: str | None) -> tuple:
@@ -588,7 +673,9 @@ class _Records:
     def chunks_stamp(self, source: str) -> str | None:
         return self._value("SELECT stamp FROM chunks WHERE source = ?", source)
 
-    def _write(self, sql: str, parameters: tuple) -> None:
+    def _write(self, *statements: tuple[str, tuple]) -> int:
+        """Run ``statements`` (SQL and parameters) in one transaction: the batch's, else their own.
+        Returns how many rows the last one changed."""
         with self._lock:
             if self._batches and not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -598,7 +685,19 @@ class _Records:
                 timer = threading.Timer(BATCH_COMMIT_SECONDS, self._commit, (self._transaction,))
                 timer.daemon = True
                 timer.start()
-            self._db.execute(sql, parameters)
+            if self._db.in_transaction or len(statements) == 1:
+                for sql, parameters in statements:
+                    changed = self._db.execute(sql, parameters).rowcount
+                return changed
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, parameters in statements:
+                    changed = self._db.execute(sql, parameters).rowcount
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return changed
 
     def _commit(self, transaction: int | None = None) -> None:
         """Commit the open transaction (only if it is still ``transaction``, when given)."""
@@ -622,7 +721,7 @@ class _Records:
 
     def sources_with_status(self) -> list[str]:
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT source FROM file_plan WHERE known ORDER BY source")]
+            return [row[0] for row in self._db.execute("SELECT source FROM ingest_plan WHERE known ORDER BY source")]
 
     def documents_with_status(self) -> dict[str, dict[str, Any]]:
         return dict(self.each_document())

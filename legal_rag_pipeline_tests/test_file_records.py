@@ -343,3 +343,134 @@ def test_the_plan_reads_a_table_kept_in_step_with_the_records_also_in_an_earlier
     monkeypatch.setattr(artifacts, "CHUNKS_IN_DB_BYTES", 100)  # the chunks become a file: no row, no stamp
     art.write_chunks(_law_chunks("a/luat.txt"))
     assert plan_rows(earlier, stages)["a/luat.txt"][7] is None
+
+
+def _plan_in_sql(state) -> dict[str, tuple]:
+    """Every ``ingest_plan`` row as SQL computes it from ``files`` and ``chunks`` (what fills the table in)."""
+    from legal_rag_pipeline.artifacts import _plan_values
+
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        return {row[0]: row for row in db.execute(f"SELECT {_plan_values('f')} FROM files f")}
+
+
+def _plan_table(state) -> dict[str, tuple]:
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        return {row[0]: row for row in db.execute("SELECT * FROM ingest_plan")}
+
+
+def test_each_write_sets_the_plan_fields_sql_would_read_from_the_written_json(tmp_path):
+    """The writes of ``files`` set their ``ingest_plan`` row from the values they write (no JSON read in
+    SQL): after every kind of write, in a batch and outside one, the table equals what SQL reads from the
+    records themselves (numbers, texts, true/false, null, nested values, a status put whole, deletions)."""
+    from legal_rag_pipeline.artifacts import records_batch
+
+    state = tmp_path / "state"
+    a, b, c = (FileArtifacts(state, s) for s in ("luat/a.txt", "luat/b.txt", "nghi-dinh/c.txt"))
+    b.record_outcome("raw_documents", StageOutcome(b.source, "failed", error="boom"), "r0")  # a status first
+    a.write_document({"source": a.source, "sha256": "s-a", "reader_version": "3", "size": 12, "mtime_ns": 10**18 + 7,
+                      "chunked": "4:128:s-a", "chunks": 2, "kind": "text", "validity_facts": {"number": "1/2020/QH14"}})
+    a.write_chunks(_law_chunks(a.source))
+    c.write_chunks(_law_chunks(c.source))  # chunks before the file's first record
+    c.write_document({"sha256": "s-c", "size": 1.5, "chunks": True, "chunked": {"nested": [1, "hai"]}, "mtime_ns": None})
+    assert _plan_table(state) == _plan_in_sql(state)
+    with records_batch(state):
+        for i, stage in enumerate(("raw_documents", "normalized_records", "embedding_batches", "qdrant_collection")):
+            a.record_outcome(stage, StageOutcome(a.source, "ok" if i % 2 else "unchanged"), "r1")
+            b.record_outcome(stage, StageOutcome(b.source, "skipped"), "r1")
+        a.write_synced({"chunks": 2, "model": "m"})
+        a.write_document({**a.document(), "sha256": "s-a2", "reader_version": None})
+        c.write_chunks(_law_chunks(c.source)[:1])
+    assert _plan_table(state) == _plan_in_sql(state)
+    a.clear_synced()
+    b._records.put(b.source, "status", {"source": b.source, "raw_documents": {"status": "ok"}, "note": "text"})
+    c._records.put(c.source, "status", {})  # known, not recorded
+    b.write_document(None)
+    assert _plan_table(state) == _plan_in_sql(state)
+    c.remove()
+    assert set(_plan_table(state)) == {a.source, b.source} and _plan_table(state) == _plan_in_sql(state)
+    assert plan_rows(state, ["raw_documents", "qdrant_collection"])[a.source][8:] == ("unchanged", "ok", 1)
+
+
+def _as_a_new_process(artifacts) -> None:
+    for records in artifacts._OPEN.values():
+        records.close()
+    artifacts._OPEN.clear()
+
+
+def test_a_files_db_of_the_version_before_is_taken_over_and_its_triggers_dropped(tmp_path):
+    """The version before kept the plan's fields in ``file_plan`` by triggers that read each written JSON
+    in SQL. Opened here, its files.db gets ``ingest_plan`` filled in from the records and loses the old
+    table and triggers (they would parse every document twice); found again later (that version ran on
+    this folder meanwhile, keeping only its own table), ``ingest_plan`` is filled in again."""
+    from legal_rag_pipeline import artifacts
+    from legal_rag_pipeline.artifacts import _EARLIER_PLAN_TRIGGERS, _plan_values
+
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / RECORDS_FILE) as db:  # the version before's files.db, as it made it
+        db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, document TEXT, status TEXT, synced TEXT)")
+        db.execute("CREATE TABLE chunks (source TEXT PRIMARY KEY, stamp TEXT NOT NULL, lines TEXT NOT NULL)")
+        db.execute("CREATE TABLE raw (source TEXT PRIMARY KEY, text TEXT NOT NULL)")
+        db.execute("CREATE TABLE file_plan (source TEXT PRIMARY KEY, sha256 TEXT, reader_version TEXT, chunked TEXT, "
+                   "size INTEGER, mtime_ns INTEGER, chunks INTEGER, synced TEXT, stamp TEXT, stages TEXT, known INTEGER, "
+                   "recorded INTEGER)")
+        db.execute(f"CREATE TRIGGER file_plan_insert AFTER INSERT ON files BEGIN INSERT OR REPLACE INTO file_plan "
+                   f"VALUES ({_plan_values('NEW')}); END")
+        db.execute("INSERT INTO files VALUES (?, ?, ?, NULL)", (
+            "luat/a.txt", json.dumps({"sha256": "s-a", "size": 3, "chunks": 1}),
+            json.dumps({"source": "luat/a.txt", "raw_documents": {"status": "ok", "run_id": "r0"}})))
+
+    def tables_and_triggers() -> set[str]:
+        with sqlite3.connect(state / RECORDS_FILE) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+
+    _as_a_new_process(artifacts)
+    rows = plan_rows(state, ["raw_documents"])
+    assert rows["luat/a.txt"][:6] == ("s-a", None, None, 3, None, 1) and rows["luat/a.txt"][8:] == ("ok", 1)
+    names = tables_and_triggers()
+    assert "ingest_plan" in names and "file_plan" not in names and not names & set(_EARLIER_PLAN_TRIGGERS)
+
+    with sqlite3.connect(state / RECORDS_FILE) as db:  # that version again: its own table, a write only it sees
+        db.execute("CREATE TABLE file_plan (source TEXT PRIMARY KEY)")
+        db.execute("UPDATE files SET document = ? WHERE source = 'luat/a.txt'", (json.dumps({"sha256": "s-new"}),))
+    _as_a_new_process(artifacts)
+    assert plan_rows(state, ["raw_documents"])["luat/a.txt"][0] == "s-new"
+    assert "file_plan" not in tables_and_triggers() and _plan_table(state) == _plan_in_sql(state)
+
+
+def test_a_stage_s_result_and_the_fingerprint_are_read_without_the_whole_record(tmp_path):
+    """``stage_ok`` reads a stage's status and run in SQL and ``fingerprint`` the plan's fields of the
+    document: the same answers as the whole records give."""
+    state = tmp_path / "state"
+    art = FileArtifacts(state, "luat/a.txt")
+    assert not art.stage_ok("raw_documents", None) and art.fingerprint() == dict.fromkeys(art.fingerprint())
+    art.write_document({"sha256": "s", "chunked": "4:128:s", "chunks": 3, "validity_facts": {"number": "1"}})
+    art.record_outcome("raw_documents", StageOutcome(art.source, "ok"), "r1")
+    art.record_outcome("normalized_records", StageOutcome(art.source, "failed", error="boom"), "r1")
+    art.record_outcome("embedding_batches", StageOutcome(art.source, "unchanged"), "r2")
+    for stage, run, expected in [("raw_documents", "r1", True), ("raw_documents", None, True), ("raw_documents", "r2", False),
+                                 ("normalized_records", "r1", False), ("embedding_batches", None, True),
+                                 ("embedding_batches", "r2", True), ("qdrant_collection", None, False)]:
+        entry = art.status().get(stage) or {}
+        assert art.stage_ok(stage, run) is expected == (
+            entry.get("status") in {"ok", "unchanged"} and run in (None, entry.get("run_id"))), (stage, run)
+    assert art.fingerprint() == {"sha256": "s", "reader_version": None, "chunked": "4:128:s", "size": None,
+                                 "mtime_ns": None, "chunks": 3}
+
+
+def test_a_document_field_is_set_in_place_and_the_rest_of_the_record_kept(tmp_path):
+    """``set_document_field`` (the validity a file's points carry) changes one field of the document in
+    SQL: the other fields, the plan's row and a record that is not there yet or not an object."""
+    state = tmp_path / "state"
+    art = FileArtifacts(state, "luat/a.txt")
+    view = {"collection": "edge:x|c", "digest": "d1", "view": {"number": "45/2019/QH14", "valid_from": None, "tên": "Bộ luật"}}
+    art.set_document_field("validity_applied", view)  # no record yet
+    assert art.document() == {"validity_applied": view} and _plan_table(state) == _plan_in_sql(state)
+    art.write_document({"sha256": "s", "chunks": 2, "kind": "text", "validity_applied": {"digest": "old"}})
+    art.set_document_field("validity_applied", view)
+    assert art.document() == {"sha256": "s", "chunks": 2, "kind": "text", "validity_applied": view}
+    assert _plan_table(state) == _plan_in_sql(state)
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        db.execute("UPDATE files SET document = '[1, 2' WHERE source = ?", (art.source,))  # damaged
+    art.set_document_field("validity_applied", view)
+    assert art.document() == {"validity_applied": view}

@@ -23,8 +23,8 @@ SYNC_STATE_FILE = "sync_state.json"
 
 def _sync_mark(art: FileArtifacts, model: str, location: str, physical: str | None) -> dict[str, Any] | None:
     """What must be unchanged for this file's points to be known in sync without reading them."""
-    document = art.document() or {}
-    return sync_mark(document.get("chunked"), int(document.get("chunks", 0)), art.chunks_version(), model, location, physical)
+    fingerprint = art.fingerprint()
+    return sync_mark(fingerprint["chunked"], int(fingerprint["chunks"] or 0), art.chunks_version(), model, location, physical)
 
 
 def sync_mark(

@@ -116,7 +116,7 @@ def _sync_stage(
     for source in pending:
         art = FileArtifacts(state_dir, source)
         try:
-            files.append(FileChunks(source, art.chunk_ids(), (art.document() or {}).get("sha256", "")))
+            files.append(FileChunks(source, art.chunk_ids(), art.fingerprint()["sha256"] or ""))
         except Exception as exc:  # noqa: BLE001 - its chunks cannot be read back: it fails alone
             outcomes[source] = _failed(source, "qdrant_collection", exc)
     guarded = bool(total_points) and not confirm_mass_deletion

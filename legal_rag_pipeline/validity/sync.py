@@ -174,9 +174,7 @@ def apply_validity(
 
 
 def _record(art: FileArtifacts, collection_key: str, validity: FileValidity) -> None:
-    document = dict(art.document() or {})
-    document[APPLIED_KEY] = {"collection": collection_key, "digest": validity.digest(), "view": validity.to_json()}
-    art.write_document(document)
+    art.set_document_field(APPLIED_KEY, {"collection": collection_key, "digest": validity.digest(), "view": validity.to_json()})
 
 
 def record_applied(state_dir: Path, views: Mapping[str, FileValidity], collection_key: str) -> None:
