@@ -8,6 +8,7 @@ from .assets.ingestion import ASSETS
 from .assets.quality import QUALITY_CHECKS, QUALITY_JOBS
 from .assets.validity import law_validity
 from .automation import build_automation
+from .dagster_steps import install as install_step_loop
 from .instance import use_event_batches
 from .partitions import source_files
 from .resources.data_folder import DataFolder
@@ -130,4 +131,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 load_env_file()
 use_event_batches()  # the code location executes the runs (and, in a deployment, the daemon creates them)
+install_step_loop()  # a step's events not held to its end (dagster_steps.py)
 defs = build_definitions(load_settings())

@@ -1,0 +1,118 @@
+"""dagster_steps.py: a step's per-partition events are not held to the step's end, hooks still get
+theirs, and the copy is of the installed Dagster's function."""
+
+import gc
+
+import dagster as dg
+import pytest
+from dagster._core.execution.plan import execute_plan
+from dagster._core.executor import in_process
+
+from legal_rag_pipeline import definitions  # noqa: F401 - installs the step loop, as the code location does
+from legal_rag_pipeline.dagster_steps import ORIGINAL_SHA256, install, original_digest, step_loop
+from legal_rag_pipeline.instance import execute_keeping_failures
+
+FILES = [f"law-{i:04d}.txt" for i in range(150)]
+FIRST, SECOND = dg.AssetKey("first"), dg.AssetKey("second")
+alive: list[int] = []
+
+
+def _materialisations_of_first() -> int:
+    gc.collect()
+    from dagster._core.events import DagsterEvent
+
+    return sum(
+        1 for o in gc.get_objects()
+        if isinstance(o, DagsterEvent) and o.event_type_value == "ASSET_MATERIALIZATION" and o.asset_key == FIRST
+    )
+
+
+@dg.multi_asset(
+    partitions_def=dg.StaticPartitionsDefinition(FILES),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    specs=[dg.AssetSpec(FIRST), dg.AssetSpec(SECOND, deps=[FIRST])],
+)
+def two_stages(context: dg.AssetExecutionContext):
+    yield dg.MaterializeResult(asset_key=FIRST)  # one event per file, stored before the body goes on
+    alive.append(_materialisations_of_first())
+    yield dg.MaterializeResult(asset_key=SECOND)
+
+
+JOB = dg.Definitions(assets=[two_stages]).resolve_implicit_global_asset_job_def()
+
+
+def _run(instance):
+    return execute_keeping_failures(
+        JOB, instance,
+        tags={"dagster/asset_partition_range_start": FILES[0], "dagster/asset_partition_range_end": FILES[-1]},
+        run_config={},
+    )
+
+
+def test_the_copy_is_of_the_installed_dagster_s_function_and_is_installed():
+    assert original_digest() == ORIGINAL_SHA256, (
+        "Dagster's inner_plan_execution_iterator changed: compare it with dagster_steps.step_loop, "
+        "carry the changes over and update ORIGINAL_SHA256"
+    )
+    assert install() is True
+    assert in_process.inner_plan_execution_iterator is step_loop
+
+
+def test_a_step_does_not_hold_the_events_of_its_files(monkeypatch):
+    assert install() is True
+    with dg.instance_for_test() as instance:
+        alive.clear()
+        result = _run(instance)
+        assert result.success
+        stored = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                              limit=5000).records
+        assert len(stored) == 2 * len(FILES)  # every file's materialisation of both assets is in the instance
+        held_with_ours = alive[-1]
+
+        # Dagster's own loop, to show what the check measures: every event of the step is held
+        monkeypatch.setattr(in_process, "inner_plan_execution_iterator", execute_plan.inner_plan_execution_iterator)
+        assert _run(instance).success
+        held_with_dagster_s = alive[-1]
+    assert held_with_dagster_s >= len(FILES)
+    assert held_with_ours < 20, f"{held_with_ours} materialisations of the step's first asset still held"
+
+
+calls: list[str] = []
+
+
+@dg.success_hook
+def on_success(context: dg.HookContext):
+    calls.append(f"ok {context.op.name}")
+
+
+@dg.failure_hook
+def on_failure(context: dg.HookContext):
+    calls.append(f"failed {context.op.name}")
+
+
+@dg.op
+def reads_fine() -> int:
+    return 1
+
+
+@dg.op
+def cannot_read(n: int) -> None:
+    raise dg.Failure(description="the file cannot be read")
+
+
+@dg.job(hooks={on_success, on_failure}, executor_def=dg.in_process_executor)
+def hooked():
+    cannot_read(reads_fine())
+
+
+@pytest.mark.parametrize("loop", ["ours", "dagster's"])
+def test_hooks_still_get_their_step_s_events(loop, monkeypatch):
+    if loop == "ours":
+        assert install() is True
+    else:
+        monkeypatch.setattr(in_process, "inner_plan_execution_iterator", execute_plan.inner_plan_execution_iterator)
+    calls.clear()
+    with dg.instance_for_test() as instance:
+        result = execute_keeping_failures(hooked, instance, tags={}, run_config={})
+    assert not result.success
+    assert calls == ["ok reads_fine", "failed cannot_read"]
