@@ -8,7 +8,6 @@ import pytest
 from dagster._core.execution.plan import execute_plan
 from dagster._core.executor import in_process
 
-from legal_rag_pipeline import definitions  # noqa: F401 - installs the step loop, as the code location does
 from legal_rag_pipeline.dagster_steps import ORIGINAL_SHA256, install, original_digest, step_loop
 from legal_rag_pipeline.instance import execute_keeping_failures
 
