@@ -26,7 +26,7 @@ from legal_rag_pipeline.validity.resolve import (
     arabic,
     resolve,
 )
-from legal_rag_pipeline.validity.sync import APPLIED_KEY, payload_groups, plan_validity_updates
+from legal_rag_pipeline.validity.sync import APPLIED_KEY, PackedViews, payload_groups, plan_validity_updates
 
 OLD = DocumentFacts(number="68/2014/QH13", title="Luật Doanh nghiệp", year=2014, effective_from="2015-07-01")
 NEW = DocumentFacts(
@@ -108,6 +108,33 @@ def test_an_amended_article_stays_law_and_says_by_what():
     assert view.files["e.txt"].payload(piece)["amends_articles"] == []
     assert view.files["e.txt"].payload({**art("113"), "clause": "1"})["amends_articles"] == [
         {"number": "74/2014/QH13", "article": "32"}]
+
+
+
+def test_packed_views_give_back_each_files_view_and_keep_equal_ones_once():
+    """What the writer holds through a write (PackedViews): the view of each file it writes, equal to the
+    resolved one (endings, amendments and links included), equal views stored once, no other file's."""
+    vocational = DocumentFacts(number="74/2014/QH13", year=2014, effective_from="2015-07-01")
+    education = DocumentFacts(
+        number="43/2019/QH14", year=2019, effective_from="2020-07-01",
+        relations=[
+            Relation(AMENDS, Target(number="74/2014/QH13"), scopes=(Scope(CLAUSE, article="32", clause="3"),),
+                     source_article="113", source_clause="1"),
+            Relation(ABOLISHES, Target(number="74/2014/QH13"), scopes=(Scope(ARTICLE, article="37"),),
+                     source_article="113", source_clause="3"),
+        ],
+    )
+    articles = {f"v/dieu-{n}.txt": vocational for n in range(1, 4)}  # one-article files of one law
+    view = resolve({**articles, "e.txt": education, "other.txt": OLD}).files
+    packed = PackedViews(view, [*articles, "e.txt", "missing.txt"])
+    assert len(packed) == 4 and packed.get("other.txt") is None and packed.get("missing.txt") is None
+    for source in [*articles, "e.txt"]:
+        again = packed.get(source)
+        assert again == view[source] and again.digest() == view[source].digest()
+        assert again is not view[source]  # a fresh object each time: a caller cannot change another's
+    assert packed.get("v/dieu-1.txt").payload(art("37"))["valid_to"] == "2020-07-01"
+    assert packed.get("e.txt").payload(art("113"))["amends_articles"] == [{"number": "74/2014/QH13", "article": "32"}]
+    assert len({id(b) for b in packed._packed.values()}) == 2  # the law's three files share one
 
 
 def test_relations_that_cannot_be_trusted_change_nothing():

@@ -131,7 +131,7 @@ def _sync_stage(
         check_deletion(plan.deletion, limits or DeletionLimits(), collection=collection.name, data_dir=data_dir)
 
     target = _Target(collection, state_dir, model, enabled, location, physical, lexical=collection.lexical,
-                     embedded=embedded)
+                     embedded=embedded, writes=plan.upserts.keys())
     vanished_outcomes = _write(plan, target, outcomes, index, progress)
     if full and prune_vanished and present:  # gone from the folder with no points (it never got that far)
         keep = set(sources) | set(plan.vanished)

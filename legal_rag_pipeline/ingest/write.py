@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from ..records import Chunk
 from ..stores.base import Collection
 from ..sync_plan import SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
-from ..validity.sync import applied_view, corpus_view, record_applied
+from ..validity.sync import PackedViews, applied_view, corpus_view, record_applied
 from .marks import _sync_mark
 from .outcomes import NOT_EMBEDDED, _failed, _guard
 from .overlap import Embedded
@@ -41,6 +41,7 @@ class _Target:
     physical: str | None
     # the corpus view of validity, read once when a file's points are all written (see _file_points)
     view: dict[str, Any] = field(default_factory=dict)
+    writes: Iterable[str] = ()  # the files this write carries: the only views kept (PackedViews)
     lexical: Lexical = DEFAULT_LEXICAL  # how bm25 vectors are made (the store's)
     embedded: Embedded | None = None  # the embed stage running meanwhile: a file is waited for (overlap.py)
 
@@ -50,8 +51,8 @@ class _Target:
 
     def validity_of(self, source: str):
         """The corpus view's validity of ``source`` (validity/), resolved on first use."""
-        if "files" not in self.view:
-            self.view["files"] = corpus_view(self.state_dir)[0].files  # the document records are let go
+        if "files" not in self.view:  # the document records and the other files' views are let go
+            self.view["files"] = PackedViews(corpus_view(self.state_dir)[0].files, self.writes)
         return self.view["files"].get(source)
 
 

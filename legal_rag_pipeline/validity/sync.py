@@ -73,6 +73,29 @@ def corpus_view(state_dir: Path) -> tuple[CorpusValidity, dict[str, dict[str, An
     return resolve(facts), applied
 
 
+class PackedViews:
+    """The views of some files (``sources``) out of a corpus view, each kept as its JSON and equal ones
+    once, for a writer that holds them through a whole write. An object per file kept alive what
+    resolving the folder had allocated around it: at 70,624 one-article files the corpus view held 110 MB
+    of the writer's resident memory, these 27 MB (262 distinct views; docs/performance.md)."""
+
+    def __init__(self, view: Mapping[str, FileValidity], sources: Iterable[str]) -> None:
+        distinct: dict[bytes, bytes] = {}
+        self._packed: dict[str, bytes] = {}
+        for source in sources:
+            validity = view.get(source)
+            if validity is not None:
+                packed = json.dumps(validity.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+                self._packed[source] = distinct.setdefault(packed, packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def get(self, source: str) -> FileValidity | None:
+        packed = self._packed.get(source)
+        return FileValidity.from_json(json.loads(packed)) if packed is not None else None
+
+
 def applied_view(document: Mapping[str, Any] | None, collection_key: str) -> dict[str, Any] | None:
     """The validity view a file's points carry in this collection (None: none recorded)."""
     applied = (document or {}).get(APPLIED_KEY) or {}
