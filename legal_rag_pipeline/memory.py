@@ -90,6 +90,19 @@ def mapped_files(folder: str | Path) -> list[tuple[int, int, bool]]:
     return ranges
 
 
+def mapped_kb() -> int:
+    """This process's resident file-backed pages (``RssFile`` of ``/proc/self/status``, in kB; 0 where
+    there is none): what reading a store's mapped files adds, and what ``page_out`` gives back."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("RssFile:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def page_out(folder: str | Path) -> int:
     """Take the pages of the files under ``folder`` that this process maps out of its resident set
     (shared mappings: ``MADV_DONTNEED``, private ones: ``MADV_PAGEOUT``). Returns the number of mappings

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
-from legal_rag_pipeline.memory import give_back, mapped_files, one_heap, page_out
+from legal_rag_pipeline.memory import give_back, mapped_files, mapped_kb, one_heap, page_out
 
 
 def _rss_mb() -> float:
@@ -94,8 +94,11 @@ def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tm
         assert resident_kb_under(store) > 60 * 1024 and resident_kb_under(elsewhere) > 60 * 1024
         assert [(end - start, shared) for start, end, shared in mapped_files(store)] == [(64 * 2**20, True)]
 
+        before = mapped_kb()  # the process's mapped pages, what the search probe watches (assets/checks.py)
+        assert before > 120 * 1024
         assert page_out(store) == 1
         assert resident_kb_under(store) < 8 * 1024, "the store's pages stayed resident"
+        assert before - mapped_kb() > 56 * 1024, "page_out gave back less than the store's pages"
         assert resident_kb_under(elsewhere) > 60 * 1024, "a mapping outside the folder was touched"
         assert mapped[5] == 7 and mapped[4096 * 1000 + 3] == 3  # read back as they were
         mapped.close()

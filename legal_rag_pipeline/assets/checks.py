@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome
+from ..memory import mapped_kb
 from ..stores.base import Collection
 from ..text.lexical import query_vector
 
@@ -168,7 +169,12 @@ def _vectors_valid(collection: Collection, written: Sequence[StageOutcome], stat
 MAX_PROBES = 100
 LOCAL_MAX_PROBES = 5
 # Each probe reads the posting lists of its chunk's words, common ones included: 100 probes paged 336 MB
-# of the ×4 laws' Edge files into the process. Given back this often (Collection.release_memory).
+# of the ×4 laws' Edge files into the process, one probe of the 70,624-file split about 100 MB. Given back
+# (Collection.release_memory) once the process's mapped pages grew RELEASE_AFTER_MB since the last time,
+# and at least every RELEASE_EVERY_PROBES probes: on the split, every 20 probes held up to 238 MB of them
+# at once and made the checks the run's peak; after each probe, 154 MB, for 0.9 s more over 100 probes
+# (docs/performance.md). A smaller store maps less a probe and gives it back less often.
+RELEASE_AFTER_MB = 32
 RELEASE_EVERY_PROBES = 20
 
 
@@ -208,9 +214,11 @@ def _search_probe(collection: Collection, written: Sequence[StageOutcome], state
     most = LOCAL_MAX_PROBES if collection.scores_in_python else MAX_PROBES
     probed = _spread(probed, most)
     dense = collection.dense_size() if collection.scores_in_python else None
+    mapped = mapped_kb()
     for n, outcome in enumerate(probed, 1):
-        if n % RELEASE_EVERY_PROBES == 0:
+        if n % RELEASE_EVERY_PROBES == 0 or mapped_kb() - mapped > RELEASE_AFTER_MB * 1024:
             collection.release_memory()
+            mapped = mapped_kb()
         art = FileArtifacts(state_dir, outcome.source)
         chunk = probe_chunk(list(art.read_chunks()))
         if chunk is None:
