@@ -36,6 +36,19 @@ NEW = DocumentFacts(
 )
 
 
+# the law on vocational education, one clause of it amended and one article abolished by the education law
+VOCATIONAL = DocumentFacts(number="74/2014/QH13", year=2014, effective_from="2015-07-01")
+EDUCATION = DocumentFacts(
+    number="43/2019/QH14", year=2019, effective_from="2020-07-01",
+    relations=[
+        Relation(AMENDS, Target(number="74/2014/QH13"), scopes=(Scope(CLAUSE, article="32", clause="3"),),
+                 source_article="113", source_clause="1"),
+        Relation(ABOLISHES, Target(number="74/2014/QH13"), scopes=(Scope(ARTICLE, article="37"),),
+                 source_article="113", source_clause="3"),
+    ],
+)
+
+
 def art(n: str, chapter: str | None = None) -> dict:
     return {"kind": "law", "article": n, "chapter": chapter}
 
@@ -84,17 +97,7 @@ def test_exceptions_keep_what_they_name_and_articles_can_be_listed():
 
 
 def test_an_amended_article_stays_law_and_says_by_what():
-    vocational = DocumentFacts(number="74/2014/QH13", year=2014, effective_from="2015-07-01")
-    education = DocumentFacts(
-        number="43/2019/QH14", year=2019, effective_from="2020-07-01",
-        relations=[
-            Relation(AMENDS, Target(number="74/2014/QH13"), scopes=(Scope(CLAUSE, article="32", clause="3"),),
-                     source_article="113", source_clause="1"),
-            Relation(ABOLISHES, Target(number="74/2014/QH13"), scopes=(Scope(ARTICLE, article="37"),),
-                     source_article="113", source_clause="3"),
-        ],
-    )
-    view = resolve({"v.txt": vocational, "e.txt": education})
+    view = resolve({"v.txt": VOCATIONAL, "e.txt": EDUCATION})
     fv = view.files["v.txt"]
     assert fv.payload(art("32"))["valid_to"] is None
     assert fv.payload(art("32"))["amended_by"] == [{"number": "43/2019/QH14", "article": "113", "from": "2020-07-01"}]
@@ -114,18 +117,8 @@ def test_an_amended_article_stays_law_and_says_by_what():
 def test_packed_views_give_back_each_files_view_and_keep_equal_ones_once():
     """What the writer holds through a write (PackedViews): the view of each file it writes, equal to the
     resolved one (endings, amendments and links included), equal views stored once, no other file's."""
-    vocational = DocumentFacts(number="74/2014/QH13", year=2014, effective_from="2015-07-01")
-    education = DocumentFacts(
-        number="43/2019/QH14", year=2019, effective_from="2020-07-01",
-        relations=[
-            Relation(AMENDS, Target(number="74/2014/QH13"), scopes=(Scope(CLAUSE, article="32", clause="3"),),
-                     source_article="113", source_clause="1"),
-            Relation(ABOLISHES, Target(number="74/2014/QH13"), scopes=(Scope(ARTICLE, article="37"),),
-                     source_article="113", source_clause="3"),
-        ],
-    )
-    articles = {f"v/dieu-{n}.txt": vocational for n in range(1, 4)}  # one-article files of one law
-    view = resolve({**articles, "e.txt": education, "other.txt": OLD}).files
+    articles = {f"v/dieu-{n}.txt": VOCATIONAL for n in range(1, 4)}  # one-article files of one law
+    view = resolve({**articles, "e.txt": EDUCATION, "other.txt": OLD}).files
     packed = PackedViews(view, [*articles, "e.txt", "missing.txt"])
     assert len(packed) == 4 and packed.get("other.txt") is None and packed.get("missing.txt") is None
     for source in [*articles, "e.txt"]:
