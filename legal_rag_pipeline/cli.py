@@ -119,6 +119,7 @@ def run_ingest(
             return EXIT_OK
         spans = partition_spans(ordered, targets) or spans
         print(f"Plan: {plan.summary()}.", file=out)
+    del scan, plan  # the folder's paths and the plan are not the run's (23 MB at 70,624 files)
     span_files = [span_keys(ordered, span) for span in spans]
     job = defs.resolve_job_def("ingest_job")
     runs = f" in {len(spans)} runs (files far apart in the partition order)" if len(spans) > 1 else ""

@@ -45,6 +45,7 @@ import atexit
 import json
 import os
 import sqlite3
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -126,6 +127,12 @@ class _Batches:
                 self._store_batch([_planned_for(event, key) for key in keys[start : start + PLANNED_PART]])
         if pending:
             self._store_batch(pending)
+
+    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        """Dagster's list of the definition's keys, each key the string every earlier list holds
+        (``sys.intern``). A run asks for the list several times and keeps each answer to its end: over
+        70,624 files, six lists of their own strings held 43 MB before the first file was read."""
+        return [sys.intern(key) for key in super().get_dynamic_partitions(partitions_def_name)]
 
     def has_table(self, table_name: str) -> bool:
         # the stock check opens a new engine each time; a table, once there, stays

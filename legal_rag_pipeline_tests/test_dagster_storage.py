@@ -466,3 +466,24 @@ def test_a_planned_event_over_many_partitions_is_stored_in_parts(tmp_path, monke
         storage.dispose()
     assert parts == [50, 50, 30]
     assert sorted(r.event_log_entry.dagster_event.partition for r in records) == keys
+
+
+@pytest.mark.parametrize("kind", ["BatchedSqliteEventLogStorage", "OneFileSqliteEventLogStorage"])
+def test_every_list_of_partition_keys_shares_its_strings(tmp_path, kind):
+    """A run asks for the files' keys several times and keeps each list: the lists hold one string per
+    key between them, and a key added or deleted since is in (or out of) the next list."""
+    from legal_rag_pipeline import dagster_storage
+
+    storage = getattr(dagster_storage, kind)(str(tmp_path))
+    try:
+        storage.add_dynamic_partitions("files", KEYS[:150])
+        first, second = storage.get_dynamic_partitions("files"), storage.get_dynamic_partitions("files")
+        assert first == second == KEYS[:150]
+        assert all(a is b for a, b in zip(first, second, strict=True))
+        storage.add_dynamic_partitions("files", KEYS[150:])
+        storage.delete_dynamic_partition("files", KEYS[0])
+        third = storage.get_dynamic_partitions("files")
+        assert third == KEYS[1:]
+        assert third[5] is first[6]
+    finally:
+        storage.dispose()
