@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +59,15 @@ def give_back() -> bool:
     """Return the heap's free pages to the system; True when glibc did (it reports whether any were)."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def collect_and_give_back() -> bool:
+    """``give_back`` after a full collection of Python's cyclic garbage: for the end of a step that made
+    many short-lived objects (a stage over every file, the corpus view of validity), whose cycles would
+    otherwise wait for the oldest generation's turn and pin the heap's pages. A full collection takes
+    a tenth of a second or more with a run's objects alive, so not per batch."""
+    gc.collect()
+    return give_back()
 
 
 M_ARENA_MAX = -8  # malloc.h

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..artifacts import FileArtifacts, StageOutcome
 from ..helper import HelperGone, Sparse, start_helper
+from ..memory import collect_and_give_back
 from ..progress import Progress
 from ..records import Chunk
 from ..stores.base import Collection
@@ -53,6 +54,7 @@ class _Target:
         """The corpus view's validity of ``source`` (validity/), resolved on first use."""
         if "files" not in self.view:  # the document records and the other files' views are let go
             self.view["files"] = PackedViews(corpus_view(self.state_dir)[0].files, self.writes)
+            collect_and_give_back()  # what resolving the folder's views left (30 MB at 70,624 files)
         return self.view["files"].get(source)
 
 
