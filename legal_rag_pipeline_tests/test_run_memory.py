@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
-from legal_rag_pipeline.memory import collect_and_give_back, give_back, mapped_files, mapped_kb, one_heap, page_out
+from legal_rag_pipeline.memory import COLLECT_AFTER_FILES, collect_and_give_back, give_back, mapped_files, mapped_kb, one_heap, page_out
 
 
 def _rss_mb() -> float:
@@ -82,7 +82,9 @@ def test_garbage_in_cycles_goes_back_too():
         del records, a, b
         give_back()
         assert _rss_mb() > held - 50, "the records were freed without a collection: nothing to test"
-        assert collect_and_give_back() is True
+        collect_and_give_back(files=COLLECT_AFTER_FILES - 1)
+        assert _rss_mb() > held - 50, "collected after a step of few files"
+        assert collect_and_give_back(files=COLLECT_AFTER_FILES) is True
         assert _rss_mb() < held - 100, "the 200 MB in cycles stayed in the process"
         assert last
     finally:

@@ -64,7 +64,7 @@ def _report(
         )
     failed = sum(o.status == "failed" for o in outcomes)
     context.log.info(f"{asset.to_user_string()}: {len(outcomes) - failed} files ok, {failed} failed")
-    collect_and_give_back()  # what the stage held, for the next one (memory.py)
+    collect_and_give_back(len(outcomes))  # what the stage held, for the next one (memory.py)
     return dg.MaterializeResult()
 
 
@@ -236,7 +236,7 @@ def _sync(context, config, data_folder, collection, embedder, keys, embedded, em
     )
     yield from embeddings_result()
     validity = data_folder.update_validity(collection)  # the law in force across the folder (law_validity)
-    collect_and_give_back()  # the write's batches and the corpus view (memory.py)
+    collect_and_give_back(len(keys))  # the write's batches and the corpus view (memory.py)
     with records_batch(state):
         per_file = ingest.file_summaries(keys, state)
     if len(keys) > NOTED_FILES_LIMIT and all(o.ok for o in outcomes):

@@ -53,8 +53,9 @@ class _Target:
     def validity_of(self, source: str):
         """The corpus view's validity of ``source`` (validity/), resolved on first use."""
         if "files" not in self.view:  # the document records and the other files' views are let go
-            self.view["files"] = PackedViews(corpus_view(self.state_dir)[0].files, self.writes)
-            collect_and_give_back()  # what resolving the folder's views left (30 MB at 70,624 files)
+            views = corpus_view(self.state_dir)[0].files
+            self.view["files"] = PackedViews(views, self.writes)
+            collect_and_give_back(len(views))  # what resolving the folder's views left (30 MB at 70,624 files)
         return self.view["files"].get(source)
 
 
