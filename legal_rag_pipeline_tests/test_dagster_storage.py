@@ -381,7 +381,7 @@ def test_the_stored_columns_are_the_stock_storages(tmp_path):
 
 
 WRITER = """
-import sys, time
+import os, sys, time
 import dagster as dg
 from dagster._core.events import DagsterEvent, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
@@ -389,6 +389,12 @@ from legal_rag_pipeline import dagster_storage
 
 base, name, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 storage = getattr(dagster_storage, kind)(base)
+# both writers start writing together (one's imports can outlast the other's whole write on a busy machine)
+open(f"{base}/ready-{name}", "w").close()
+deadline = time.monotonic() + 120
+while not all(os.path.exists(f"{base}/ready-{n}") for n in ("luat_a", "luat_b")):
+    assert time.monotonic() < deadline, "the other writer never started"
+    time.sleep(0.01)
 for batch in range(15):
     events = []
     for i in range(200):
