@@ -93,3 +93,29 @@ def test_a_file_truly_not_found_is_rerun_alone(env):
     assert code == 0 and "Ingesting 1 files" in out, out
     with env.store().connect() as collection:
         assert collection.count(broken) == len(FileArtifacts(env.state, broken).chunk_ids())
+
+
+def test_a_probe_searches_with_the_chunks_word_pairs():
+    """The probe's query holds word pairs of the chunk only (each term maps pages of every segment's
+    index; a common syllable's posting list runs through the whole collection), at most PROBE_PAIRS of
+    them spread over the chunk, and all its tokens when it has too few pairs or the collection's
+    tokeniser makes none."""
+    from legal_rag_pipeline.assets.checks import PROBE_MIN_PAIRS, PROBE_PAIRS, probe_vector
+    from legal_rag_pipeline.text.lexical import lexical_tokens, query_sparse_vector
+
+    text = ("Điều 17. Quyền thành lập, góp vốn, mua cổ phần, mua phần vốn góp và quản lý doanh nghiệp: tổ chức, "
+            "cá nhân có quyền thành lập và quản lý doanh nghiệp tại Việt Nam theo quy định của Luật này.")
+    tokens = lexical_tokens(text, "syllables+bigrams")
+    pairs = [t for t in tokens if "_" in t]
+    assert len(pairs) >= PROBE_MIN_PAIRS and "của" in tokens and "của" not in pairs
+    assert probe_vector(text, "syllables+bigrams") == query_sparse_vector(pairs)
+    assert probe_vector("Điều 5. Giải thích", "syllables+bigrams") == query_sparse_vector(
+        lexical_tokens("Điều 5. Giải thích", "syllables+bigrams"))
+    assert probe_vector(text, "syllables") == query_sparse_vector(lexical_tokens(text, "syllables"))
+    long = " ".join(f"{text} {n} lần" for n in range(6))
+    indices, _ = probe_vector(long, "syllables+bigrams")
+    pairs = set(t for t in lexical_tokens(long, "syllables+bigrams") if "_" in t)
+    assert len(pairs) > PROBE_PAIRS and len(indices) <= PROBE_PAIRS
+    assert set(indices) <= set(query_sparse_vector(list(pairs))[0])
+    distinct = list(dict.fromkeys(t for t in lexical_tokens(long, "syllables+bigrams") if "_" in t))
+    assert query_sparse_vector(distinct[:1])[0][0] in indices  # the spread starts at the first pair

@@ -13,7 +13,7 @@ from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome
 from ..memory import mapped_kb
 from ..stores.base import Collection
-from ..text.lexical import query_vector
+from ..text.lexical import lexical_tokens, query_sparse_vector
 
 ASSET = "qdrant_collection"
 COLLECTION_CHECKS = [
@@ -176,6 +176,13 @@ LOCAL_MAX_PROBES = 5
 # (docs/performance.md). A smaller store maps less a probe and gives it back less often.
 RELEASE_AFTER_MB = 32
 RELEASE_EVERY_PROBES = 20
+# A probe searches with PROBE_PAIRS of its chunk's distinct word pairs ("nghĩa_vụ"), spread over the
+# chunk, when the collection's tokens have at least PROBE_MIN_PAIRS of them. Each term read maps pages of
+# every segment's index: on the 70,624-file split (17 segments) a probe with all its chunk's tokens mapped
+# 91 MB (median of 100 probes), with all its pairs 57 MB, with 32 of them 40 MB, and each found its
+# file (docs/performance.md, seventeenth pass).
+PROBE_PAIRS = 32
+PROBE_MIN_PAIRS = 8
 
 
 def _first_vector(art: FileArtifacts, point_id: str) -> list[float] | None:
@@ -204,6 +211,19 @@ def probe_chunk(chunks: Sequence[Any]) -> Any | None:
     return best
 
 
+def probe_vector(text: str, variant: str) -> tuple[list[int], list[float]]:
+    """The bm25 query of a probe: ``PROBE_PAIRS`` of the text's distinct word pairs (tokens joined by "_"),
+    evenly spread over it, when it has ``PROBE_MIN_PAIRS`` of them; else all its tokens (``variant``: the
+    collection's tokeniser)."""
+    tokens = lexical_tokens(text, variant)
+    pairs = list(dict.fromkeys(t for t in tokens if "_" in t))
+    if len(pairs) < PROBE_MIN_PAIRS:
+        return query_sparse_vector(tokens)
+    if len(pairs) > PROBE_PAIRS:
+        pairs = [pairs[i * len(pairs) // PROBE_PAIRS] for i in range(PROBE_PAIRS)]
+    return query_sparse_vector(pairs)
+
+
 def _search_probe(collection: Collection, written: Sequence[StageOutcome], state_dir: Path) -> dg.AssetCheckResult:
     """A search for each probed file's most distinctive chunk finds the file in the top 10, or scores it
     as high as the 10th hit (a tie with other files' identical text cannot decide, so it is no failure).
@@ -214,6 +234,7 @@ def _search_probe(collection: Collection, written: Sequence[StageOutcome], state
     most = LOCAL_MAX_PROBES if collection.scores_in_python else MAX_PROBES
     probed = _spread(probed, most)
     dense = collection.dense_size() if collection.scores_in_python else None
+    variant = collection.lexical.variant
     mapped = mapped_kb()
     for n, outcome in enumerate(probed, 1):
         if n % RELEASE_EVERY_PROBES == 0 or mapped_kb() - mapped > RELEASE_AFTER_MB * 1024:
@@ -228,7 +249,7 @@ def _search_probe(collection: Collection, written: Sequence[StageOutcome], state
             vector = _first_vector(art, chunk.point_id)
             if vector is not None and len(vector) != dense:
                 vector = None
-        search = {"dense": vector} if vector is not None else {"sparse": query_vector(chunk.text)}
+        search = {"dense": vector} if vector is not None else {"sparse": probe_vector(chunk.text, variant)}
         hits = collection.query(limit=10, fields=["source"], **search)
         if any(h.payload.get("source") == outcome.source for h in hits):
             continue
