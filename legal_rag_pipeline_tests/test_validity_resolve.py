@@ -251,6 +251,25 @@ def test_real_pairs_nobody_listed():
         assert view.status(kept, "2026-12-02")["status"].startswith("in force"), kept
 
 
+def test_the_records_json_is_what_asdict_gives():
+    """``plain`` (the records' to_json) against ``dataclasses.asdict``, on the facts and views of real pairs:
+    the same values, the same types (tuples stay tuples), so digests and stored records do not change."""
+    from dataclasses import asdict
+
+    from legal_rag_pipeline.validity.model import plain
+
+    names = ("laws_blankline/luat-day-nghe.txt", "laws/Luat-Giao-duc-nghe-nghiep-2014-259733.txt",
+             "laws/Luat-Kinh-doanh-bao-hiem-2000-24-2000-QH10-47229.txt", "laws/Luat-Kinh-doanh-bao-hiem-2022-465916.txt",
+             "laws/Luat-giao-duc-2019-367665.txt")
+    view = _real_view(*names)
+    assert any(v.endings for v in view.files.values()) and any(v.amendments for v in view.files.values())
+    for name in names:
+        assert repr(view.files[name].to_json()) == repr(asdict(view.files[name]))
+    for facts in (EDUCATION, NEW, OLD):
+        assert repr(plain(facts)) == repr(asdict(facts))
+        assert DocumentFacts.from_json(facts.to_json()) == facts
+
+
 def test_a_pages_official_status_reaches_the_view_from_the_document_record():
     """The read stage keeps a vbpl.vn page's status as ``page_validity``; the normalize stage keeps the text's
     facts: both meet in the view, the page's dates first. A Q&A sheet (no facts, no page) has no view."""

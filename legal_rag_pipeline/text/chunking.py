@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..records import Chunk, Row, SkippedRow
 from .normalize import normalize_text
@@ -132,6 +133,7 @@ def _clean_name(name: str) -> str:
     return name.strip(" .;:-–—")
 
 
+@lru_cache(maxsize=4)  # the chunker and the validity reader ask it of the same text, one after the other
 def parse_law_title(text: str, fallback: str) -> str:
     """The law's title from its header: "LUẬT\\nCƯ TRÚ" → "Luật Cư trú", "BỘ LUẬT\\nDÂN SỰ" →
     "Bộ luật Dân sự", "HIẾN PHÁP" → "Hiến pháp". ``fallback`` (the file stem) when none is found.

@@ -8,8 +8,31 @@ the whole folder by ``validity.resolve``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+_PRIMITIVE = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def plain(value: Any) -> Any:
+    """``dataclasses.asdict`` of a record of this package (dataclasses, lists, tuples, dicts and plain
+    values), the same result without its generic walk: a run asks it of every file several times, and
+    ``asdict`` was 2 % of an ingest of 17,656 one-article files."""
+    if isinstance(value, _PRIMITIVE):
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and hasattr(type(value), "__dataclass_fields__"):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
+    if type(value) in (list, tuple):
+        return type(value)(plain(v) for v in value)
+    if type(value) is dict:
+        return {plain(k): plain(v) for k, v in value.items()}
+    return asdict(value) if hasattr(value, "__dataclass_fields__") else copy.deepcopy(value)
+
 
 # Relation kinds.
 REPEALS = "repeals"  # "… hết hiệu lực kể từ ngày …" (hết hiệu lực): the scope stops being law
@@ -102,8 +125,8 @@ class DocumentFacts:
 
     # ------------------------------------------------------------------ JSON (kept in files.db)
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["part_effective"] = [[asdict(s), d] for s, d in self.part_effective]
+        data = plain(self)
+        data["part_effective"] = [[plain(s), d] for s, d in self.part_effective]
         return data
 
     @classmethod

@@ -48,6 +48,7 @@ from .model import (
     DocumentFacts,
     Relation,
     Scope,
+    plain,
 )
 
 # The flat payload fields every point of a law carries (None where not known), besides ``number``.
@@ -165,7 +166,7 @@ class FileValidity:
 
     # -------------------------------------------------------------- (de)serialisation
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> FileValidity | None:
