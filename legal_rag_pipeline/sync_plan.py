@@ -29,10 +29,27 @@ class FileChunks:
     doc_sha: str
 
 
+@dataclass(frozen=True)
+class EveryChunk:
+    """A file's upsert of all its ``count`` chunks (a new file, or one whose text or model changed): the
+    ids are not listed, the writer takes them with the chunks it reads. Listed, the ids of a first
+    ingest of 70,624 files held 26 MB through the whole write."""
+
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, point_id: object) -> bool:
+        return True
+
+
 @dataclass
 class SyncPlan:
-    upserts: dict[str, list[str]] = field(default_factory=dict)  # source -> ids to write
-    deletes: dict[str, list[str]] = field(default_factory=dict)  # source -> its stale ids, deleted after its upsert
+    # source -> the ids to write, or EveryChunk when all its chunks are written
+    upserts: dict[str, list[str] | EveryChunk] = field(default_factory=dict)
+    # source -> its stale ids, deleted after its upsert (only the files that have some)
+    deletes: dict[str, list[str]] = field(default_factory=dict)
     vanished: list[str] = field(default_factory=list)  # sources whose file is gone: every point deleted
     chunk_counts: dict[str, int] = field(default_factory=dict)
     doc_sha: dict[str, str] = field(default_factory=dict)
@@ -70,8 +87,10 @@ def plan_sync(
         existing = index.get(file.source, {})
         wanted = set(file.ids)
         fresh = all(p.get("doc_sha256") == file.doc_sha and p.get("embedding_model") == model for p in existing.values())
-        plan.upserts[file.source] = [pid for pid in file.ids if pid not in existing or not fresh]
-        plan.deletes[file.source] = [pid for pid in existing if pid not in wanted]
+        upserts = [pid for pid in file.ids if pid not in existing or not fresh]
+        plan.upserts[file.source] = EveryChunk(len(upserts)) if upserts and len(upserts) == len(file.ids) else upserts
+        if stale := [pid for pid in existing if pid not in wanted]:
+            plan.deletes[file.source] = stale
         plan.chunk_counts[file.source] = len(file.ids)
         plan.doc_sha[file.source] = file.doc_sha
         plan.net_removed += max(0, len(existing) - len(wanted))

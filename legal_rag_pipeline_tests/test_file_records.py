@@ -474,3 +474,23 @@ def test_a_document_field_is_set_in_place_and_the_rest_of_the_record_kept(tmp_pa
         db.execute("UPDATE files SET document = '[1, 2' WHERE source = ?", (art.source,))  # damaged
     art.set_document_field("validity_applied", view)
     assert art.document() == {"validity_applied": view}
+
+
+def test_the_synced_files_are_read_in_one_query_as_each_record_says(tmp_path):
+    """``synced_sources``: the files whose sync marker ``FileArtifacts.synced`` gives, not one more: none
+    written, one cleared, and one whose stored marker is not a JSON object are left out."""
+    from legal_rag_pipeline.artifacts import synced_sources
+
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt"):
+        FileArtifacts(tmp_path, name).write_document({"sha256": name})
+    FileArtifacts(tmp_path, "a.txt").write_synced({"points": 3, "collection": "legal_rag"})
+    FileArtifacts(tmp_path, "b.txt").write_synced({"points": 1})
+    FileArtifacts(tmp_path, "b.txt").clear_synced()
+    FileArtifacts(tmp_path, "d.txt").write_synced({"points": 2})
+    with sqlite3.connect(tmp_path / RECORDS_FILE) as db:
+        db.execute("UPDATE files SET synced = '[1, 2]' WHERE source = 'e.txt'")
+        db.execute("INSERT INTO files (source, synced) VALUES ('f.txt', 'not json')")
+    sources = ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt")
+    expected = {s for s in sources if FileArtifacts(tmp_path, s).synced() is not None}
+    assert expected == {"a.txt", "d.txt"}
+    assert synced_sources(tmp_path) == expected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from legal_rag_pipeline.deletion import DeletionLimits, MassDeletionRefused, check_deletion
-from legal_rag_pipeline.sync_plan import FileChunks, plan_sync
+from legal_rag_pipeline.sync_plan import EveryChunk, FileChunks, plan_sync
 
 MODEL = "m"
 
@@ -18,7 +18,8 @@ def test_a_new_file_is_written_whole_and_an_unchanged_one_not_at_all():
         [FileChunks("a.txt", ["a1", "a2"], "s1"), FileChunks("b.txt", ["b1"], "s9")],
         index, model=MODEL, present={"a.txt", "b.txt"}, total_points=2, full=True,
     )
-    assert plan.upserts == {"a.txt": [], "b.txt": ["b1"]} and plan.deletes == {"a.txt": [], "b.txt": []}
+    # a new file: every chunk, its ids not listed (the writer takes them with the chunks)
+    assert plan.upserts == {"a.txt": [], "b.txt": EveryChunk(1)} and plan.deletes == {}
     assert plan.vanished == [] and plan.net_removed == 0 and plan.points_to_write() == 1
     assert plan.deletion is not None and plan.deletion.files_held == 1 and not plan.deletion.vanished
 
@@ -28,7 +29,7 @@ def test_a_changed_file_writes_its_new_chunks_then_drops_its_stale_ones():
     plan = plan_sync([FileChunks("a.txt", ["a1", "a4"], "new")], index, model=MODEL, present={"a.txt"},
                      total_points=3, full=True)
     # another text: every point of the file is rewritten (its payload holds the text's digest)
-    assert plan.upserts["a.txt"] == ["a1", "a4"] and sorted(plan.deletes["a.txt"]) == ["a2", "a3"]
+    assert plan.upserts["a.txt"] == EveryChunk(2) and sorted(plan.deletes["a.txt"]) == ["a2", "a3"]
     assert plan.net_removed == 1 and plan.deletion.shrunk == ["a.txt"]
 
 
@@ -36,7 +37,7 @@ def test_another_model_rewrites_every_point():
     index = held("a.txt", ["a1", "a2"], model="old-model")
     plan = plan_sync([FileChunks("a.txt", ["a1", "a2"], "s1")], index, model=MODEL, present={"a.txt"},
                      total_points=2, full=True)
-    assert plan.upserts["a.txt"] == ["a1", "a2"] and plan.deletes["a.txt"] == []
+    assert plan.upserts["a.txt"] == EveryChunk(2) and plan.deletes == {}
 
 
 def test_vanished_files_full_and_targeted():
@@ -71,4 +72,14 @@ def test_what_the_guard_sees_refuses_a_vanished_folder():
 
 def test_an_empty_collection_has_nothing_to_guard():
     plan = plan_sync([FileChunks("a.txt", ["a1"], "s1")], {}, model=MODEL, present={"a.txt"}, total_points=0, full=True)
-    assert plan.deletion is None and plan.upserts == {"a.txt": ["a1"]}
+    assert plan.deletion is None and plan.upserts == {"a.txt": EveryChunk(1)}
+
+
+def test_a_file_with_some_chunks_new_lists_only_those():
+    index = held("a.txt", ["a1", "a2"])
+    plan = plan_sync([FileChunks("a.txt", ["a1", "a2", "a3"], "s1")], index, model=MODEL, present={"a.txt"},
+                     total_points=2, full=True)
+    assert plan.upserts == {"a.txt": ["a3"]} and plan.points_to_write() == 1 and plan.deletes == {}
+    every = plan_sync([FileChunks("b.txt", ["b1", "b2"], "s1")], {}, model=MODEL, present={"b.txt"}, total_points=0,
+                      full=True)
+    assert every.points_to_write() == 2 and "b2" in every.upserts["b.txt"] and len(every.upserts["b.txt"]) == 2

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
+from ..artifacts import FileArtifacts, StageOutcome, known_sources, records_batch, synced_sources
 from ..deletion import DeletionLimits, check_deletion
 from ..memory import give_back
 from ..progress import NO_PROGRESS, Progress
@@ -82,7 +83,8 @@ def _sync_stage(
             ready.append(source)
         else:
             outcomes[source] = StageOutcome(source, "skipped", error=error)
-    present = set(scan_data_dir(data_dir).files) if data_dir.is_dir() else set()
+    # each name the string of the run's partition key (Dagster's keys are interned: dagster_storage.py)
+    present = {sys.intern(s) for s in scan_data_dir(data_dir).files} if data_dir.is_dir() else set()
     location = collection.location()
 
     # Fast and targeted paths: trust the markers of unchanged files (see the docstring).
@@ -125,9 +127,10 @@ def _sync_stage(
         files, index, model=model, present=present, total_points=total_points, full=full,
         known_vanished=known_vanished or [], prune_vanished=prune_vanished,
         # only the changed and vanished files were looked up: the others hold points by their sync marker
-        held_elsewhere=(s for s in known_sources(state_dir) if FileArtifacts(state_dir, s).synced())
+        held_elsewhere=_held(state_dir)
         if guarded and not full else (),
     )
+    del files  # the plan holds what the write needs
     if guarded and plan.deletion is not None:
         check_deletion(plan.deletion, limits or DeletionLimits(), collection=collection.name, data_dir=data_dir)
     give_back()  # what reading every file's chunk ids left free (36 MB at 70,624 files)
@@ -151,6 +154,12 @@ def _sync_stage(
     if full and physical:
         _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
     return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _held(state_dir: Path) -> Iterator[str]:
+    """The known files with a sync marker (they hold points by it)."""
+    synced = synced_sources(state_dir)
+    return (s for s in known_sources(state_dir) if s in synced)
 
 
 def _trusted(

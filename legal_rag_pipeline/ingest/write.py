@@ -16,7 +16,7 @@ from ..memory import collect_and_give_back
 from ..progress import Progress
 from ..records import Chunk
 from ..stores.base import Collection
-from ..sync_plan import SyncPlan
+from ..sync_plan import EveryChunk, SyncPlan
 from ..text.lexical import DEFAULT_LEXICAL, Lexical
 from ..validity.sync import PackedViews, applied_view, corpus_view, record_applied
 from .marks import _sync_mark
@@ -80,7 +80,7 @@ def _write(
     def finish(source: str, written: int) -> StageOutcome:
         """After its points are written and its stale points deleted: its sync marker."""
         art = FileArtifacts(state_dir, source)
-        deleted = len(plan.deletes[source])
+        deleted = len(plan.deletes.get(source, ()))
         mark = _sync_mark(art, target.model, target.location, target.physical)
         if mark is not None:
             art.write_synced(mark)
@@ -128,7 +128,7 @@ def _write(
             for source, written in group:
                 outcomes[source] = _guard(source, "qdrant_collection", lambda s=source, n=written: finish(s, n))
 
-        writes.submit(batch, [i for source, _ in group for i in plan.deletes[source]], done)
+        writes.submit(batch, [i for source, _ in group for i in plan.deletes.get(source, ())], done)
 
     # The helper (legal_rag_pipeline/helper.py) makes the next group's bm25 vectors while this one is converted and
     # written; without it (a small write, or it failed) they are made here.
@@ -178,8 +178,9 @@ def _write(
                 outcomes[source] = StageOutcome(source, "skipped", error=NOT_EMBEDDED)
                 continue
             try:
-                pending = _file_points(FileArtifacts(state_dir, source), set(plan.upserts[source]), plan.doc_sha[source],
-                                       target)
+                ids = plan.upserts[source]
+                pending = _file_points(FileArtifacts(state_dir, source), ids if isinstance(ids, EveryChunk) else set(ids),
+                                       plan.doc_sha[source], target)
             except Exception as exc:  # noqa: BLE001
                 outcomes[source] = _failed(source, "qdrant_collection", exc)
                 continue
@@ -225,8 +226,8 @@ class _FilePoints:
     wanted: Any
 
 
-def _file_points(art: FileArtifacts, ids: set[str], doc_sha: str, target: _Target) -> _FilePoints:
-    """The file's chunks among ``ids``, with their vectors from its embedding cache, and the validity
+def _file_points(art: FileArtifacts, ids: set[str] | EveryChunk, doc_sha: str, target: _Target) -> _FilePoints:
+    """The file's chunks among ``ids`` (all of them for EveryChunk), with their vectors from its embedding cache, and the validity
     they carry: when every point of the file is written, the corpus view's (recorded once written: a
     first ingest sets no payload twice); otherwise the view its other points carry."""
     if not ids:

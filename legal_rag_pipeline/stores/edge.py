@@ -366,6 +366,7 @@ class EdgeCollection(Collection):
             self._unoptimised[physical] = written
             if written // TRIM_POINTS != before // TRIM_POINTS:
                 give_back()
+                self._page_out(physical)  # what looking up the written ids read (memory.py)
             return self._shards[physical]
         shard = self._shards.pop(physical)
         try:

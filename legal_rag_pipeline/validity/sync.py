@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import FileArtifacts, each_known_document, records_batch
+from ..artifacts import FileArtifacts, each_known_document, records_batch, synced_sources
 from .model import DocumentFacts
 from .resolve import CorpusValidity, FileValidity, file_status, point_validity, resolve
 
@@ -173,8 +173,9 @@ def apply_validity(
         report.seconds = time.monotonic() - started
         return report
     key = f"{collection.location()}|{physical}"
-    with records_batch(state_dir):
-        in_collection = [s for s in view.files if FileArtifacts(state_dir, s).synced()]
+    synced = synced_sources(state_dir)
+    in_collection = [s for s in view.files if s in synced]
+    del synced
     plan = plan_validity_updates(view, documents, key, in_collection)
     report.files_unchanged = plan.unchanged
     with records_batch(state_dir):
