@@ -227,9 +227,10 @@ class _FilePoints:
 
 
 def _file_points(art: FileArtifacts, ids: set[str] | EveryChunk, doc_sha: str, target: _Target) -> _FilePoints:
-    """The file's chunks among ``ids`` (all of them for EveryChunk), with their vectors from its embedding cache, and the validity
-    they carry: when every point of the file is written, the corpus view's (recorded once written: a
-    first ingest sets no payload twice); otherwise the view its other points carry."""
+    """The file's chunks among ``ids`` (all of them for EveryChunk), with their vectors from its embedding
+    cache, and the validity they carry: when every point of the file is written, the corpus view's
+    (recorded once written: a first ingest sets no payload twice); otherwise the view its other points
+    carry."""
     if not ids:
         return _FilePoints(art.source, doc_sha, [], {}, None, None)
     vectors = art.read_embeddings(target.model) if target.enabled else {}

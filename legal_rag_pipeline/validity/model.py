@@ -9,7 +9,7 @@ the whole folder by ``validity.resolve``.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 _PRIMITIVE = (str, int, float, bool, type(None))
@@ -31,7 +31,7 @@ def plain(value: Any) -> Any:
         return type(value)(plain(v) for v in value)
     if type(value) is dict:
         return {plain(k): plain(v) for k, v in value.items()}
-    return asdict(value) if hasattr(value, "__dataclass_fields__") else copy.deepcopy(value)
+    return copy.deepcopy(value)  # what asdict does with any other value
 
 
 # Relation kinds.
