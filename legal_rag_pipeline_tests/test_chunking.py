@@ -67,6 +67,44 @@ def test_normalize_text():
     assert normalize_cell("  a\u00a0 b ") == "a b"
 
 
+def _normalize_every_step(text: str) -> str:
+    """normalize_text without its shortcut for a text already normal (what it must equal)."""
+    from legal_rag_pipeline.text import normalize as module
+
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = module._DROP.sub("", text)
+    text = module._SPACE.sub(" ", text)
+    text = module._BREAK.sub("\n", text)
+    text = unicodedata.normalize("NFC", text)
+    text = module._H_SPACE_RUN.sub(" ", text)
+    text = module._SPACE_AROUND_BREAK.sub("\n", text)
+    text = module._MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+def test_normalize_text_gives_what_every_step_gives_also_when_it_takes_its_shortcut():
+    import random
+
+    pieces = ["a", "Đ", "ề", "e\u0302\u0300", " ", "  ", "\t", "\n", "\n\n", "\n\n\n", "\r\n", "\r", "\u00a0",
+              "\u200b", "\ufeff", "\x0c", "\u2028", "\x85", "\x1f", "\u3000", "Điều 1.", "khoản", " \n", "\n "]
+    rng = random.Random(16)
+    texts = ["", "a", " a", "a ", "\n", "Luật này.\n\nĐiều 1. Phạm vi", "x\u00a0"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(20_000)]
+    for text in texts:
+        assert normalize_text(text) == _normalize_every_step(text), repr(text)
+        once = normalize_text(text)
+        assert normalize_text(once) is once or once == ""  # a normal text is given back as it is
+
+
+def test_normalize_text_keeps_real_laws_as_every_step_does():
+    need_shared()
+    for path in sorted((SHARED / "laws").glob("*.txt"))[:40]:
+        text = path.read_text(encoding="utf-8")
+        assert normalize_text(text) == _normalize_every_step(text), path.name
+        normal = normalize_text(text)
+        assert normalize_text(normal) is normal, path.name
+
+
 def test_count_tokens_is_conservative_and_additive():
     assert count_tokens("") == 2
     syllables = "luật này quy định về việc thực hiện quyền tự do cư trú của công dân"
@@ -377,3 +415,19 @@ def test_non_nfc_law_normalises_like_its_nfc_form():
     b = chunk_text("x", normalize_text(nfc))
     assert [c.point_id for c in a] == [c.point_id for c in b]
     assert [c.text_sha256 for c in a] == [c.text_sha256 for c in b]
+
+
+def test_a_law_s_title_is_parsed_once_for_its_chunks_and_its_validity():
+    """The chunker and the validity reader ask parse_law_title for the same text one after the other
+    (ingest/normalize.py): the second is answered from the first's reading."""
+    from legal_rag_pipeline.ingest.normalize import _validity_facts
+    from legal_rag_pipeline.readers.header import document_info
+
+    need_shared()
+    text = normalize_text((SHARED / EVAL_LAWS["Luật Điện ảnh"]).read_text(encoding="utf-8"))
+    parse_law_title.cache_clear()
+    _validity_facts("Luat-Dien-anh.txt", text, document_info(text))
+    chunks = chunk_text("Luat-Dien-anh.txt", text)
+    info = parse_law_title.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert chunks[0].metadata["law"] == "Luật Điện ảnh"

@@ -1,5 +1,6 @@
 """dagster_steps.py: a step's per-partition events are not held to the step's end, hooks still get
-theirs, and the copy is of the installed Dagster's function."""
+theirs, a partition's materialisation is stored as Dagster's logging stores it, and the copies are of
+the installed Dagster's functions."""
 
 import gc
 
@@ -8,7 +9,16 @@ import pytest
 from dagster._core.execution.plan import execute_plan
 from dagster._core.executor import in_process
 
-from legal_rag_pipeline.dagster_steps import ORIGINAL_SHA256, install, original_digest, step_loop
+from legal_rag_pipeline import dagster_steps
+from legal_rag_pipeline.dagster_steps import (
+    ASSET_EVENT_SHA256,
+    ORIGINAL_SHA256,
+    asset_event,
+    asset_event_digest,
+    install,
+    original_digest,
+    step_loop,
+)
 from legal_rag_pipeline.instance import execute_keeping_failures
 
 FILES = [f"law-{i:04d}.txt" for i in range(150)]
@@ -115,3 +125,83 @@ def test_hooks_still_get_their_step_s_events(loop, monkeypatch):
         result = execute_keeping_failures(hooked, instance, tags={}, run_config={})
     assert not result.success
     assert calls == ["ok reads_fine", "failed cannot_read"]
+
+
+# --- asset_event: a partition's materialisation stored without Python's logging, as logging stores it ---
+
+@dg.multi_asset(
+    partitions_def=dg.StaticPartitionsDefinition(FILES),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    specs=[dg.AssetSpec(FIRST), dg.AssetSpec(SECOND, deps=[FIRST])],
+)
+def described_stages(context: dg.AssetExecutionContext):
+    yield dg.MaterializeResult(asset_key=FIRST, metadata={"files": len(context.partition_keys)})
+    yield dg.MaterializeResult(asset_key=SECOND)
+
+
+DESCRIBED = dg.Definitions(assets=[described_stages]).resolve_implicit_global_asset_job_def()
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # legal-rag ingest's console logger
+
+
+def _stored(instance, run_id) -> list[str]:
+    """The run's stored materialisations as text, with what differs between two runs made alike (run id,
+    time, the data version Dagster derives from the run id)."""
+    import re
+
+    from dagster._serdes import serialize_value
+
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=5000).records
+    texts = []
+    for record in records:
+        text = serialize_value(record.event_log_entry._replace(timestamp=0.0)).replace(run_id, "RUN")
+        # the data versions and event pointers Dagster derives from the run and the stored event ids
+        texts.append(re.sub(r'("dagster/(?:data_version|input_data_version/\w+|input_event_pointer/\w+)": ?)"?\w+"?',
+                            r'\1"V"', text))
+    return sorted(texts)
+
+
+def _described_run(instance, run_config):
+    return execute_keeping_failures(
+        DESCRIBED, instance,
+        tags={"dagster/asset_partition_range_start": FILES[0], "dagster/asset_partition_range_end": FILES[-1]},
+        run_config=run_config,
+    )
+
+
+def test_the_asset_event_path_is_of_the_installed_dagster_and_is_installed():
+    from dagster._core.execution.plan import execute_step
+
+    assert asset_event_digest() == ASSET_EVENT_SHA256, (
+        "a Dagster function of asset_event_path() changed: compare it with dagster_steps.asset_event, "
+        "carry the changes over and update ASSET_EVENT_SHA256"
+    )
+    assert install() is True
+    assert execute_step._dagster_event_for_asset_event is asset_event
+
+
+def test_a_partition_s_materialisation_is_stored_as_dagster_s_logging_stores_it(monkeypatch):
+    from dagster._core.execution.plan import execute_step
+
+    assert install() is True
+    stock = dagster_steps._stock_asset_event
+    with dg.instance_for_test() as instance:
+        ours = _described_run(instance, QUIET)
+        monkeypatch.setattr(execute_step, "_dagster_event_for_asset_event", stock)
+        theirs = _described_run(instance, QUIET)
+        assert ours.success and theirs.success
+        stored_ours, stored_theirs = _stored(instance, ours.run_id), _stored(instance, theirs.run_id)
+        # every partition of both assets, in the UI's partition status too
+        assert len(stored_ours) == 2 * len(FILES)
+        assert stored_ours == stored_theirs
+        for key in (FIRST, SECOND):
+            assert set(instance.get_materialized_partitions(key)) == set(FILES)
+
+
+def test_a_logger_that_shows_debug_still_sees_every_partition_s_materialisation(capfd):
+    assert install() is True
+    with dg.instance_for_test() as instance:
+        result = _described_run(instance, {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}})
+        assert result.success
+        assert len(_stored(instance, result.run_id)) == 2 * len(FILES)
+    shown = capfd.readouterr().err
+    assert shown.count("ASSET_MATERIALIZATION") >= 2 * len(FILES), "the console logger missed materialisations"

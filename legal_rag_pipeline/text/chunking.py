@@ -366,7 +366,7 @@ def _same_words(a: str, b: str) -> bool:
 
 
 def _law_chunks(source: str, text: str, budget: int, count: TokenCounter) -> list[Chunk]:
-    title = parse_law_title(text, fallback="")
+    title = parse_law_title(text, "")  # positional, as validity/extract.py asks it: one cache entry
     preamble, articles = _parse_law([line.strip() for line in text.split("\n")])
     chunks: list[Chunk] = []
     header = [line for line in preamble if line]

@@ -21,6 +21,19 @@ _BREAK = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _H_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
 _SPACE_AROUND_BREAK = re.compile(r" \n ?|\n ")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+# A character one of the steps below removes or replaces; with the runs they change (looked for as
+# substrings, each a fast scan), what a text already normal has none of. Every text is normalised where
+# it is read, and again where it is chunked and where its title is looked for: a normal text is
+# returned after these scans instead of going through every step.
+_ODD_CHARACTER = re.compile("[" + "".join(p.pattern[1:-1] for p in (_DROP, _SPACE, _BREAK)) + "]")
+_CHANGED_RUNS = ("\r", "\t", "  ", " \n", "\n ", "\n\n\n")
+
+
+def _already_normal(text: str) -> bool:
+    """Whether every step of ``normalize_text`` gives ``text`` back unchanged (``text`` not empty)."""
+    if text[0].isspace() or text[-1].isspace() or any(run in text for run in _CHANGED_RUNS):
+        return False
+    return _ODD_CHARACTER.search(text) is None and unicodedata.is_normalized("NFC", text)
 
 
 def normalize_text(text: str) -> str:
@@ -30,6 +43,8 @@ def normalize_text(text: str) -> str:
     """
     if not text:
         return ""
+    if _already_normal(text):
+        return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _DROP.sub("", text)
     text = _SPACE.sub(" ", text)
