@@ -324,6 +324,13 @@ def synced_sources(state_dir: str | Path) -> set[str]:
     return _records(Path(state_dir)).synced_sources()
 
 
+def sources_ok_in(state_dir: str | Path, stage: str, run_id: str | None) -> set[str]:
+    """The sources for which ``stage`` succeeded in ``run_id`` (or at all: None), as ``FileArtifacts.stage_ok``
+    says of each, in one query: each stage asks it of every file of its run before it starts on it, and
+    70,624 queries took 7 s of the x4 split's ingest."""
+    return _records(Path(state_dir)).sources_ok(stage, run_id)
+
+
 def known_documents(state_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The document record (``FileArtifacts.document``) of each of ``known_sources``, in one query."""
     return _records(Path(state_dir)).documents_with_status()
@@ -631,6 +638,18 @@ class _Records:
             f"SELECT CASE WHEN json_valid(status) THEN json_extract(status, '$.{stage}.status', '$.{stage}.run_id') END "
             "FROM files WHERE source = ?", source)
         return (None, None) if text is None else tuple(json.loads(text))
+
+    def sources_ok(self, stage: str, run_id: str | None) -> set[str]:
+        """The sources whose ``status[stage]`` is ok or unchanged, with ``run_id`` when it is given
+        (``stage_result`` of each, read in one query)."""
+        assert stage.isidentifier()
+        sql = ("SELECT source FROM files WHERE json_valid(status) "
+               f"AND json_extract(status, '$.{stage}.status') IN ('ok', 'unchanged')")
+        with self._lock:
+            if run_id is None:
+                return {row[0] for row in self._db.execute(sql)}
+            return {row[0] for row in self._db.execute(sql + f" AND json_extract(status, '$.{stage}.run_id') = ?",
+                                                        (run_id,))}
 
     def plan_document(self, source: str) -> dict[str, Any]:
         """``source``'s ``PLAN_DOCUMENT_FIELDS`` from ``ingest_plan`` (None where there is no value)."""

@@ -494,3 +494,28 @@ def test_the_synced_files_are_read_in_one_query_as_each_record_says(tmp_path):
     expected = {s for s in sources if FileArtifacts(tmp_path, s).synced() is not None}
     assert expected == {"a.txt", "d.txt"}
     assert synced_sources(tmp_path) == expected
+
+
+def test_the_files_a_stage_went_through_are_read_in_one_query_as_each_record_says(tmp_path):
+    """``sources_ok_in``: the files ``FileArtifacts.stage_ok`` finds ok for the stage and run, not one more:
+    ok or unchanged in the run (yes), in another run (only when no run is asked), failed or skipped, another
+    stage only, no status, a status that is not JSON (no)."""
+    from legal_rag_pipeline.artifacts import sources_ok_in
+
+    def record(name: str, stage: str, status: str, run_id: str) -> None:
+        FileArtifacts(tmp_path, name).record_outcome(stage, StageOutcome(name, status), run_id)
+
+    record("ok.txt", "raw_documents", "ok", "run-1")
+    record("unchanged.txt", "raw_documents", "unchanged", "run-1")
+    record("earlier.txt", "raw_documents", "ok", "run-0")
+    record("failed.txt", "raw_documents", "failed", "run-1")
+    record("skipped.txt", "raw_documents", "skipped", "run-1")
+    record("other-stage.txt", "normalized_records", "ok", "run-1")
+    FileArtifacts(tmp_path, "no-status.txt").write_document({"sha256": "x"})
+    with sqlite3.connect(tmp_path / RECORDS_FILE) as db:
+        db.execute("INSERT INTO files (source, status) VALUES ('broken.txt', 'not json')")
+    sources = ["ok.txt", "unchanged.txt", "earlier.txt", "failed.txt", "skipped.txt", "other-stage.txt",
+               "no-status.txt", "broken.txt", "never-seen.txt"]
+    for run_id, expected in (("run-1", {"ok.txt", "unchanged.txt"}), (None, {"ok.txt", "unchanged.txt", "earlier.txt"})):
+        assert {s for s in sources if FileArtifacts(tmp_path, s).stage_ok("raw_documents", run_id)} == expected
+        assert sources_ok_in(tmp_path, "raw_documents", run_id) == expected

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import FileArtifacts, StageOutcome, records_batch
+from ..artifacts import FileArtifacts, StageOutcome, records_batch, sources_ok_in
 from ..errors import PipelineError
 from ..progress import NO_PROGRESS, Progress
 from ..stores.base import Collection
@@ -81,9 +81,10 @@ def _embed_stage(
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
 
+    chunked = sources_ok_in(state_dir, "normalized_records", run_id)
     for source in sources:
         art = FileArtifacts(state_dir, source)
-        if not art.stage_ok("normalized_records", run_id):
+        if source not in chunked:
             outcomes[source] = StageOutcome(source, "skipped", error=NOT_CHUNKED)
             continue
         if not enabled:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import FileArtifacts, StageOutcome, records_batch
+from ..artifacts import FileArtifacts, StageOutcome, records_batch, sources_ok_in
 from ..errors import SourceFileError
 from ..readers.header import document_info
 from ..records import Chunk, Row, SkippedRow
@@ -29,13 +29,17 @@ VALIDITY_VERSION = "1"
 def normalize_stages(sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int) -> Iterator[StageOutcome]:
     """``normalize_stage`` for each of ``sources``, in order, their records committed together."""
     with records_batch(state_dir):
+        read = sources_ok_in(state_dir, "raw_documents", run_id)
         for source in sources:
-            yield normalize_stage(source, state_dir, run_id, token_budget)
+            yield normalize_stage(source, state_dir, run_id, token_budget, read=source in read)
 
 
-def normalize_stage(source: str, state_dir: Path, run_id: str | None, token_budget: int) -> StageOutcome:
+def normalize_stage(
+    source: str, state_dir: Path, run_id: str | None, token_budget: int, *, read: bool | None = None
+) -> StageOutcome:
+    """``source``'s records chunked; ``read``: whether raw_documents read it in ``run_id`` (looked up when None)."""
     art = FileArtifacts(state_dir, source)
-    if not art.stage_ok("raw_documents", run_id):
+    if not (art.stage_ok("raw_documents", run_id) if read is None else read):
         outcome = StageOutcome(source, "skipped", error="not read in this run (see raw_documents)")
     else:
         outcome = _guard(source, "normalized_records", lambda: _normalize(source, art, token_budget))

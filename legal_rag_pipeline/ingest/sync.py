@@ -9,14 +9,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import FileArtifacts, StageOutcome, known_sources, records_batch, synced_sources
+from ..artifacts import (
+    FileArtifacts,
+    StageOutcome,
+    known_sources,
+    records_batch,
+    sources_ok_in,
+    synced_sources,
+)
 from ..deletion import DeletionLimits, check_deletion
 from ..memory import give_back
 from ..progress import NO_PROGRESS, Progress
 from ..readers import scan_data_dir
 from ..stores.base import Collection
 from ..sync_plan import FileChunks, plan_sync
-from .marks import VERIFY_AFTER_SECONDS, read_sync_state, _sync_mark, _write_sync_state
+from .marks import VERIFY_AFTER_SECONDS, _sync_mark, _write_sync_state, read_sync_state
 from .outcomes import BM25_ONLY_MODEL, NOT_CHUNKED, NOT_EMBEDDED, _failed
 from .overlap import Embedded
 from .write import _Target, _write
@@ -78,11 +85,13 @@ def _sync_stage(
     ready: list[str] = []
     # overlapped: a chunked file is planned now and waited for before it is written (see _write)
     stage, error = ("normalized_records", NOT_CHUNKED) if embedded is not None else ("embedding_batches", NOT_EMBEDDED)
+    done = sources_ok_in(state_dir, stage, run_id)
     for source in sources:
-        if FileArtifacts(state_dir, source).stage_ok(stage, run_id):
+        if source in done:
             ready.append(source)
         else:
             outcomes[source] = StageOutcome(source, "skipped", error=error)
+    del done
     # each name the string of the run's partition key (Dagster's keys are interned: dagster_storage.py)
     present = {sys.intern(s) for s in scan_data_dir(data_dir).files} if data_dir.is_dir() else set()
     location = collection.location()
