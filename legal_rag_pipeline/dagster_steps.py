@@ -15,8 +15,8 @@ when a Dagster upgrade changes it, so the copy is looked at again.
 ``asset_event`` is the second change. Dagster hands each partition's materialisation of a result
 over many files to its log manager, which makes it a ``logging.LogRecord``, passes it through
 ``logging``'s handlers, converts it to a Dagster record and from that to the ``EventLogEntry`` the
-instance stores: about 0.15 ms an event, a sixth of the 17,656-file split's first ingest beyond the
-208 laws' (docs/performance.md, eighteenth pass). When nothing but the instance would receive the
+instance stores: 18 of the 124 s of the 17,656-file split's first ingest under a profiler, the storage
+itself 9 of them (docs/performance.md, eighteenth pass). When nothing but the instance would receive the
 event (the run's loggers do not show DEBUG, as ``legal-rag ingest``'s console logger at CRITICAL;
 no other handler, filter or parent logger), ``asset_event`` builds the same ``DagsterEvent`` and
 ``EventLogEntry`` and hands the entry to the instance with its batch; otherwise Dagster's own path
