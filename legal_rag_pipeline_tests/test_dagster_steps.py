@@ -13,11 +13,9 @@ from legal_rag_pipeline import dagster_steps
 from legal_rag_pipeline.dagster_steps import (
     ASSET_EVENT_SHA256,
     ORIGINAL_SHA256,
-    asset_event,
     asset_event_digest,
     install,
     original_digest,
-    step_loop,
 )
 from legal_rag_pipeline.instance import execute_keeping_failures
 
@@ -50,21 +48,38 @@ def two_stages(context: dg.AssetExecutionContext):
 JOB = dg.Definitions(assets=[two_stages]).resolve_implicit_global_asset_job_def()
 
 
-def _run(instance):
+def _run(instance, job=None, run_config=None):
+    """One run of ``job`` (``JOB``) over every file, as the CLI launches it."""
     return execute_keeping_failures(
-        JOB, instance,
+        job or JOB, instance,
         tags={"dagster/asset_partition_range_start": FILES[0], "dagster/asset_partition_range_end": FILES[-1]},
-        run_config={},
+        run_config=run_config or {},
     )
 
 
-def test_the_copy_is_of_the_installed_dagster_s_function_and_is_installed():
-    assert original_digest() == ORIGINAL_SHA256, (
-        "Dagster's inner_plan_execution_iterator changed: compare it with dagster_steps.step_loop, "
-        "carry the changes over and update ORIGINAL_SHA256"
+def _installed(copy: str):
+    """What Dagster runs where ``copy`` (a function of dagster_steps.py) is meant to be."""
+    from dagster._core.execution.plan import execute_step
+
+    if copy == "step_loop":
+        return in_process.inner_plan_execution_iterator
+    return execute_step._dagster_event_for_asset_event
+
+
+@pytest.mark.parametrize(
+    ("copy", "digest", "expected", "of_what"),
+    [
+        ("step_loop", original_digest, ORIGINAL_SHA256, "inner_plan_execution_iterator"),
+        ("asset_event", asset_event_digest, ASSET_EVENT_SHA256, "a function of asset_event_path()"),
+    ],
+)
+def test_each_copy_is_of_the_installed_dagster_and_is_installed(copy, digest, expected, of_what):
+    assert digest() == expected, (
+        f"Dagster's {of_what} changed: compare it with dagster_steps.{copy}, carry the changes over and "
+        "update its digest"
     )
     assert install() is True
-    assert in_process.inner_plan_execution_iterator is step_loop
+    assert _installed(copy) is getattr(dagster_steps, copy)
 
 
 def test_a_step_does_not_hold_the_events_of_its_files(monkeypatch):
@@ -160,34 +175,15 @@ def _stored(instance, run_id) -> list[str]:
     return sorted(texts)
 
 
-def _described_run(instance, run_config):
-    return execute_keeping_failures(
-        DESCRIBED, instance,
-        tags={"dagster/asset_partition_range_start": FILES[0], "dagster/asset_partition_range_end": FILES[-1]},
-        run_config=run_config,
-    )
-
-
-def test_the_asset_event_path_is_of_the_installed_dagster_and_is_installed():
-    from dagster._core.execution.plan import execute_step
-
-    assert asset_event_digest() == ASSET_EVENT_SHA256, (
-        "a Dagster function of asset_event_path() changed: compare it with dagster_steps.asset_event, "
-        "carry the changes over and update ASSET_EVENT_SHA256"
-    )
-    assert install() is True
-    assert execute_step._dagster_event_for_asset_event is asset_event
-
-
 def test_a_partition_s_materialisation_is_stored_as_dagster_s_logging_stores_it(monkeypatch):
     from dagster._core.execution.plan import execute_step
 
     assert install() is True
     stock = dagster_steps._stock_asset_event
     with dg.instance_for_test() as instance:
-        ours = _described_run(instance, QUIET)
+        ours = _run(instance, DESCRIBED, QUIET)
         monkeypatch.setattr(execute_step, "_dagster_event_for_asset_event", stock)
-        theirs = _described_run(instance, QUIET)
+        theirs = _run(instance, DESCRIBED, QUIET)
         assert ours.success and theirs.success
         stored_ours, stored_theirs = _stored(instance, ours.run_id), _stored(instance, theirs.run_id)
         # every partition of both assets, in the UI's partition status too
@@ -200,7 +196,7 @@ def test_a_partition_s_materialisation_is_stored_as_dagster_s_logging_stores_it(
 def test_a_logger_that_shows_debug_still_sees_every_partition_s_materialisation(capfd):
     assert install() is True
     with dg.instance_for_test() as instance:
-        result = _described_run(instance, {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}})
+        result = _run(instance, DESCRIBED, {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}})
         assert result.success
         assert len(_stored(instance, result.run_id)) == 2 * len(FILES)
     shown = capfd.readouterr().err
