@@ -137,12 +137,17 @@ def asset_event_path() -> list:
     ]
 
 
-def asset_event_digest() -> str:
-    """The sha256 of the installed Dagster's ``asset_event_path`` sources, one after the other."""
+def _digest(functions) -> str:
+    """The sha256 of the sources of ``functions``, one after the other."""
     import hashlib
     import inspect
 
-    return hashlib.sha256("".join(inspect.getsource(f) for f in asset_event_path()).encode()).hexdigest()
+    return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()
+
+
+def asset_event_digest() -> str:
+    """The sha256 of the installed Dagster's ``asset_event_path`` sources."""
+    return _digest(asset_event_path())
 
 
 def _only_to_the_instance(log):
@@ -173,7 +178,7 @@ def _only_to_the_instance(log):
 _stock_asset_event = None
 
 
-def asset_event(step_context, asset_event, batch_metadata):
+def asset_event(step_context, materialization, batch_metadata):
     """``_dagster_event_for_asset_event`` (dagster 1.13.27): a partition's materialisation stored as
     Dagster's logging would store it, without the logging, when only the instance would receive it."""
     from dagster._core.definitions.events import AssetMaterialization
@@ -181,10 +186,10 @@ def asset_event(step_context, asset_event, batch_metadata):
     from dagster._core.events.log import EventLogEntry
 
     route = None
-    if batch_metadata is not None and isinstance(asset_event, AssetMaterialization):
+    if batch_metadata is not None and isinstance(materialization, AssetMaterialization):
         route = _only_to_the_instance(step_context.log)
     if route is None:
-        return _stock_asset_event(step_context, asset_event, batch_metadata)
+        return _stock_asset_event(step_context, materialization, batch_metadata)
     handler, listener = route
     step = step_context.step
     # DagsterEvent.asset_materialization → from_step
@@ -195,9 +200,9 @@ def asset_event(step_context, asset_event, batch_metadata):
         node_handle=step.node_handle,
         step_kind_value=step.kind.value,
         logging_tags=step_context.event_tags,
-        event_specific_data=StepMaterializationData(asset_event),
-        message=asset_event.description
-        or "Materialized value{}.".format(f" {asset_event.label}" if asset_event.label else ""),
+        event_specific_data=StepMaterializationData(materialization),
+        message=materialization.description
+        or "Materialized value{}.".format(f" {materialization.label}" if materialization.label else ""),
         pid=os.getpid(),
     )
     # log_step_event → DagsterLogHandler._convert_record → _EventListenerLogHandler.emit → construct_event_record
@@ -218,12 +223,9 @@ def asset_event(step_context, asset_event, batch_metadata):
 
 def original_digest() -> str:
     """The sha256 of the installed Dagster's ``inner_plan_execution_iterator`` source."""
-    import hashlib
-    import inspect
-
     from dagster._core.execution.plan import execute_plan
 
-    return hashlib.sha256(inspect.getsource(execute_plan.inner_plan_execution_iterator).encode()).hexdigest()
+    return _digest([execute_plan.inner_plan_execution_iterator])
 
 
 def install() -> bool:

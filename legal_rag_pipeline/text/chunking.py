@@ -134,7 +134,7 @@ def _clean_name(name: str) -> str:
 
 
 @lru_cache(maxsize=4)  # the chunker and the validity reader ask it of the same text, one after the other
-def parse_law_title(text: str, fallback: str) -> str:
+def parse_law_title(text: str, fallback: str, /) -> str:  # positional only: one cache entry whoever asks
     """The law's title from its header: "LUẬT\\nCƯ TRÚ" → "Luật Cư trú", "BỘ LUẬT\\nDÂN SỰ" →
     "Bộ luật Dân sự", "HIẾN PHÁP" → "Hiến pháp". ``fallback`` (the file stem) when none is found.
 
@@ -366,7 +366,7 @@ def _same_words(a: str, b: str) -> bool:
 
 
 def _law_chunks(source: str, text: str, budget: int, count: TokenCounter) -> list[Chunk]:
-    title = parse_law_title(text, "")  # positional, as validity/extract.py asks it: one cache entry
+    title = parse_law_title(text, "")
     preamble, articles = _parse_law([line.strip() for line in text.split("\n")])
     chunks: list[Chunk] = []
     header = [line for line in preamble if line]
