@@ -2,8 +2,8 @@
 
 Four assets in a chain, partitioned like the pipeline's (one dynamic partition per file), each
 returning an empty result for every partition of a single run, in a fresh DAGSTER_HOME with the
-project's dagster.yaml (the batched SQLite storage) and ``DAGSTER_EVENT_BATCH_SIZE``, as
-`legal-rag ingest` runs them. What it stores is what any run over N files stores: a planned and a
+project's dagster.yaml (the batched SQLite storage), ``DAGSTER_EVENT_BATCH_SIZE`` and the step loop of
+dagster_steps.py, as `legal-rag ingest` runs them. What it stores is what any run over N files stores: a planned and a
 materialisation event per file and asset. It prints the run's seconds (no process start, no import).
 
     python benchmarks/dagster_floor.py 17656
@@ -20,9 +20,11 @@ def main() -> int:
     files = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     with tempfile.TemporaryDirectory(prefix="dagster-floor-") as home:
         os.environ["DAGSTER_HOME"] = home
+        from legal_rag_pipeline.dagster_steps import install
         from legal_rag_pipeline.instance import get_instance, use_event_batches
 
         use_event_batches()
+        install()  # the step loop and the partitions' events of `legal-rag ingest` (definitions.py does this)
         import dagster as dg
 
         partitions = dg.DynamicPartitionsDefinition(name="source_files")

@@ -14,7 +14,9 @@ line, then ``Điều N. …``; the first file of a law keeps its preamble). Each
    `legal-rag search` finds its new word;
 3. ``--nights`` nights: three files changed, `legal-rag ingest` (the run the nightly tick launches),
    then `legal-rag prune-history --days 0` (the daily retention, with every run already "old"):
-   ``DAGSTER_HOME`` after each night.
+   ``DAGSTER_HOME`` after each night;
+4. Dagster alone (``dagster_floor.py``) for as many partitions as each shape has files: what the
+   split's per-file partitions cost before any file is read, and so the lowest ratio they allow.
 
 Prints a table and, with ``--results``, writes it into ``benchmarks/RESULTS.md`` (between the
 ``national-scale`` markers) with the machine's load. Run it alone (about 40 minutes on 2 cores).
@@ -130,6 +132,16 @@ def first_ingest(shape: str, work: Path, copies: int, laws: int | None) -> tuple
     return row, env
 
 
+def dagster_alone(files: int, work: Path) -> float:
+    """Seconds Dagster's own events take for ``files`` partitions through four assets that do nothing
+    (``dagster_floor.py``, a fresh process and DAGSTER_HOME)."""
+    _, _, out = run(project(work / f"floor-{files}"), sys.executable, "-W", "ignore", str(REPO / "benchmarks" / "dagster_floor.py"), str(files))
+    found = re.search(r"no-op assets: ([0-9.]+) s", out)
+    if found is None:
+        raise SystemExit(f"dagster_floor.py said: {out[-2000:]}")
+    return float(found.group(1))
+
+
 def steady_state(env: dict, row: dict, nights: int) -> None:
     searches = []
     for _ in range(3):
@@ -193,10 +205,16 @@ def markdown(rows: list[dict], command: str, load: tuple[float, float], began: s
                      f"{r['peak_mb']:.0f} MB | {r.get('tree_peak_mb', 0):.0f} MB | {r['dagster_home_mb']:.0f} MB | "
                      f"{r['qdrant_mb']:.0f} MB |")
     tick = re.search(r": ([0-9.]+) s;", split.get("tick", ""))
+    floor = split.get("dagster_alone_s"), laws.get("dagster_alone_s")
+    bound = (laws["ingest_s"] + floor[0] - floor[1]) / laws["ingest_s"] if None not in floor else None
     nights = split.get("nights", [])
     lines += [
         "",
         f"- split / laws first ingest: **{split['ingest_s'] / laws['ingest_s']:.2f}×** (target ≤ 1.5×)",
+        *([f"- Dagster alone (`benchmarks/dagster_floor.py`: four assets that do nothing, one partition per file, in a fresh "
+           f"process and `DAGSTER_HOME`): {floor[0]:.1f} s for {split['files']:,} files, {floor[1]:.1f} s for {laws['files']:,}; "
+           f"were reading, chunking and writing {split['files']:,} files as cheap as {laws['files']:,} law files of the same text, "
+           f"the split would still take {bound:.2f}× the laws"] if bound else []),
         "- peak memory: the ingest process's (GNU time); with child processes: the largest sum, sampled every 0.2 s, "
         "of its resident memory and its children's (the reader worker, the write's bm25 helper: legal_rag_pipeline/helper.py)",
         f"- cold `legal-rag search` on the split: {', '.join(f'{s:.2f}' for s in split['cold_search_s'])} s, peak "
@@ -238,6 +256,9 @@ def main() -> int:
         laws, _ = first_ingest("laws", work, args.copies, args.laws)
         shutil.rmtree(work / "laws", ignore_errors=True)
         split, env = first_ingest("split", work, args.copies, args.laws)
+        split["dagster_alone_s"], laws["dagster_alone_s"] = dagster_alone(split["files"], work), dagster_alone(laws["files"], work)
+        print(f"[split] Dagster alone: {split['dagster_alone_s']:.1f} s for {split['files']:,} partitions, "
+              f"{laws['dagster_alone_s']:.1f} s for {laws['files']:,}", flush=True)
         steady_state(env, split, args.nights)
     finally:
         if not args.keep:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import operator
 import os
 import sqlite3
 import sys
@@ -52,14 +53,25 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS, DagsterEventType
+from dagster import AssetMaterialization
+from dagster._core.events import (
+    ASSET_CHECK_EVENTS,
+    ASSET_EVENTS,
+    EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    DagsterEventType,
+    StepMaterializationData,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import (
+    ConsolidatedSqliteEventLogStorage,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
-from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import (
@@ -167,32 +179,34 @@ class _Batches:
         partition and time put in, which is what serialising it gives (tested).
         """
         out_events, rows = [], []
-        shape, template = None, None
+        model, template = None, None  # the event the template was made from, and the template
         for event in events:
             keys = _planned_keys(event)
             for i, one in enumerate((event,) if keys is None else (_planned_for(event, key) for key in keys)):
                 out_events.append(one)
                 partition = _partition_of(one)
                 # the partitions of one planned event share its shape: looked at for the first only
-                if partition is not None and (keys is None or i == 0) and (one_shape := _shape(one)) != shape:
-                    shape, template = one_shape, self._event_to_row(one_shape)
+                if partition is not None and (keys is None or i == 0) and (model is None or not _same_shape(one, model)):
+                    model, template = one, self._event_to_row(_shape(one))
                     if template["event"].count(_QUOTED_PLACEHOLDER) != 1 or template["event"].count(_QUOTED_TIME) != 1:
                         template = None  # not the expected text: serialised one by one
                 if partition is None or template is None:
                     rows.append(self._event_to_row(one))
                     continue
-                text = template["event"].replace(_QUOTED_PLACEHOLDER, json.dumps(partition))
-                rows.append({**template, "event": text.replace(_QUOTED_TIME, json.dumps(one.timestamp)),
+                text = template["event"].replace(_QUOTED_PLACEHOLDER, _json_string(partition))
+                rows.append({**template, "event": text.replace(_QUOTED_TIME, _json_number(one.timestamp)),
                              "timestamp": self._event_insert_timestamp(one), "partition": partition})
         return out_events, rows
 
-    def _store_asset_event_tags(self, conn, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
-        """The stock rows, with each asset key's text made once per batch and the planned events
-        (which carry no tags) passed over."""
+    def _store_asset_event_tags(self, conn, events: Sequence[EventLogEntry], event_ids: Sequence[int],
+                                rows: Sequence[dict] | None = None) -> None:
+        """The stock rows (Dagster's own method), with each asset key's text made once per batch, each
+        event's time taken from its row in ``rows`` when given and the planned events (which carry no
+        tags) passed over."""
         names: dict[object, str] = {}
         indexed: dict[frozenset, set[str]] = {}  # the tags Dagster indexes, per set of tag names
         values = []
-        for event_id, event in zip(event_ids, events):
+        for event_id, event, row in zip(event_ids, events, rows or [None] * len(events)):
             kind = _kind(event)
             if kind == _MATERIALIZATION:
                 tags = event.dagster_event.event_specific_data.materialization.tags or {}
@@ -210,7 +224,7 @@ class _Batches:
             if not tags:
                 continue
             name = _asset_key_text(event, names)
-            timestamp = self._event_insert_timestamp(event)
+            timestamp = self._event_insert_timestamp(event) if row is None else row["timestamp"]
             values.extend(
                 {"event_id": event_id, "asset_key": name, "key": key, "value": value, "event_timestamp": timestamp}
                 for key, value in tags.items()
@@ -221,7 +235,7 @@ class _Batches:
     def _store_asset_rows(self, conn, events: Sequence[EventLogEntry], rows: list[dict]) -> list[int]:
         """Insert the asset events' rows, their tags and the asset rows' latest event; return the ids."""
         ids = _insert_returning_ids(conn, rows)
-        self._store_asset_event_tags(conn, events, ids)
+        self._store_asset_event_tags(conn, events, ids, rows)
         # the asset row keeps the latest event of each kind: write only the last of each
         last: dict[tuple[str, object], tuple[EventLogEntry, int]] = {}
         names: dict[object, str] = {}
@@ -514,6 +528,43 @@ def _shape(event: EventLogEntry) -> EventLogEntry:
     else:
         data = data._replace(materialization=data.materialization._replace(partition=_PARTITION_PLACEHOLDER))
     return event._replace(timestamp=_TIME_PLACEHOLDER, dagster_event=dagster_event._replace(event_specific_data=data))
+
+
+def _all_fields_but(kind: type, *names: str) -> operator.itemgetter:
+    """The values of every field of the named tuple ``kind`` but ``names``, as one tuple."""
+    return operator.itemgetter(*(i for i, name in enumerate(kind._fields) if name not in names))
+
+
+_ENTRY_SHAPE = _all_fields_but(EventLogEntry, "timestamp", "dagster_event")
+_EVENT_SHAPE = _all_fields_but(DagsterEvent, "event_specific_data")
+_PLANNED_SHAPE = _all_fields_but(AssetMaterializationPlannedData, "partition")
+_MATERIALIZED_SHAPE = _all_fields_but(StepMaterializationData, "materialization")
+_ASSET_MATERIALIZATION_SHAPE = _all_fields_but(AssetMaterialization, "partition")
+
+
+def _same_shape(a: EventLogEntry, b: EventLogEntry) -> bool:
+    """``_shape(a) == _shape(b)`` for planned events or materialisations of a partition, compared field by
+    field instead of building the shapes (building them was a twentieth of storing a run's events)."""
+    da, db = a.dagster_event, b.dagster_event
+    sa, sb = da.event_specific_data, db.event_specific_data
+    if not (type(a) is type(b) is EventLogEntry and type(da) is type(db) is DagsterEvent and type(sa) is type(sb)):
+        return _shape(a) == _shape(b)
+    if not (_ENTRY_SHAPE(a) == _ENTRY_SHAPE(b) and _EVENT_SHAPE(da) == _EVENT_SHAPE(db)):
+        return False
+    if type(sa) is AssetMaterializationPlannedData:
+        return _PLANNED_SHAPE(sa) == _PLANNED_SHAPE(sb)
+    ma, mb = sa.materialization, sb.materialization
+    if not (type(sa) is StepMaterializationData and type(ma) is type(mb) is AssetMaterialization):
+        return _shape(a) == _shape(b)
+    return _MATERIALIZED_SHAPE(sa) == _MATERIALIZED_SHAPE(sb) and _ASSET_MATERIALIZATION_SHAPE(ma) == _ASSET_MATERIALIZATION_SHAPE(mb)
+
+
+_json_string = json.encoder.encode_basestring_ascii  # json.dumps of a str, without its per-call set-up
+
+
+def _json_number(value: float) -> str:
+    """json.dumps of a time (its ``repr``, which json.dumps gives a finite float)."""
+    return float.__repr__(value) if type(value) is float and value - value == 0 else json.dumps(value)
 
 
 def _planned_for(event: EventLogEntry, key: str) -> EventLogEntry:

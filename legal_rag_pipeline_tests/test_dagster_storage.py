@@ -493,3 +493,50 @@ def test_every_list_of_partition_keys_shares_its_strings(tmp_path, kind):
         assert third[5] is first[6]
     finally:
         storage.dispose()
+
+
+def _materialisation(partition: str = "luật-1/điều-1.txt", timestamp: float = 1.5, **changes):
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    fields = {"asset_key": dg.AssetKey("read"), "metadata": {"chunks": 3}, "tags": {"dagster/data_version": "a"},
+              "description": None, "run_id": "r1", "step_key": "read", "message": None}
+    fields.update(changes)
+    materialization = dg.AssetMaterialization(
+        asset_key=fields["asset_key"], partition=partition, metadata=fields["metadata"], tags=fields["tags"],
+        description=fields["description"],
+    )
+    return EventLogEntry(
+        error_info=None, level=10, user_message="", run_id=fields["run_id"], timestamp=timestamp,
+        step_key=fields["step_key"], job_name="sync_job",
+        dagster_event=DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="sync_job",
+            step_key=fields["step_key"], event_specific_data=StepMaterializationData(materialization),
+            message=fields["message"], pid=1,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"asset_key": dg.AssetKey("sync")}, {"metadata": {"chunks": 4}}, {"tags": {"dagster/data_version": "b"}},
+     {"description": "x"}, {"run_id": "r2"}, {"step_key": "sync"}, {"message": "Materialized"}],
+    ids=["partition-and-time-only", "asset", "metadata", "tags", "description", "run", "step", "message"],
+)
+def test_two_events_share_a_shape_exactly_when_their_shapes_are_equal(changes):
+    """``_same_shape`` (the field-by-field test the batched storage uses to reuse a serialised row) answers
+    what comparing the built shapes answers: equal when two events differ in partition and time alone."""
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+
+    from legal_rag_pipeline.dagster_storage import _planned_for, _same_shape, _shape
+
+    first = _materialisation()
+    other = _materialisation("luật-2/điều-9.txt", 2.5, **changes)
+    assert _same_shape(first, other) == (_shape(first) == _shape(other)) == (not changes)
+    subset = FILES.empty_subset().with_partition_keys(KEYS[:3])
+    planned = first._replace(dagster_event=DagsterEvent.build_asset_materialization_planned_event(
+        "sync_job", "read", AssetMaterializationPlannedData(dg.AssetKey("read"), partitions_subset=subset)))
+    one, two = _planned_for(planned, KEYS[0]), _planned_for(planned._replace(timestamp=9.0), KEYS[2])
+    assert _same_shape(one, two) and _shape(one) == _shape(two)
+    assert not _same_shape(one, first) and _shape(one) != _shape(first)
+    assert not _same_shape(one, _planned_for(planned._replace(run_id="r2"), KEYS[0]))
