@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -251,6 +252,8 @@ def test_benign_docx_goes_to_whatever_reader_the_dispatcher_has(folder):
 def test_a_reader_that_keeps_running_is_stopped_and_the_next_file_reads(folder):
     data, state, _ = folder
     hostile.csv_that_keeps_the_reader_busy(data / "ban.csv")
+    assert read(data, state, "luat.txt").status == "ok"
+    stopped = worker.shared_worker()._proc.pid  # the child that is about to be stopped while reading
     started = time.monotonic()
     outcome = read(data, state, "ban.csv", read_timeout_seconds=2)
     took = time.monotonic() - started
@@ -258,7 +261,41 @@ def test_a_reader_that_keeps_running_is_stopped_and_the_next_file_reads(folder):
     assert outcome.error == "reading it took longer than the 2-second limit (READ_TIMEOUT_SECONDS), so its reader was stopped"
     assert took < 12, took  # the busy CSV alone keeps a reader 13.6 s on an idle machine
     assert not list(state.rglob(".raw.jsonl.*.tmp"))  # the killed reader's half-written file is gone
-    assert read(data, state, "luat.txt").status == "ok"  # a new reader process serves the next file
+    leftovers = Path(tempfile.gettempdir()).glob(f"{worker.LINK_FOLDER_PREFIX}*")
+    assert not [f for f in leftovers if worker._link_folder_pid(f) == stopped]  # nor the folder of its link to the file
+    (data / "luat2.txt").write_text(LAW, encoding="utf-8")
+    assert read(data, state, "luat2.txt").status == "ok"  # a new reader process serves the next file
+
+
+def test_the_link_folders_of_stopped_readers_are_removed(tmp_path):
+    """A reader killed while it reads leaves its link folder (named after its process, or in an earlier
+    version holding one link to /proc/<pid>/fd/<n>); the next stop removes those of processes that are
+    gone and nothing else."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    prefix = worker.LINK_FOLDER_PREFIX
+    folders = {
+        "dead, named": (tmp_path / f"{prefix}{gone.pid}-ab12_x", f"/proc/{gone.pid}/fd/3"),
+        "dead, earlier name": (tmp_path / f"{prefix}ab12_x9", f"/proc/{gone.pid}/fd/3"),
+        "dead, named, empty": (tmp_path / f"{prefix}{gone.pid}-zz", None),
+        "alive, named": (tmp_path / f"{prefix}{os.getpid()}-ab12_x", f"/proc/{os.getpid()}/fd/0"),
+        "alive, earlier name": (tmp_path / f"{prefix}cd34_y5", f"/proc/{os.getpid()}/fd/0"),
+        "earlier name, empty": (tmp_path / f"{prefix}ef56_z7", None),
+        "earlier name, a file": (tmp_path / f"{prefix}gh78_w1", "not a link"),
+    }
+    for folder, link in folders.values():
+        folder.mkdir()
+        if link == "not a link":
+            (folder / "document.csv").write_text("x", encoding="utf-8")
+        elif link:
+            os.symlink(link, folder / "document.csv")
+    (tmp_path / f"{prefix}{gone.pid}-file").write_text("x", encoding="utf-8")  # not a folder
+    assert worker.remove_leftover_links(tmp_path) == 3
+    left = {name for name, (folder, _) in folders.items() if folder.exists()}
+    assert left == {"alive, named", "alive, earlier name", "earlier name, empty", "earlier name, a file"}
+    assert (tmp_path / f"{prefix}{gone.pid}-file").exists()
 
 
 def test_files_queued_behind_a_stopped_reader_are_read_by_the_next_one(folder):

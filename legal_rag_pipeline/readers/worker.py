@@ -20,7 +20,9 @@ import functools
 import json
 import logging
 import os
+import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -131,6 +133,7 @@ class ReadWorker:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            remove_leftover_links()  # the link a child stopped while reading could not remove
 
     def read(self, fd: int, source: str, suffix: str, state_dir: Path, limits: Limits) -> dict[str, Any]:
         """Read the opened file ``fd`` into ``state_dir``'s raw.jsonl for ``source``: the child's answer
@@ -317,6 +320,55 @@ def _counted(rows, source: str, limits: Limits):
         yield {"location": row.location, "question": row.question, "answer": row.answer, "metadata": row.metadata}
 
 
+LINK_FOLDER_PREFIX = "legal-rag-read-"  # a reader's folder for the link to the file it reads: <prefix><pid>-…
+_PROC_FD = re.compile(r"/proc/(\d+)/fd/\d+")
+
+
+def remove_leftover_links(root: str | Path | None = None) -> int:
+    """Remove the link folders (``_path_for``) that readers stopped while reading left behind: those whose
+    process is gone. A killed reader cannot clean up, and each stopped read left one in the temporary
+    folder. Returns how many were removed."""
+    removed = 0
+    try:
+        folders = list(Path(root or tempfile.gettempdir()).glob(f"{LINK_FOLDER_PREFIX}*"))
+    except OSError:
+        return 0
+    for folder in folders:
+        pid = _link_folder_pid(folder)
+        if pid is not None and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _link_folder_pid(folder: Path) -> int | None:
+    """The reader process that made ``folder``: in its name, or, for a folder of an earlier version (a
+    random name), in the one link it holds (``/proc/<pid>/fd/<n>``); None when it is not such a folder."""
+    try:
+        if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            return None
+        head, dash, _ = folder.name[len(LINK_FOLDER_PREFIX):].partition("-")
+        if dash:  # tempfile's random part has no "-": <pid>-<random>
+            return int(head) if head.isdigit() else None
+        entries = list(folder.iterdir())
+        if len(entries) != 1 or not entries[0].is_symlink():
+            return None
+        found = _PROC_FD.fullmatch(os.readlink(entries[0]))
+        return int(found.group(1)) if found else None
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _path_for:
     """A path with the file's extension that opens exactly the descriptor's file: a link in a private
     folder to /proc/<pid>/fd/N (Linux), so readers that want a path never re-resolve the original name."""
@@ -330,7 +382,7 @@ class _path_for:
         proc = Path(f"/proc/{os.getpid()}/fd/{self.fd}")
         if not proc.exists():  # not Linux: the checked real path (the parent compares the stat after reading)
             return Path(_fd_path_fallback(self.fd))
-        self.folder = tempfile.TemporaryDirectory(prefix="legal-rag-read-")
+        self.folder = tempfile.TemporaryDirectory(prefix=f"{LINK_FOLDER_PREFIX}{os.getpid()}-")
         link = Path(self.folder.name) / f"document{self.suffix}"
         os.symlink(proc, link)
         return link
