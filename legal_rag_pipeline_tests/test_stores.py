@@ -423,6 +423,37 @@ def test_edge_shard_stays_exact_across_its_optimise_and_reopen_points(tmp_path, 
         assert c.query(dense=points[9].vector, limit=1)[0].id == points[9].id
 
 
+def test_each_kind_of_change_outlives_its_session_and_a_search_changes_nothing(tmp_path):
+    """An Edge shard is flushed on close when the session changed it (the upsert, a delete, a payload
+    update, an optimisation each in a session of its own) and not when it only searched: each change is
+    there for the next session, and a session that only searched leaves the same answers."""
+    points = _points(40)
+    store = QdrantStore(path=str(tmp_path / "q"))
+
+    def state() -> tuple:
+        with store.connect() as c:
+            payloads = {p.id: p.payload.get("number") for p in c.iter_points(fields=["number"])}
+            return c.count(), payloads, [h.id for h in c.query(sparse=([100 + 3], [1.0]), limit=2)]
+
+    with store.connect() as c:
+        c.ensure(DIM, "m")
+        assert c.upsert(points) == 40
+    assert state()[0] == 40
+    with store.connect() as c:
+        assert c.delete([p.id for p in points[30:]]) == 10
+    assert state()[0] == 30
+    with store.connect() as c:
+        assert c.set_payload([points[3].id], {"number": "68/2020/QH14"}) == 1
+    count, payloads, hits = state()
+    assert count == 30 and payloads[points[3].id] == "68/2020/QH14" and hits[0] == points[3].id
+    with store.connect() as c:
+        c.optimize()
+    with store.connect() as c:  # only searches
+        assert c.query(sparse=([100 + 3], [1.0]), limit=1)[0].id == points[3].id
+        assert c.count("luat-0.txt") == 10
+    assert state() == (count, payloads, hits)
+
+
 def test_compact_after_counts_bytes_so_dense_shards_optimise_sooner():
     from legal_rag_pipeline.stores import edge
 

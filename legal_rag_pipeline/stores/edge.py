@@ -242,6 +242,8 @@ class EdgeCollection(Collection):
         self._shards: dict[str, qe.EdgeShard] = {} if parent is None else parent._shards
         # points written to each open shard since it was last optimised (see COMPACT_POINTS)
         self._unoptimised: dict[str, int] = {} if parent is None else parent._unoptimised
+        # the open shards this process changed (written, deleted from, optimised, created): flushed on close
+        self._changed: set[str] = set() if parent is None else parent._changed
         # the dense size of each open shard (None: bm25 only), for compact_after
         self._dense: dict[str, int | None] = {} if parent is None else parent._dense
         # whether each open shard filters by ``document_keys`` (see FOLDED_FIELDS)
@@ -293,12 +295,15 @@ class EdgeCollection(Collection):
 
     def _close_shard(self, physical: str, shard: qe.EdgeShard) -> None:
         """Close an open shard, optimised first if points were written since it last was (the next
-        open maps segments and replays nothing)."""
+        open maps segments and replays nothing) and flushed if this process changed it (closing a shard
+        only searched: 41 ms with the flush, 22-27 ms without, on the ×4 split's shard)."""
         try:
             if self._unoptimised.pop(physical, 0):
                 self._page_out(physical)  # what searches and checks read (memory.py)
                 shard.optimize()
-            shard.flush()
+            if physical in self._changed:
+                self._changed.discard(physical)
+                shard.flush()
         finally:
             shard.close()
 
@@ -360,6 +365,7 @@ class EdgeCollection(Collection):
     def _written(self, physical: str, points: int) -> qe.EdgeShard:
         """Count ``points`` written to ``physical``; past ``compact_after`` its dense size, optimise and
         reopen the shard (the appendable segment's memory is given back). Returns the shard to go on with."""
+        self._changed.add(physical)
         before = self._unoptimised.get(physical, 0)
         written = before + points
         if written < self._compact_after(physical):
@@ -413,7 +419,9 @@ class EdgeCollection(Collection):
 
     def optimize(self, physical: str | None = None) -> None:
         """Merge segments and build the indexes (after a rebuild or a large write)."""
-        self.shard(physical).optimize()
+        shard = self.shard(physical)
+        self._changed.add(self._target(physical))
+        shard.optimize()
 
     # ------------------------------------------------------------------ catalog
     def catalog(self) -> dict[str, Any]:
@@ -471,12 +479,14 @@ class EdgeCollection(Collection):
             raise _engine_error(exc, self.root) from None
         _create_indexes(shard)
         self._shards[physical] = shard
+        self._changed.add(physical)
         self._folded[physical] = True
         with self._editing_catalog() as catalog:
             catalog["collections"][physical] = {"dense": dense_size, "sparse": sparse, "metadata": metadata or {}}
 
     def drop_physical(self, physical: str) -> None:
         self.lock()
+        self._changed.discard(physical)
         shard = self._shards.pop(physical, None)
         if shard is not None:
             shard.close()
@@ -603,6 +613,7 @@ class EdgeCollection(Collection):
         if not ids:
             return 0
         shard = self.shard(collection)
+        self._changed.add(self._target(collection))
         for start in range(0, len(ids), 4096):
             shard.update(qe.UpdateOperation.delete_points(ids[start : start + 4096]))
         return len(ids)
