@@ -331,13 +331,9 @@ def sources_ok_in(state_dir: str | Path, stage: str, run_id: str | None) -> set[
     return _records(Path(state_dir)).sources_ok(stage, run_id)
 
 
-def known_documents(state_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The document record (``FileArtifacts.document``) of each of ``known_sources``, in one query."""
-    return _records(Path(state_dir)).documents_with_status()
-
-
 def each_known_document(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``known_documents`` one at a time (a query per 1,000 records; each decoded when its turn comes)."""
+    """(source, document record: ``FileArtifacts.document``) of each of ``known_sources``, one at a time
+    (a query per 1,000 records; each decoded when its turn comes)."""
     return _records(Path(state_dir)).each_document()
 
 
@@ -753,9 +749,6 @@ class _Records:
     def sources_with_status(self) -> list[str]:
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT source FROM ingest_plan WHERE known ORDER BY source")]
-
-    def documents_with_status(self) -> dict[str, dict[str, Any]]:
-        return dict(self.each_document())
 
     def each_document(self, rows_at_once: int = 1_000) -> Iterator[tuple[str, dict[str, Any]]]:
         """(source, document record) of each file with a status, decoded one at a time: a caller that

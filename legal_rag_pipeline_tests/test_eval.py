@@ -167,13 +167,13 @@ def test_golden_check_knows_from_the_records_whether_the_sample_laws_are_in(tmp_
     """The check's pre-check reads the law titles off files.db (one query); a file chunked by an
     earlier version (no title in its record) is looked up in its chunks; without the sample laws
     the check does not apply."""
-    from legal_rag_pipeline.artifacts import FileArtifacts, known_documents
+    from legal_rag_pipeline.artifacts import FileArtifacts, each_known_document
     from legal_rag_pipeline.assets.quality import GOLDEN_SET, golden_check_result
 
     env = make_env(tmp_path, monkeypatch)
     env.copy_sample()
     assert env.ingest()[0] == 0
-    documents = known_documents(env.state)
+    documents = dict(each_known_document(env.state))
     assert documents["luat-mau-cu-tru.txt"]["law"]  # kept by the chunk stage
     store = QdrantStore(path=str(env.qdrant))
     assert golden_check_result(store, None, GOLDEN_SET, state_dir=env.state).metadata["questions"].value == 12
