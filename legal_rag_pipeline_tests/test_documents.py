@@ -232,6 +232,18 @@ def test_scan_too_long_for_the_read_time_limit_fails_at_once_with_the_limit_it_n
     assert "READ_TIMEOUT_SECONDS" in info.value.reason and "set READ_TIMEOUT_SECONDS to" in info.value.fix
 
 
+def test_a_scan_refused_within_the_limit_is_not_said_to_be_over_it():
+    from legal_rag_pipeline.readers.pdf import OCR_BUDGET_SHARE, ocr_too_slow
+
+    # 80 pages at 1.4 s: 112 s, under the 120-second limit but past the share OCR may take of it
+    assert 80 * 1.4 > OCR_BUDGET_SHARE * 120
+    reason, fix = ocr_too_slow(80, 1.4, 120)
+    assert "about 112 s" in reason and "more than 90% of the 120-second limit" in reason and "over" not in reason
+    assert "set READ_TIMEOUT_SECONDS to 180 or more" in fix
+    reason, _ = ocr_too_slow(80, 1.7, 120)  # 136 s
+    assert "about 136 s here (1.7 s a page), over the 120-second limit" in reason
+
+
 # ------------------------------------------------------------------------------------- legacy encodings
 def test_legacy_conversion_by_font_per_run():
     assert convert_run("ChÝnh phñ", ".VnTime") == ("Chính phủ", TCVN3)

@@ -140,6 +140,23 @@ def _tesseract(image: Path, index: int, source: str) -> str:
     return result.stdout
 
 
+# A scan whose OCR would take more than this share of the read time limit fails at once (the rest of
+# the read, the pages still to render and the text's decoding, needs the remainder).
+OCR_BUDGET_SHARE = 0.9
+
+
+def ocr_too_slow(pages: int, per_page: float, budget: float) -> tuple[str, str]:
+    """The reason and the fix of a scan of ``pages`` pages whose OCR, at ``per_page`` seconds a page,
+    does not fit the ``budget`` seconds of READ_TIMEOUT_SECONDS (more than ``OCR_BUDGET_SHARE`` of it)."""
+    needed = per_page * pages
+    where = "over" if needed > budget else f"more than {OCR_BUDGET_SHARE:.0%} of"
+    reason = (f"a scanned PDF of {pages} pages: OCR needs about {needed:.0f} s here ({per_page:.1f} s a page), "
+              f"{where} the {budget:g}-second limit for reading one file (READ_TIMEOUT_SECONDS)")
+    fix = (f"set READ_TIMEOUT_SECONDS to {int(needed * 1.5 / 60 + 1) * 60} or more and run again (the result is "
+           "cached: a scan is read once), or drop a PDF with a text layer")
+    return reason, fix
+
+
 def _ocr(pdf: Any, pages: list[int], source: str) -> dict[int, str]:
     """OCR of ``pages``: rendered one by one here, read by Tesseract on every core.
 
@@ -164,17 +181,10 @@ def _ocr(pdf: Any, pages: list[int], source: str) -> dict[int, str]:
         if budget <= 0 or len(texts) < workers:
             return  # the first pages ran side by side: their time says nothing yet
         needed = elapsed / len(texts) * len(pages)
-        if needed > 0.9 * budget:
+        if needed > OCR_BUDGET_SHARE * budget:
             for _, other in pending:
                 other.cancel()
-            raise SourceFileError(
-                source,
-                f"a scanned PDF of {len(pages)} pages: OCR needs about {needed:.0f} s here "
-                f"({elapsed / len(texts):.1f} s a page), over the {budget:g}-second limit for reading one "
-                "file (READ_TIMEOUT_SECONDS)",
-                f"set READ_TIMEOUT_SECONDS to {int(needed * 1.5 / 60 + 1) * 60} or more and run again (the "
-                "result is cached: a scan is read once), or drop a PDF with a text layer",
-            )
+            raise SourceFileError(source, *ocr_too_slow(len(pages), elapsed / len(texts), budget))
 
     with tempfile.TemporaryDirectory(prefix="legal_rag_ocr_") as tmp, ThreadPoolExecutor(workers) as pool:
         pending: list[tuple[int, Future[str]]] = []
