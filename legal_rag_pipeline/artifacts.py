@@ -64,6 +64,9 @@ class StageOutcome:
     fix: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # a failure in the file's own bytes: what it failed with, so the plan does not run it again until
+    # that changes (ingest/failures.py); {} until the stage fills it in
+    failed_as: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,8 +74,11 @@ class StageOutcome:
 
     def as_record(self) -> dict[str, Any]:
         """The fields as a plain dict (``dataclasses.asdict`` without its deep copy)."""
-        return {"source": self.source, "status": self.status, "error": self.error, "fix": self.fix,
-                "counts": dict(self.counts), "notes": list(self.notes)}
+        record = {"source": self.source, "status": self.status, "error": self.error, "fix": self.fix,
+                  "counts": dict(self.counts), "notes": list(self.notes)}
+        if self.failed_as:
+            record["failed_as"] = self.failed_as
+        return record
 
 
 _ID_START = '{"id": "'  # how a line of the chunks begins (_chunk_line)

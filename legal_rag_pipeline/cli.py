@@ -54,13 +54,16 @@ def _cheap_sqlite_commits() -> None:
 
 
 def run_ingest(
-    settings, *, confirm_delete: bool = False, everything: bool = False, out=None, quiet: bool = False
+    settings, *, confirm_delete: bool = False, everything: bool = False, out=None, quiet: bool = False,
+    retry_failed: bool = False,
 ) -> int:
     """Plan, then materialise the four assets for the files that changed in recorded runs.
 
     The plan (planning.py) compares the folder with what was last synced: runs cover the new,
     changed and previously failed files (usually one contiguous partition range; files far apart
-    make separate runs, ``planning.partition_spans``), and none is launched when nothing changed. ``everything`` (``--all``) runs every file on purpose. While the
+    make separate runs, ``planning.partition_spans``), and none is launched when nothing changed. A file
+    that failed because of its own bytes and is unchanged since runs only with ``retry_failed``
+    (``--retry-failed``; ingest/failures.py). ``everything`` (``--all``) runs every file on purpose. While the
     run works, its stages show progress on ``out`` (bars on a terminal, plain lines otherwise or
     with ``quiet``; progress.py); the per-file table follows.
     """
@@ -74,11 +77,16 @@ def run_ingest(
     # The plan needs no Dagster; when it is empty and Dagster already lists these files, neither is
     # imported nor opened (registered.py).
     plan = None if everything or not keys else _plan(settings, scan.files, state_dir)
+    failing = []  # failed because of their own bytes, unchanged since: not run (ingest/failures.py)
+    if plan is not None:
+        if retry_failed:
+            plan.failed, plan.failing_as_before = sorted([*plan.failed, *plan.failing_as_before]), []
+        failing = plan.failing_as_before
     if plan is not None and not plan.to_run and not plan.vanished and registered_already(state_dir, keys):
         _say_skipped(scan, out)
         _say_mode(settings, out)
         _say_nothing_changed(settings, plan, out)
-        return EXIT_OK
+        return _say_failing(state_dir, failing, out)
 
     _cheap_sqlite_commits()
     from .instance import get_instance, use_event_batches
@@ -116,7 +124,7 @@ def run_ingest(
             if plan.vanished:
                 return _prune_only(settings, confirm_delete, out)
             _say_nothing_changed(settings, plan, out)
-            return EXIT_OK
+            return _say_failing(state_dir, failing, out)
         spans = partition_spans(ordered, targets) or spans
         print(f"Plan: {plan.summary()}.", file=out)
     del scan, plan  # the folder's paths and the plan are not the run's (23 MB at 70,624 files)
@@ -149,14 +157,16 @@ def run_ingest(
         return EXIT_FAILED
     total = len(summaries)
     recorded = f"Run {results[0].run_id[:8]} is" if len(results) == 1 else f"Runs {', '.join(r.run_id[:8] for r in results)} are"
+    failing = [key for key in failing if key not in run_of]
     print(
         f"{total - len(failed_files)} of {total} files ingested into {settings.collection_name}"
         + (f"; {len(failed_files)} failed (see above)" if failed_files else "")
-        + (f"; {len(keys) - total} other files unchanged since their last sync" if len(keys) > total else "")
+        + (f"; {len(keys) - total - len(failing)} other files unchanged since their last sync"
+           if len(keys) > total + len(failing) else "")
         + f". {recorded} recorded in {os.environ['DAGSTER_HOME']}.",
         file=out,
     )
-    return EXIT_FAILED if failed_files else EXIT_OK
+    return EXIT_FAILED if _say_failing(state_dir, failing, out) or failed_files else EXIT_OK
 
 
 def _execute(job, instance, span: tuple[str, str], confirm_delete: bool):
@@ -201,6 +211,28 @@ def _say_nothing_changed(settings, plan, out) -> None:
         f"{settings.collection_name}; no run launched (`legal-rag ingest --all` runs every file).",
         file=out,
     )
+
+
+FAILING_LISTED = 10  # files failing as before named with their reason; `legal-rag status --failed` lists all
+
+
+def _say_failing(state_dir: Path, failing: Sequence[str], out) -> int:
+    """Name the files not run because they fail as before (their reason and fix); EXIT_FAILED when there
+    are any (the folder is not wholly ingested), else EXIT_OK."""
+    if not failing:
+        return EXIT_OK
+    from .artifacts import FileArtifacts
+    from .ingest.failures import STAGES_WITH_LASTING_FAILURES
+
+    print(f"{len(failing)} file{'s' if len(failing) > 1 else ''} not run: failing as before, unchanged since "
+          "(each runs again once it is replaced or edited, or with `legal-rag ingest --retry-failed`):", file=out)
+    for key in failing[:FAILING_LISTED]:
+        status = FileArtifacts(state_dir, key).status()
+        entry = next((status[s] for s in STAGES_WITH_LASTING_FAILURES if (status.get(s) or {}).get("status") == "failed"), {})
+        print(f"  {key}: {entry.get('error') or 'failed'}: {entry.get('fix') or ''}".rstrip(": "), file=out)
+    if len(failing) > FAILING_LISTED:
+        print(f"  ... and {len(failing) - FAILING_LISTED} more (`legal-rag status --failed` lists them)", file=out)
+    return EXIT_FAILED
 
 
 def _plan(settings, files, state_dir: Path):
@@ -318,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="ingest the new and changed files of the data folder (recorded as a Dagster run)")
     p.add_argument("--data", help="data folder (default: DATA_DIR or ./data)")
     p.add_argument("--all", action="store_true", help="run every file, not only the new, changed and failed ones")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also run the files that failed because of their own bytes and are unchanged since")
     p.add_argument(
         "--confirm-delete",
         action="store_true",
@@ -381,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args) if getattr(args, "needs_settings", True) else None
         if args.command == "ingest":
-            return run_ingest(settings, confirm_delete=args.confirm_delete, everything=args.all, quiet=args.quiet)
+            return run_ingest(settings, confirm_delete=args.confirm_delete, everything=args.all, quiet=args.quiet,
+                              retry_failed=args.retry_failed)
         if args.command == "search":
             queries = [args.query] if args.query else []
             if args.queries_file:

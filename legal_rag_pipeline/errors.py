@@ -25,12 +25,26 @@ class ConfigurationError(PipelineError):
 
 
 class SourceFileError(PipelineError):
-    """One source file cannot be read or chunked; it fails alone, the other files still ingest."""
+    """One source file cannot be read or chunked; it fails alone, the other files still ingest.
 
-    def __init__(self, source: str, reason: str, fix: str) -> None:
+    ``in_the_file``: the reason lies in the file's own bytes (damaged, empty, encrypted, not a document,
+    over a limit, a reader stopped at its time or memory limit): the same bytes fail the same way under
+    the same reader, chunker and limits, so the plan does not run the file again until one of them
+    changes (planning.py). Not for what the machine may change: a missing tool, a crash, a disk error.
+    """
+
+    def __init__(self, source: str, reason: str, fix: str, *, in_the_file: bool = False) -> None:
         self.source = source
         self.reason = reason
+        self.in_the_file = in_the_file
         super().__init__(f"{source}: {reason}", fix)
+
+
+class FileContentError(SourceFileError):
+    """A ``SourceFileError`` whose reason is in the file's own bytes (``in_the_file``)."""
+
+    def __init__(self, source: str, reason: str, fix: str) -> None:
+        super().__init__(source, reason, fix, in_the_file=True)
 
 
 class EmbeddingError(PipelineError):

@@ -7,7 +7,9 @@ A file is *in sync* when everything its points depend on is as it was at its las
   stat moved, its content is hashed and compared (a file touched but not changed stays in sync, and
   its new stat is recorded so the next plan does not hash it again);
 * the reader and chunker versions and the token budget its chunks were made with;
-* its last run: no stage failed or was skipped;
+* its last run: no stage failed or was skipped. A file that failed because of its own bytes and has
+  not changed since (nor the reader, chunker or limits) is *failing as before* and not run again
+  (``ingest.failures``; ``--retry-failed`` runs it);
 * its sync marker (``ingest.marks``): same chunks file, model, store and physical collection.
 
 The whole plan is void (every file runs) when the collection was not compared in full with the
@@ -34,6 +36,8 @@ class IngestPlan:
     changed: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # failed or not finished in their last run
+    # failed because of their own bytes, unchanged since (ingest/failures.py): not run again
+    failing_as_before: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)  # in the state folder, no longer in the data folder
     full: bool = False  # every file runs: the collection is due for a full comparison
     reason: str = ""
@@ -45,6 +49,8 @@ class IngestPlan:
     def summary(self) -> str:
         parts = [f"{len(self.unchanged)} unchanged", f"{len(self.changed)} changed", f"{len(self.new)} new",
                  f"{len(self.failed)} failed last time", f"{len(self.vanished)} removed"]
+        if self.failing_as_before:
+            parts.append(f"{len(self.failing_as_before)} failing as before (unchanged since they failed)")
         return ", ".join(parts)
 
 
@@ -140,9 +146,12 @@ def plan_ingest(
     location: str,
     physical: str | None,
     token_budget: int,
+    limits=None,
 ) -> IngestPlan:
-    """Compare the folder's ``files`` (key → path, from the scan) with what was last synced."""
+    """Compare the folder's ``files`` (key → path, from the scan) with what was last synced; ``limits``:
+    the per-file limits the read would run under (``settings.load_limits()`` when None)."""
     plan = IngestPlan()
+    condition_of = _conditions(limits, token_budget)
     state = read_sync_state(state_dir)
     if physical is None:
         plan.full, plan.reason = True, "there is no collection yet"
@@ -163,9 +172,37 @@ def plan_ingest(
             if verdict is None and not (row and row[-1]):
                 plan.new.append(key)
             elif last_run_failed(row) or verdict is None:
-                plan.failed.append(key)
+                if _fails_as_before(FileArtifacts(state_dir, key), row, path, condition_of):
+                    plan.failing_as_before.append(key)
+                else:
+                    plan.failed.append(key)
             elif verdict:
                 plan.unchanged.append(key)
             else:
                 plan.changed.append(key)
     return plan
+
+
+def _conditions(limits, token_budget: int):
+    """``stage`` → the digest of its conditions now (``ingest.failures.conditions``), each made once."""
+    made: dict[str, str] = {}
+
+    def condition_of(stage: str) -> str:
+        if stage not in made:
+            made[stage] = ingest.failure_conditions(stage, limits=limits, token_budget=token_budget)
+        return made[stage]
+
+    return condition_of
+
+
+def _fails_as_before(art: FileArtifacts, row: tuple | None, path: Path, condition_of) -> bool:
+    """Whether the file failed in raw_documents or normalized_records because of its own bytes and
+    neither they nor the conditions changed since (``row`` from ``artifacts.plan_rows``)."""
+    if row is None or "failed" not in row[8:10]:
+        return False
+    stage = "raw_documents" if row[8] == "failed" else "normalized_records"
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return ingest.fails_as_before(art.status().get(stage), stat, condition_of)

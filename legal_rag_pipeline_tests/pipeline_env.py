@@ -38,7 +38,8 @@ class PipelineEnv:
         from legal_rag_pipeline.settings import load_settings
 
         code = cli.run_ingest(
-            load_settings(), confirm_delete="--confirm-delete" in args, everything="--all" in args, out=out
+            load_settings(), confirm_delete="--confirm-delete" in args, everything="--all" in args, out=out,
+            retry_failed="--retry-failed" in args,
         )
         return code, out.getvalue()
 

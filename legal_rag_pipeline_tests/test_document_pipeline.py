@@ -69,9 +69,10 @@ def test_mixed_documents_are_searchable_under_their_number(tmp_path, monkeypatch
     payload = next(p for p in by_source[top["source"]] if p["article"] == top["article"])
     assert payload["number"] == "19/2019/NĐ-CP"
 
-    # a second run reads nothing again (OCR included): the plan runs only the file that failed
+    # a second run reads nothing again (OCR included), nor the damaged file, unchanged since it failed
     code, out = env.ingest()
-    assert code == 1 and "Plan: 5 unchanged, 0 changed, 0 new, 1 failed last time" in out, out
+    assert code == 1 and "Nothing changed since the last run: 5 files in sync" in out, out
+    assert "1 file not run: failing as before" in out and "  pdf/damaged.pdf: a corrupt or truncated PDF" in out
     # every file on purpose: each is hashed and found unchanged, nothing is read again
     code, out = env.ingest("--all")
     assert code == 1 and out.count("unchanged") >= 5, out

@@ -78,12 +78,26 @@ def test_plan_runs_only_the_changed_file_and_the_ones_that_failed(env):
     (env.data / "luat-hong.txt").write_bytes(b"\x00\x01\x02 not text")
     code, out = env.ingest()
     assert code == 1 and "luat-hong.txt" in out
+    # a failure the file's own bytes explain is not run again while they stay (ingest/failures.py) ...
     law = env.data / "luat-mau-cu-tru.txt"
     law.write_text(law.read_text(encoding="utf-8").replace("02 năm", "03 năm"), encoding="utf-8")
     code, out = env.ingest()
-    assert "Plan: 2 unchanged, 1 changed, 0 new, 1 failed last time, 0 removed." in out, out
+    assert code == 1 and ("Plan: 2 unchanged, 1 changed, 0 new, 0 failed last time, 0 removed, "
+                          "1 failing as before (unchanged since they failed).") in out, out
     assert "luat-mau-giao-thong.txt" not in out and "hoi-dap-mau.xlsx" not in out.split("Plan:")[1].split("\n", 1)[1]
-    assert "luat-mau-cu-tru.txt" in out and "luat-hong.txt" in out
+    table = out.split("Plan:")[1].split("1 file not run")[0]
+    assert "luat-mau-cu-tru.txt" in table and "luat-hong.txt" not in table
+    assert "1 file not run: failing as before" in out and "luat-hong.txt: binary data, not text" in out
+    # ... one that failed for another reason (here: a stage that did not finish) runs again
+    from legal_rag_pipeline.artifacts import FileArtifacts
+    from legal_rag_pipeline.ingest.outcomes import _failed
+
+    FileArtifacts(env.state, "luat-mau-giao-thong.txt").record_outcome(
+        "raw_documents", _failed("luat-mau-giao-thong.txt", "raw_documents", OSError("disk read error")), "r")
+    (env.data / "luat-hong.txt").write_bytes(b"\x00\x01\x02 still not text")  # edited: runs again too
+    code, out = env.ingest()
+    assert "Plan: 2 unchanged, 0 changed, 0 new, 2 failed last time, 0 removed." in out, out
+    assert "luat-mau-giao-thong.txt" in out and "luat-hong.txt" in out and code == 1
     os_touch = law.stat()
     import os
 

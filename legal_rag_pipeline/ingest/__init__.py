@@ -7,7 +7,9 @@
 * ``sync`` — qdrant_collection: what the plan needs is read (``sync_plan.plan_sync`` is the pure
   plan), the deletion guard runs on it, and ``write`` carries it out; ``marks`` are the sync markers,
   ``points`` turns a chunk into a Qdrant point;
-* ``overlap`` — embed and sync run together in one step: the writer waits for each file's vectors.
+* ``overlap`` — embed and sync run together in one step: the writer waits for each file's vectors;
+* ``failures`` — a failure in a file's own bytes is recorded with what it failed with: the plan does not
+  run the file again until that changes.
 
 The assets (assets/ingestion.py) call these per partition and only report what they return. A
 problem with one file becomes a failed ``StageOutcome`` for that file (``outcomes``): the other files
@@ -15,6 +17,8 @@ go on, and nothing already in Qdrant is touched for the failed one.
 """
 
 from .embed import EMBED_GROUP_TEXTS, embed_stage
+from .failures import conditions as failure_conditions
+from .failures import fails_as_before
 from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
 from .normalize import CHUNKER_VERSION, VALIDITY_VERSION, normalize_stage, normalize_stages
 from .outcomes import BM25_ONLY_MODEL, STAGES, file_sha256
@@ -37,6 +41,8 @@ __all__ = [
     "FileSummary",
     "chunk_point",
     "embed_stage",
+    "fails_as_before",
+    "failure_conditions",
     "file_sha256",
     "file_summaries",
     "file_summary",

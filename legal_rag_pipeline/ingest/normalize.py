@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import FileArtifacts, StageOutcome, records_batch, sources_ok_in
-from ..errors import SourceFileError
+from ..errors import FileContentError
 from ..readers.header import document_info
 from ..records import Chunk, Row, SkippedRow
 from ..text.chunking import chunk_rows, chunk_text
 from ..text.normalize import normalize_text
 from ..text.tokens import count_tokens
+from .failures import conditions, failed_as
 from .outcomes import _guard
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ def normalize_stage(
         outcome = StageOutcome(source, "skipped", error="not read in this run (see raw_documents)")
     else:
         outcome = _guard(source, "normalized_records", lambda: _normalize(source, art, token_budget))
+        if outcome.failed_as is not None:  # in the text itself: recorded with the bytes it was read from
+            document = art.fingerprint()
+            read = None if document["size"] is None else [document["size"], document["mtime_ns"]]
+            outcome.failed_as = failed_as("normalized_records", read,
+                                          conditions("normalized_records", token_budget=token_budget))
     art.record_outcome("normalized_records", outcome, run_id)
     return outcome
 
@@ -89,7 +95,7 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
 
     art.write_chunks(chunks())
     if chunk_count == 0:
-        raise SourceFileError(
+        raise FileContentError(
             source,
             "no text to ingest was found in it" + (f" ({len(skipped)} rows skipped)" if skipped else ""),
             "check that it holds law text or question/answer rows, then drop it in again",

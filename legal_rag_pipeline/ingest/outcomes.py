@@ -37,8 +37,8 @@ def _guard(source: str, stage: str, work: Callable[[], StageOutcome]) -> StageOu
 
 def _failed(source: str, stage: str, exc: Exception) -> StageOutcome:
     """The failed outcome of ``source`` for ``exc`` (called in its ``except`` block)."""
-    if isinstance(exc, SourceFileError):
-        return StageOutcome(source, "failed", error=exc.reason, fix=exc.fix)
+    if isinstance(exc, SourceFileError):  # in_the_file: the stage records what it failed with (failures.py)
+        return StageOutcome(source, "failed", error=exc.reason, fix=exc.fix, failed_as={} if exc.in_the_file else None)
     if isinstance(exc, PipelineError):
         return StageOutcome(source, "failed", error=exc.what, fix=exc.fix)
     # a bug: keep the trace in the log, fail this file only

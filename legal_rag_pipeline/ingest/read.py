@@ -15,6 +15,7 @@ from ..paths import open_source
 from ..readers.limits import Limits, check_file_size
 from ..readers.worker import ReadJob, shared_worker
 from ..settings import load_limits
+from .failures import conditions, failed_as, file_identity
 from .outcomes import _failed
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def read_stages(
                     )
                 item.outcome = _read_done(item, result)
             except Exception as exc:  # noqa: BLE001 - this file fails alone
-                item.outcome = _failed(item.source, "raw_documents", exc)
+                item.outcome = _read_failed(item.source, exc, item.handle, limits)
         item.art.record_outcome("raw_documents", item.outcome, run_id)
         return item.outcome
 
@@ -127,7 +128,17 @@ def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) ->
     except Exception as exc:  # noqa: BLE001 - this file fails alone
         if handle is not None:
             handle.close()
-        return _Reading(source, art, handle, "", _failed(source, "raw_documents", exc))
+        return _Reading(source, art, handle, "", _read_failed(source, exc, handle, limits))
+
+
+def _read_failed(source: str, exc: Exception, handle: Any, limits: Limits) -> StageOutcome:
+    """The failed outcome; one in the file's own bytes records the file as it was opened and the reader's
+    conditions (failures.py), so the plan does not read it again until either changes."""
+    outcome = _failed(source, "raw_documents", exc)
+    if outcome.failed_as is not None:
+        outcome.failed_as = failed_as("raw_documents", file_identity(handle.stat if handle is not None else None),
+                                      conditions("raw_documents", limits=limits))
+    return outcome
 
 
 def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SourceFileError
+from ..errors import FileContentError, SourceFileError
 
 _SAVE_AS_UTF8 = "save it as UTF-8 text (e.g. Notepad: Save As → Encoding: UTF-8) and drop it in again"
 
@@ -79,20 +79,20 @@ def _hint(data: bytes) -> str:
 def _check_magic(source: str, head: bytes) -> None:
     for magic, reason, fix in _MAGIC:
         if head.startswith(magic):
-            raise SourceFileError(source, reason, fix)
+            raise FileContentError(source, reason, fix)
 
 
 def _check_text(source: str, text: str, offset_base: int = 0) -> None:
     """Reject decoded text that is really binary (NUL bytes, many control characters)."""
     nul = text.find("\x00")
     if nul >= 0:
-        raise SourceFileError(source, f"binary data, not text (NUL character at position {nul + offset_base})",
+        raise FileContentError(source, f"binary data, not text (NUL character at position {nul + offset_base})",
                               "drop only text files here; convert documents to UTF-8 text first")
     sample = text[:100_000]
     if sample:
         controls = len(_CONTROL.findall(sample))
         if controls > max(8, len(sample) // 50):
-            raise SourceFileError(source, f"binary data, not text ({controls} control characters in the first "
+            raise FileContentError(source, f"binary data, not text ({controls} control characters in the first "
                                           f"{len(sample)} characters)",
                                   "drop only text files here; convert documents to UTF-8 text first")
 
@@ -102,25 +102,25 @@ def undecodable(source: str, data: bytes, enc: Encoding, exc: UnicodeDecodeError
     byte = exc.object[exc.start] if exc.start < len(exc.object) else None
     what = f"byte 0x{byte:02x} at offset {offset}" if byte is not None else f"truncated at offset {offset}"
     name = "UTF-8 or UTF-16" if enc.label.startswith("utf-8") else enc.label.upper()
-    return SourceFileError(source, f"not valid {name} text ({what}{_hint(data)})", _SAVE_AS_UTF8)
+    return FileContentError(source, f"not valid {name} text ({what}{_hint(data)})", _SAVE_AS_UTF8)
 
 
 def decode_bytes(data: bytes, source: str) -> tuple[str, str]:
     """(text, encoding label) of a whole file's bytes, or ``SourceFileError``."""
     if not data.strip(b" \t\r\n\x00") or data in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise SourceFileError(source, "empty file", "put some content in it, or remove it")
+        raise FileContentError(source, "empty file", "put some content in it, or remove it")
     _check_magic(source, data[:8])
     enc = detect_encoding(data[:4096])
     try:
         text = data[enc.bom:].decode(enc.codec if enc.bom == 0 else enc.label.replace("-sig", ""))
     except UnicodeDecodeError as exc:
         if b"\x00" in data[:4096] and enc.label == "utf-8":
-            raise SourceFileError(source, f"binary data, not text (NUL byte at offset {data.index(0)})",
+            raise FileContentError(source, f"binary data, not text (NUL byte at offset {data.index(0)})",
                                   "drop only text files here; convert documents to UTF-8 text first") from exc
         raise undecodable(source, data, enc, exc) from exc
     _check_text(source, text)
     if not text.strip():
-        raise SourceFileError(source, "empty file (only whitespace)", "put some content in it, or remove it")
+        raise FileContentError(source, "empty file (only whitespace)", "put some content in it, or remove it")
     return text, enc.label
 
 
@@ -132,7 +132,7 @@ def validate_stream(path: Path, source: str, block: int = 1 << 20) -> Encoding:
         blank = not head.strip(b" \t\r\n\x00") or head in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE,
                                                              codecs.BOM_UTF16_BE)
         if blank and not fh.read(1):
-            raise SourceFileError(source, "empty file", "put some content in it, or remove it")
+            raise FileContentError(source, "empty file", "put some content in it, or remove it")
         _check_magic(source, head[:8])
         enc = detect_encoding(head)
         codec = enc.codec if enc.bom == 0 else enc.label.replace("-sig", "")
@@ -143,7 +143,7 @@ def validate_stream(path: Path, source: str, block: int = 1 << 20) -> Encoding:
                 text = decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 if b"\x00" in head[:4096] and enc.label == "utf-8":
-                    raise SourceFileError(source, "binary data, not text (NUL bytes)",
+                    raise FileContentError(source, "binary data, not text (NUL bytes)",
                                           "drop only text files here; convert documents to UTF-8 text first") from exc
                 raise undecodable(source, head, enc, exc, base=offset - enc.bom) from exc
             if first:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import SourceFileError
+from ..errors import FileContentError, SourceFileError
 from ..records import Row, SkippedRow
 from . import tabular
 from .decode import decode_bytes
@@ -60,7 +60,7 @@ TEXT_SUFFIXES = (".txt", ".md")  # plain text: decoded from its bytes alone (no 
 def read_text(data: bytes, source: str) -> Document:
     """A .txt/.md file's bytes, decoded (readers/decode.py), or ``SourceFileError``."""
     if not data:
-        raise SourceFileError(source, "empty file (0 bytes)", "put some content in it, or remove it")
+        raise FileContentError(source, "empty file (0 bytes)", "put some content in it, or remove it")
     text, encoding = decode_bytes(data, source)
     return Document(source, "text", encoding, text=text)
 
@@ -76,13 +76,13 @@ def read_document(path: Path, source: str) -> Document:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise SourceFileError(source, f"unsupported file type {suffix or '(none)'!r}",
+        raise FileContentError(source, f"unsupported file type {suffix or '(none)'!r}",
                               f"use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
     try:
         if suffix in TEXT_SUFFIXES:
             return read_text(path.read_bytes(), source)
         if path.stat().st_size == 0:
-            raise SourceFileError(source, "empty file (0 bytes)", "put some content in it, or remove it")
+            raise FileContentError(source, "empty file (0 bytes)", "put some content in it, or remove it")
         if suffix in DOCUMENT_SUFFIXES:  # Word, RTF, PDF, HTML: readers/formats.py
             read = read_document_text(path, source)
             return Document(source, "text", read.encoding, text=read.text,

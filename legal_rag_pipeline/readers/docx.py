@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceFileError
+from ..errors import FileContentError
 from . import legacy
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -291,19 +291,19 @@ def _open(data: bytes, source: str) -> Any:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             bad = archive.testzip()
     except zipfile.BadZipFile as exc:
-        raise SourceFileError(source, f"corrupt or truncated Word document ({exc})",
+        raise FileContentError(source, f"corrupt or truncated Word document ({exc})",
                               "open it in Word or LibreOffice, save it again as .docx and drop it in again") from exc
     if bad is not None:
-        raise SourceFileError(source, f"corrupt or truncated Word document (damaged part {bad})",
+        raise FileContentError(source, f"corrupt or truncated Word document (damaged part {bad})",
                               "open it in Word or LibreOffice, save it again as .docx and drop it in again")
     try:
         return docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, KeyError, ValueError) as exc:
-        raise SourceFileError(source, f"not a readable Word document ({type(exc).__name__}: {exc})",
+        raise FileContentError(source, f"not a readable Word document ({type(exc).__name__}: {exc})",
                               "open it in Word or LibreOffice, save it again as .docx and drop it in again") from exc
     except Exception as exc:  # lxml XMLSyntaxError and the like: damaged XML inside
         if type(exc).__name__ in ("XMLSyntaxError", "BadZipFile"):
-            raise SourceFileError(source, f"corrupt Word document ({exc})",
+            raise FileContentError(source, f"corrupt Word document ({exc})",
                                   "open it in Word or LibreOffice, save it again as .docx and drop it in again") from exc
         raise
 

@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SourceFileError
+from ..errors import FileContentError
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".rtf", ".pdf", ".html", ".htm"}
 
@@ -99,14 +99,14 @@ def read_document_text(path: Path, source: str) -> DocumentText:
     if fmt == "docx":
         return _from_docx(data, source, "docx", notes)
     if fmt == "encrypted-office":
-        raise SourceFileError(source, "a password-protected (encrypted) Office document",
+        raise FileContentError(source, "a password-protected (encrypted) Office document",
                               "open it, remove the password (File → Info → Protect document), save it and "
                               "drop it in again")
     if fmt in ("ole", "rtf"):
         from .office import convert_to_docx
 
         if fmt == "ole" and suffix not in (".doc", ".docx", ".rtf"):
-            raise SourceFileError(source, "an old Office file that is not a Word document",
+            raise FileContentError(source, "an old Office file that is not a Word document",
                                   "save it as .docx (or .xlsx for a spreadsheet) and drop that in instead")
         converted = convert_to_docx(data, source, ".rtf" if fmt == "rtf" else ".doc")
         notes.append("converted to .docx by LibreOffice")
@@ -129,17 +129,17 @@ def read_document_text(path: Path, source: str) -> DocumentText:
             text, applied = legacy_mod.convert(text, guess), guess
             notes.append(f"legacy encoding {guess.upper()} converted to Unicode ({why})")
         if not is_legal_text(text):
-            raise SourceFileError(source, "an HTML page with no legal text (no article \"Điều …\", no document "
+            raise FileContentError(source, "an HTML page with no legal text (no article \"Điều …\", no document "
                                           "number or type in its header)",
                                   "save the page of the document itself (on vbpl.vn: the \"Toàn văn\" tab) "
                                   "and drop it in again")
         return DocumentText(text, "html", encoding, notes, applied, page_validity=validity)
     if fmt == "damaged-zip":
-        raise SourceFileError(source, "a corrupt or truncated Office document (its ZIP container is damaged)",
+        raise FileContentError(source, "a corrupt or truncated Office document (its ZIP container is damaged)",
                               "open it in Word or LibreOffice, save it again and drop it in again (or copy it "
                               "again if the copy was cut short)")
     if fmt in ("xlsx", "zip"):
-        raise SourceFileError(source, f"a {'spreadsheet' if fmt == 'xlsx' else 'ZIP archive'}, not a {suffix} document",
+        raise FileContentError(source, f"a {'spreadsheet' if fmt == 'xlsx' else 'ZIP archive'}, not a {suffix} document",
                               "give it its real extension (.xlsx) or drop the document itself")
-    raise SourceFileError(source, f"not a {suffix} document (its first bytes are none of Word, RTF, PDF or HTML)",
+    raise FileContentError(source, f"not a {suffix} document (its first bytes are none of Word, RTF, PDF or HTML)",
                           "check that the file is complete and has the right extension, then drop it in again")

@@ -23,7 +23,7 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from ..errors import SourceFileError
+from ..errors import FileContentError
 
 _BLOCK = {
     "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "div", "dl", "dt",
@@ -148,7 +148,7 @@ def html_text(data: bytes, source: str) -> tuple[str, str, str, dict[str, Any] |
     try:
         tree = LexborHTMLParser(text)
     except Exception as exc:  # noqa: BLE001 - the parser's own errors
-        raise SourceFileError(source, f"not a readable HTML page ({exc})",
+        raise FileContentError(source, f"not a readable HTML page ({exc})",
                               "save the page again from the browser (File → Save as, web page) and drop it in again") from exc
     validity = page_validity(tree)  # before anything is taken out of the page
     for node in tree.css(_DROP):
@@ -165,7 +165,7 @@ def html_text(data: bytes, source: str) -> tuple[str, str, str, dict[str, Any] |
                 node.decompose()
             root, layout = tree.body, "page body"
     if root is None:
-        raise SourceFileError(source, "an HTML page with no body", "save the page again from the browser and drop it in again")
+        raise FileContentError(source, "an HTML page with no body", "save the page again from the browser and drop it in again")
     return "\n".join(_lines(root)), encoding, layout, validity
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from ..errors import SourceFileError
+from ..errors import FileContentError, SourceFileError
 
 MiB = 1024 * 1024
 # A member this small cannot hurt whatever its ratio (a sheet of empty styled cells compresses 100:1).
@@ -75,7 +75,7 @@ def _mb(n: float) -> str:
 
 
 def file_too_large(source: str, size: int, limit: int) -> SourceFileError:
-    return SourceFileError(
+    return FileContentError(
         source,
         f"it is {_mb(size)}, over the {_mb(limit)} limit for one file (MAX_FILE_BYTES)",
         "split it into smaller files, or " + _RAISE.format(var="MAX_FILE_BYTES"),
@@ -89,7 +89,7 @@ def check_file_size(source: str, size: int, limits: Limits) -> None:
 
 def check_text(source: str, chars: int, limits: Limits) -> None:
     if limits.max_text_chars > 0 and chars > limits.max_text_chars:
-        raise SourceFileError(
+        raise FileContentError(
             source,
             f"it holds over {limits.max_text_chars:,} characters of text, the limit for one file (MAX_TEXT_CHARS)",
             "split it into smaller files, or " + _RAISE.format(var="MAX_TEXT_CHARS"),
@@ -108,13 +108,13 @@ class SheetBudget:
         self.rows += 1
         self.cells += cells
         if 0 < self.limits.max_sheet_rows < self.rows:
-            raise SourceFileError(
+            raise FileContentError(
                 self.source,
                 f"{self.where} has more than {self.limits.max_sheet_rows:,} rows, the limit (MAX_SHEET_ROWS)",
                 "split it into smaller sheets or files, or " + _RAISE.format(var="MAX_SHEET_ROWS"),
             )
         if 0 < self.limits.max_sheet_cells < self.cells:
-            raise SourceFileError(
+            raise FileContentError(
                 self.source,
                 f"{self.where} has more than {self.limits.max_sheet_cells:,} cells (rows x columns), "
                 "the limit (MAX_SHEET_CELLS)",
@@ -155,7 +155,7 @@ def check_zip(handle: IO[bytes], source: str, limits: Limits) -> None:
         members = archive.infolist()
         total = sum(m.file_size for m in members)
         if limits.max_uncompressed_bytes > 0 and total > limits.max_uncompressed_bytes:
-            raise SourceFileError(
+            raise FileContentError(
                 source,
                 f"it would expand to {_mb(total)} when unpacked, over the {_mb(limits.max_uncompressed_bytes)} "
                 "limit (MAX_UNCOMPRESSED_BYTES): it looks like a zip bomb",
@@ -164,7 +164,7 @@ def check_zip(handle: IO[bytes], source: str, limits: Limits) -> None:
         for m in members:
             ratio = m.file_size / max(1, m.compress_size)
             if limits.max_compression_ratio > 0 and m.file_size > RATIO_FLOOR_BYTES and ratio > limits.max_compression_ratio:
-                raise SourceFileError(
+                raise FileContentError(
                     source,
                     f"its part {_name(m.filename)} expands {ratio:,.0f} times when unpacked, over the "
                     f"{limits.max_compression_ratio:,.0f}:1 limit (MAX_COMPRESSION_RATIO): it looks like a zip bomb",
@@ -193,13 +193,13 @@ def _check_xml_prolog(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source:
             what = "declares an external XML entity, a reference to a file or URL (an external-entity attack)"
         else:
             what = "declares XML entities (an 'XML bomb', which expands to gigabytes when parsed)"
-        raise SourceFileError(source, f"its part {_name(member.filename)} {what}", fix) from None
+        raise FileContentError(source, f"its part {_name(member.filename)} {what}", fix) from None
     except (ExternalReferenceForbidden, DTDForbidden):
-        raise SourceFileError(
+        raise FileContentError(
             source, f"its part {_name(member.filename)} refers to an external XML resource (file or URL)", fix
         ) from None
     except DefusedXmlException:
-        raise SourceFileError(source, f"its part {_name(member.filename)} uses forbidden XML features", fix) from None
+        raise FileContentError(source, f"its part {_name(member.filename)} uses forbidden XML features", fix) from None
     except Exception:  # noqa: BLE001 - malformed XML, bad CRC...: the reader reports it
         return
 
@@ -240,7 +240,7 @@ def check_pdf(handle: IO[bytes], source: str, limits: Limits) -> None:
         return
     pages = pdf_page_count(handle)
     if pages > limits.max_pdf_pages:
-        raise SourceFileError(
+        raise FileContentError(
             source,
             f"it has {pages:,} pages, over the {limits.max_pdf_pages:,}-page limit (MAX_PDF_PAGES)",
             "split it into smaller PDFs, or " + _RAISE.format(var="MAX_PDF_PAGES"),

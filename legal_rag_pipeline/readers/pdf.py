@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceFileError
+from ..errors import FileContentError, SourceFileError
 from . import legacy
 
 OCR_DPI = 300
@@ -49,10 +49,10 @@ def _open(data: bytes, source: str) -> Any:
     except pdfium.PdfiumError as exc:
         message = str(exc)
         if "password" in message.lower():
-            raise SourceFileError(source, "a password-protected PDF",
+            raise FileContentError(source, "a password-protected PDF",
                                   "save a copy without a password (print to PDF, or remove the protection) "
                                   "and drop that in instead") from exc
-        raise SourceFileError(source, f"a corrupt or truncated PDF ({message})",
+        raise FileContentError(source, f"a corrupt or truncated PDF ({message})",
                               "download or export it again and drop it in again") from exc
 
 
@@ -184,7 +184,7 @@ def _ocr(pdf: Any, pages: list[int], source: str) -> dict[int, str]:
         if needed > OCR_BUDGET_SHARE * budget:
             for _, other in pending:
                 other.cancel()
-            raise SourceFileError(source, *ocr_too_slow(len(pages), elapsed / len(texts), budget))
+            raise FileContentError(source, *ocr_too_slow(len(pages), elapsed / len(texts), budget))
 
     with tempfile.TemporaryDirectory(prefix="legal_rag_ocr_") as tmp, ThreadPoolExecutor(workers) as pool:
         pending: list[tuple[int, Future[str]]] = []
@@ -206,7 +206,7 @@ def read_pdf_bytes(data: bytes, source: str) -> PdfText:
     try:
         count = len(pdf)
         if count == 0:
-            raise SourceFileError(source, "a PDF with no pages", "export it again and drop it in again")
+            raise FileContentError(source, "a PDF with no pages", "export it again and drop it in again")
         texts: list[str] = []
         for i in range(count):
             page = pdf[i]
@@ -221,7 +221,7 @@ def read_pdf_bytes(data: bytes, source: str) -> PdfText:
                 texts[i] = text
             ocr_pages = len(empty)
             if len(_VIETNAMESE.findall("".join(texts))) < 20:
-                raise SourceFileError(source, f"OCR found no Vietnamese text in its {count} pages (images only?)",
+                raise FileContentError(source, f"OCR found no Vietnamese text in its {count} pages (images only?)",
                                       "check that it is the right file; a legible scan or a PDF with a text layer "
                                       "is needed")
     finally:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceFileError
+from ..errors import FileContentError, SourceFileError
 from ..records import Row, SkippedRow
 from .decode import Encoding, decode_bytes, validate_stream
 from .limits import SheetBudget
@@ -131,13 +131,13 @@ def _open_workbook(path: Path, source: str):
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, TypeError,
             IndexError, AttributeError, EOFError) as exc:
         detail = str(exc).strip() or type(exc).__name__
-        raise SourceFileError(source, f"not a readable Excel .xlsx workbook ({detail})",
+        raise FileContentError(source, f"not a readable Excel .xlsx workbook ({detail})",
                               "open it in Excel or LibreOffice, save it again as .xlsx (Excel Workbook) "
                               "and drop it in again") from exc
     except OSError:
         raise
     except Exception as exc:
-        raise SourceFileError(source, f"damaged Excel workbook ({type(exc).__name__}: {exc})",
+        raise FileContentError(source, f"damaged Excel workbook ({type(exc).__name__}: {exc})",
                               "open it in Excel or LibreOffice, save it again as .xlsx and drop it in again"
                               ) from exc
 
@@ -173,7 +173,7 @@ def excel_plan(path: Path, source: str) -> list[tuple[str, int, ColumnMap]]:
                 ws.reset_dimensions()
                 number, cols, seen = _find_header(ws.iter_rows(values_only=True))
             except Exception as exc:
-                raise SourceFileError(source, f"damaged sheet {ws.title!r} ({type(exc).__name__}: {exc})",
+                raise FileContentError(source, f"damaged sheet {ws.title!r} ({type(exc).__name__}: {exc})",
                                       "open it in Excel or LibreOffice, save it again and drop it in again") from exc
             if cols is None:
                 unknown.append(f"sheet {ws.title!r} starts with {_first_cells(seen)}")
@@ -181,7 +181,7 @@ def excel_plan(path: Path, source: str) -> list[tuple[str, int, ColumnMap]]:
                 plan.append((ws.title, number, cols))
         if not plan:
             detail = "; ".join(unknown) if unknown else "the workbook has no sheets"
-            raise SourceFileError(source, f"no sheet has recognisable column names in its first "
+            raise FileContentError(source, f"no sheet has recognisable column names in its first "
                                           f"{HEADER_SEARCH_ROWS} rows ({detail})", _COLUMNS_FIX)
         return plan
     finally:
@@ -214,7 +214,7 @@ def excel_rows(path: Path, source: str) -> Iterator[Row | SkippedRow]:
             except SourceFileError:
                 raise
             except Exception as exc:
-                raise SourceFileError(source, f"damaged sheet {ws.title!r} ({type(exc).__name__}: {exc})",
+                raise FileContentError(source, f"damaged sheet {ws.title!r} ({type(exc).__name__}: {exc})",
                                       "open it in Excel or LibreOffice, save it again and drop it in again"
                                       ) from exc
     finally:
@@ -247,9 +247,9 @@ def csv_plan(path: Path, source: str) -> tuple[Encoding, int, ColumnMap]:
         try:
             number, cols, seen = _find_header(iter(csv.reader(fh, dialect)))
         except csv.Error as exc:
-            raise SourceFileError(source, f"malformed CSV ({exc})", "fix the quoting or save it again as CSV") from exc
+            raise FileContentError(source, f"malformed CSV ({exc})", "fix the quoting or save it again as CSV") from exc
     if cols is None:
-        raise SourceFileError(source, f"no recognisable column names in the first {HEADER_SEARCH_ROWS} rows "
+        raise FileContentError(source, f"no recognisable column names in the first {HEADER_SEARCH_ROWS} rows "
                                       f"(it starts with {_first_cells(seen)})", _COLUMNS_FIX)
     return enc, number, cols
 
@@ -274,7 +274,7 @@ def csv_rows(path: Path, source: str) -> Iterator[Row | SkippedRow]:
                 if row is not None:
                     yield row
         except csv.Error as exc:
-            raise SourceFileError(source, f"malformed CSV near record {number + 1} ({exc})",
+            raise FileContentError(source, f"malformed CSV near record {number + 1} ({exc})",
                                   "fix the quoting or save it again as CSV") from exc
 
 
@@ -301,7 +301,7 @@ def json_records(path: Path, source: str) -> tuple[list[Any], str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SourceFileError(source, f"invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})",
+        raise FileContentError(source, f"invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})",
                               _JSON_FIX) from exc
     if isinstance(data, dict):
         for key in ("records", "data", "items", "rows"):
@@ -311,10 +311,10 @@ def json_records(path: Path, source: str) -> tuple[list[Any], str]:
         else:
             data = [data]
     if not isinstance(data, list):
-        raise SourceFileError(source, f"JSON top level is a {type(data).__name__}, not a list of objects",
+        raise FileContentError(source, f"JSON top level is a {type(data).__name__}, not a list of objects",
                               _RECORDS_FIX)
     if not any(isinstance(o, dict) and map_columns(o) is not None for o in data):
-        raise SourceFileError(source, "no JSON object has question/answer or page_content fields", _RECORDS_FIX)
+        raise FileContentError(source, "no JSON object has question/answer or page_content fields", _RECORDS_FIX)
     return data, encoding
 
 
@@ -334,7 +334,7 @@ def _jsonl_lines(path: Path, source: str, enc: Encoding) -> Iterator[tuple[int, 
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SourceFileError(source, f"invalid JSON on line {number}, column {exc.colno} ({exc.msg})",
+                raise FileContentError(source, f"invalid JSON on line {number}, column {exc.colno} ({exc.msg})",
                                       _JSON_FIX) from exc
 
 
@@ -346,7 +346,7 @@ def jsonl_plan(path: Path, source: str) -> Encoding:
             return enc
         if count >= HEADER_SEARCH_ROWS:
             break
-    raise SourceFileError(source, f"none of the first {HEADER_SEARCH_ROWS} JSON lines has question/answer or "
+    raise FileContentError(source, f"none of the first {HEADER_SEARCH_ROWS} JSON lines has question/answer or "
                                   "page_content fields", _RECORDS_FIX)
 
 

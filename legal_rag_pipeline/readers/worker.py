@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError, SourceFileError
+from ..errors import FileContentError, PipelineError, SourceFileError
 from .limits import Limits
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class ReadWorker:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     self._lost(job)
-                    raise SourceFileError(
+                    raise FileContentError(
                         job.source,
                         f"reading it took longer than the {timeout:g}-second limit (READ_TIMEOUT_SECONDS), "
                         "so its reader was stopped",
@@ -212,7 +212,7 @@ class ReadWorker:
         self._sent -= 1
         self._head_started = time.monotonic()
         if "error" in answer:
-            raise SourceFileError(job.source, answer["error"], answer.get("fix") or "")
+            raise SourceFileError(job.source, answer["error"], answer.get("fix") or "", in_the_file=bool(answer.get("in_the_file")))
         if "bug" in answer:
             log.error("Unexpected error in the reader of %s:\n%s", job.source, answer["bug"])
             raise RuntimeError(answer["bug"].strip().splitlines()[-1][:500])
@@ -429,16 +429,17 @@ def main(sock_fd: int, max_memory: int) -> None:
                 raise SourceFileError(source, "the file was not handed to the reader", "run it again")
             answer = read_into_state(fd, source, str(job["suffix"]), Path(job["state_dir"]), limits)
         except SourceFileError as exc:
-            answer = {"error": exc.reason, "fix": exc.fix}
+            answer = {"error": exc.reason, "fix": exc.fix, "in_the_file": exc.in_the_file}
         except PipelineError as exc:
             answer = {"error": exc.what, "fix": exc.fix}
         except MemoryError:
             answer = {
                 "error": f"reading it needed more than the {max_memory / (1 << 20):,.0f} MB memory limit (READ_MEMORY_BYTES)",
                 "fix": "split it into smaller files, or raise READ_MEMORY_BYTES if it is a genuine document",
+                "in_the_file": True,
             }
         except RecursionError:
-            answer = {"error": "it is nested too deeply to be read", "fix": "save it again in a flatter form"}
+            answer = {"error": "it is nested too deeply to be read", "fix": "save it again in a flatter form", "in_the_file": True}
         except Exception:  # noqa: BLE001 - a bug: the parent logs the trace and fails this file only
             answer = {"bug": traceback.format_exc()[-20000:]}
         finally:
