@@ -10,8 +10,10 @@ line, then ``Điều N. …``; the first file of a law keeps its preamble). Each
 1. first ingest of each shape: wall time, peak resident memory (GNU time), ``DAGSTER_HOME`` on disk;
 2. on the split: a cold `legal-rag search` (three times), what the UI's asset page asks for
    (``ui_partitions.py``), `legal-rag ingest` with nothing changed (and
-   whether a run was launched), the nightly schedule's tick (``nightly_tick.py``), one file changed →
-   `legal-rag search` finds its new word;
+   whether a run was launched), the nightly schedule's tick (``nightly_tick.py``); the same on the day
+   the collection is due for its comparison with the folder (the tick, then `legal-rag ingest`: the
+   plan compares, ``ingest/verify.py``), and `legal-rag ingest --all` (the run over every file that
+   comparison used to be); one file changed → `legal-rag search` finds its new word;
 3. ``--nights`` nights: three files changed, `legal-rag ingest` (the run the nightly tick launches),
    then `legal-rag prune-history --days 0` (the daily retention, with every run already "old"):
    ``DAGSTER_HOME`` after each night;
@@ -163,6 +165,7 @@ def steady_state(env: dict, row: dict, nights: int) -> None:
     _, _, out = run(env, sys.executable, str(REPO / "benchmarks" / "nightly_tick.py"))
     row["tick"] = out.splitlines()[0]
     print(f"[split] nothing changed: {wall:.1f} s, {row['nothing_runs']} runs; {row['tick']}", flush=True)
+    daily_comparison(env, row)
 
     files = sorted(Path(env["DATA_DIR"]).rglob("*.txt"))
     changed = files[len(files) // 2]
@@ -188,6 +191,35 @@ def steady_state(env: dict, row: dict, nights: int) -> None:
                               "prune_s": round(prune_s, 1), "after_prune_mb": round(disk_mb(env["DAGSTER_HOME"]), 1),
                               "runs": runs(env), "said": said.strip()})
         print(f"[split] night {night}: {row['nights'][-1]}", flush=True)
+
+
+def _age_the_comparison(env: dict) -> None:
+    """The collection's last full comparison with the folder a day old: the next plan is due for it."""
+    path = Path(env["LEGAL_RAG_STATE_DIR"]) / "sync_state.json"
+    state = json.loads(path.read_text(encoding="utf-8"))
+    state["verified_at"] = time.time() - 25 * 3600
+    path.write_text(json.dumps(state), encoding="utf-8")
+
+
+def daily_comparison(env: dict, row: dict) -> None:
+    """Nothing changed on the day the collection is due for its comparison with the folder: the plan makes
+    it (ingest/verify.py), in the nightly tick and in `legal-rag ingest`; then `legal-rag ingest --all`,
+    the run over every file that comparison used to be."""
+    _age_the_comparison(env)
+    _, _, out = run(env, sys.executable, str(REPO / "benchmarks" / "nightly_tick.py"))
+    row["due_tick"] = out.splitlines()[0]
+    _age_the_comparison(env)
+    before = runs(env)
+    wall, peak, out = legal_rag(env, "ingest", "--quiet")
+    row["due_s"], row["due_peak_mb"], row["due_runs"] = wall, peak, runs(env) - before
+    row["due_says"] = next((line for line in out.splitlines() if line.startswith("The daily comparison")), out[-300:])
+    print(f"[split] due for the daily comparison: tick {row['due_tick']}; ingest {wall:.1f} s, {row['due_runs']} runs",
+          flush=True)
+    home = disk_mb(env["DAGSTER_HOME"])
+    wall, peak, _ = legal_rag(env, "ingest", "--quiet", "--all")
+    row["all_s"], row["all_peak_mb"], row["all_grew_mb"] = wall, peak, disk_mb(env["DAGSTER_HOME"]) - home
+    print(f"[split] every file (--all, the comparison's run before): {wall:.1f} s, DAGSTER_HOME "
+          f"+{row['all_grew_mb']:.0f} MB", flush=True)
 
 
 def markdown(rows: list[dict], command: str, load: tuple[float, float], began: str) -> str:
@@ -226,6 +258,15 @@ def markdown(rows: list[dict], command: str, load: tuple[float, float], began: s
         f"- one file changed → searchable: {split['one_changed_s']:.1f} s"
         f"{'' if split['one_changed_found'] else ' (NOT FOUND)'} (target ≤ 30 s)",
     ]
+    if "due_s" in split:
+        due_tick = re.search(r": ([0-9.]+) s;", split["due_tick"])
+        lines.append(
+            f"- nothing changed on the day the collection is due for its comparison with the folder (made by the plan, "
+            f"`ingest/verify.py`): nightly tick {due_tick.group(1) if due_tick else '?'} s, `legal-rag ingest` "
+            f"{split['due_s']:.1f} s, {split['due_runs']} runs launched, peak {split['due_peak_mb']:.0f} MB "
+            f"(`{split['due_says'][:110]}`); that comparison was a run over every file before, as `legal-rag ingest --all` "
+            f"still is: {split['all_s']:.1f} s, peak {split['all_peak_mb']:.0f} MB, `DAGSTER_HOME` +{split['all_grew_mb']:.0f} MB"
+        )
     if nights:
         lines += [
             f"- {len(nights)} nights, three files changed each, `legal-rag ingest` then `legal-rag prune-history --days 0`: "

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import ConfigurationError, PipelineError
@@ -82,6 +83,8 @@ def run_ingest(
         if retry_failed:
             plan.failed, plan.failing_as_before = sorted([*plan.failed, *plan.failing_as_before]), []
         failing = plan.failing_as_before
+    if plan is not None and plan.compared:
+        print(f"The daily comparison of the collection with the folder {plan.compared}.", file=out)
     if plan is not None and not plan.to_run and not plan.vanished and registered_already(state_dir, keys):
         _say_skipped(scan, out)
         _say_mode(settings, out)
@@ -246,13 +249,14 @@ def _plan(settings, files, state_dir: Path):
     store = open_store(settings)
     embedder = open_embedder(settings)
     model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
-    try:
-        with store.connect(lazy=True) as collection:
+    with ExitStack() as stack:  # the collection is read only for the daily comparison (ingest/verify.py)
+        try:
+            collection = stack.enter_context(store.connect(lazy=True))
             physical = collection.physical_name()
-    except Exception:  # noqa: BLE001 - the run itself reports what is wrong with the store
-        return None
-    plan = plan_ingest(Path(settings.data_dir), files, state_dir, model=model, location=store.location(),
-                       physical=physical, token_budget=settings.token_budget)
+        except Exception:  # noqa: BLE001 - the run itself reports what is wrong with the store
+            return None
+        plan = plan_ingest(Path(settings.data_dir), files, state_dir, model=model, location=store.location(),
+                           physical=physical, token_budget=settings.token_budget, collection=collection)
     return None if plan.full else plan
 
 

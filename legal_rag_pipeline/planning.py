@@ -12,13 +12,16 @@ A file is *in sync* when everything its points depend on is as it was at its las
   (``ingest.failures``; ``--retry-failed`` runs it);
 * its sync marker (``ingest.marks``): same chunks file, model, store and physical collection.
 
-The whole plan is void (every file runs) when the collection was not compared in full with the
-folder recently (``ingest.VERIFY_AFTER_SECONDS``), like the sync stage itself.
+The whole plan is void (every file runs) when there is no collection yet or it was never compared
+in full with this folder. When its last comparison is only older than ``ingest.VERIFY_AFTER_SECONDS``,
+the plan compares it itself, given the collection (``ingest.verify``: each file's point count and
+point ids, a few seconds), and only the files whose points differ run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,9 @@ from . import ingest
 from .ingest.marks import read_sync_state
 from .artifacts import FileArtifacts, known_sources, plan_rows, records_batch
 from .errors import PipelineError
+from .stores.base import Collection
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +47,7 @@ class IngestPlan:
     vanished: list[str] = field(default_factory=list)  # in the state folder, no longer in the data folder
     full: bool = False  # every file runs: the collection is due for a full comparison
     reason: str = ""
+    compared: str = ""  # what the plan's own comparison with the collection found (ingest/verify.py)
 
     @property
     def to_run(self) -> list[str]:
@@ -147,9 +154,11 @@ def plan_ingest(
     physical: str | None,
     token_budget: int,
     limits=None,
+    collection: Collection | None = None,
 ) -> IngestPlan:
     """Compare the folder's ``files`` (key → path, from the scan) with what was last synced; ``limits``:
-    the per-file limits the read would run under (``settings.load_limits()`` when None)."""
+    the per-file limits the read would run under (``settings.load_limits()`` when None). Given the
+    ``collection`` and only due for its daily comparison, the plan compares it (``_compare``)."""
     plan = IngestPlan()
     condition_of = _conditions(limits, token_budget)
     state = read_sync_state(state_dir)
@@ -158,7 +167,7 @@ def plan_ingest(
     elif state.get("location") != location or state.get("collection") != physical:
         plan.full, plan.reason = True, "the collection was not compared with the folder yet"
     elif time.time() - float(state.get("verified_at", 0)) >= ingest.VERIFY_AFTER_SECONDS:
-        plan.full, plan.reason = True, "the last full comparison with the collection is older than a day"
+        plan.full, plan.reason = True, DUE
     plan.vanished = sorted(set(known_sources(state_dir)) - set(files))
     rows = plan_rows(state_dir, ingest.STAGES)  # one query for every file's record
     with records_batch(state_dir):  # a touched file's new time is a write
@@ -180,7 +189,42 @@ def plan_ingest(
                 plan.unchanged.append(key)
             else:
                 plan.changed.append(key)
+        if plan.full and plan.reason == DUE and collection is not None:
+            _compare(plan, collection, state_dir, location, physical)
     return plan
+
+
+DUE = "the last full comparison with the collection is older than a day"
+
+
+def _compare(plan: IngestPlan, collection: Collection, state_dir: Path, location: str, physical: str | None) -> None:
+    """The daily comparison made here (``ingest.verify``) instead of a run over every file: the files
+    whose points differ from their chunks lose their sync marker and run as changed; the collection
+    counts as compared. Left to a run over every file when the collection holds points of unknown
+    files or cannot be read now (in use by a run, unreachable)."""
+    try:
+        expected = {key: FileArtifacts(state_dir, key).chunk_ids() for key in plan.unchanged}
+        out = ingest.files_out_of_line(
+            collection, expected, [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished])
+    except Exception as exc:  # noqa: BLE001 - the run over every file compares instead
+        log.warning("the collection could not be compared with the folder (%s): every file runs", exc)
+        return
+    if out is None:
+        plan.reason = "the collection holds points of files neither the folder nor the state knows"
+        return
+    for key in out:
+        FileArtifacts(state_dir, key).clear_synced()
+    if out:
+        moved = set(out)
+        plan.unchanged = [key for key in plan.unchanged if key not in moved]
+        plan.changed = sorted([*plan.changed, *out])
+    ingest.write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(),
+                                        "run_id": None})
+    plan.full, plan.reason = False, ""
+    plan.compared = (
+        f"found the points of {len(expected) - len(out):,} files in place"
+        + (f" and {len(out):,} whose points differ (they run again)" if out else "")
+    )
 
 
 def _conditions(limits, token_budget: int):

@@ -10,12 +10,15 @@ file, a hash only where the stat moved) and then:
   sync stage also removes the points of vanished files, behind the mass-deletion guard;
 * only vanished files: no ingest run; the companion schedule ``nightly_prune_vanished`` (same time)
   starts ``prune_vanished_job``, which removes their points behind the same guard;
-* the collection is due for its daily full comparison (``ingest.VERIFY_AFTER_SECONDS``), or cannot be
-  looked at: every file runs, as before the plan existed.
+* the collection is due for its daily comparison with the folder (``ingest.VERIFY_AFTER_SECONDS``):
+  the plan makes it (``ingest.verify``: each file's point count and ids, a few seconds) and only the
+  files whose points differ run; every file runs when the collection holds points of unknown files,
+  cannot be read now (a run holds the embedded folder) or cannot be looked at, as before the plan existed.
 
 The tick registers the partitions of files the sensor has not registered yet and deletes those of
 files no longer in the folder (as ``legal-rag ingest`` does), so it works with the sensor stopped.
-It reads the store's catalog only (no lock is taken on the embedded folder: runs alone open it).
+It reads the store's catalog only (no lock is taken on the embedded folder: runs alone open it),
+except once a day for that comparison.
 
 NIGHTLY_CRON (default ``0 2 * * *``) and NIGHTLY_TIMEZONE (default ``Asia/Ho_Chi_Minh``, no DST)
 are read when the definitions load (``.env`` included).
@@ -23,6 +26,7 @@ are read when the definitions load (``.env`` included).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,20 +115,22 @@ def plan_nightly(
         return order if order is not None else register_files(instance, scan.files, state_dir, home)
 
     model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
-    try:
-        with qdrant.connect(lazy=True) as collection:
+    with ExitStack() as stack:  # the collection is read only for the daily comparison (ingest/verify.py)
+        try:
+            collection = stack.enter_context(qdrant.connect(lazy=True))
             physical = collection.physical_name()
-    except Exception as exc:  # noqa: BLE001 - the run itself reports what is wrong with the store
-        return NightlyPlan(listed(), None, reason=f"the collection could not be looked at ({exc})")
-    plan = plan_ingest(
-        data_dir,
-        scan.files,
-        state_dir,
-        model=model,
-        location=qdrant.location(),
-        physical=physical,
-        token_budget=data_folder.token_budget,
-    )
+        except Exception as exc:  # noqa: BLE001 - the run itself reports what is wrong with the store
+            return NightlyPlan(listed(), None, reason=f"the collection could not be looked at ({exc})")
+        plan = plan_ingest(
+            data_dir,
+            scan.files,
+            state_dir,
+            model=model,
+            location=qdrant.location(),
+            physical=physical,
+            token_budget=data_folder.token_budget,
+            collection=collection,
+        )
     # the partitions' order makes the runs' ranges: not needed when nothing runs
     return NightlyPlan(listed() if plan.full or plan.to_run else order or [], plan, reason=plan.reason if plan.full else "")
 
@@ -155,6 +161,7 @@ def nightly_run_request(nightly: NightlyPlan, tick: str = "") -> list[dg.RunRequ
                     if plan.vanished
                     else "."
                 )
+                + (f" The daily comparison of the collection with the folder {plan.compared}." if plan.compared else "")
             )
         spans, why = partition_spans(order, targets), plan.summary()
         if not spans:  # cannot happen: every planned file was registered above

@@ -9,7 +9,8 @@
   ``points`` turns a chunk into a Qdrant point;
 * ``overlap`` — embed and sync run together in one step: the writer waits for each file's vectors;
 * ``failures`` — a failure in a file's own bytes is recorded with what it failed with: the plan does not
-  run the file again until that changes.
+  run the file again until that changes;
+* ``verify`` — the daily comparison of the collection with the folder, made by the plan.
 
 The assets (assets/ingestion.py) call these per partition and only report what they return. A
 problem with one file becomes a failed ``StageOutcome`` for that file (``outcomes``): the other files
@@ -20,6 +21,7 @@ from .embed import EMBED_GROUP_TEXTS, embed_stage
 from .failures import conditions as failure_conditions
 from .failures import fails_as_before
 from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
+from .marks import _write_sync_state as write_sync_state
 from .normalize import CHUNKER_VERSION, VALIDITY_VERSION, normalize_stage, normalize_stages
 from .outcomes import BM25_ONLY_MODEL, STAGES, file_sha256
 from .overlap import Embedded
@@ -27,6 +29,7 @@ from .points import chunk_point, lexical_text
 from .read import READER_VERSION, read_stage, read_stages
 from .summary import FileSummary, file_summaries, file_summary
 from .sync import TRUSTED, sync_stage
+from .verify import files_out_of_line
 
 __all__ = [
     "BM25_ONLY_MODEL",
@@ -44,6 +47,7 @@ __all__ = [
     "fails_as_before",
     "failure_conditions",
     "file_sha256",
+    "files_out_of_line",
     "file_summaries",
     "file_summary",
     "forget_sync_state",
@@ -54,4 +58,5 @@ __all__ = [
     "read_stages",
     "sync_mark",
     "sync_stage",
+    "write_sync_state",
 ]

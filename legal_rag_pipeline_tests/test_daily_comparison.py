@@ -1,0 +1,100 @@
+"""The daily comparison of the collection with the folder is made by the plan (ingest/verify.py), not
+by a run over every file: nothing out of line launches no run; a file whose points were deleted or
+replaced behind the pipeline's back runs again, alone; points of files nobody knows still make every
+file run. On both sides of the store seam, then through `legal-rag ingest` and the nightly schedule."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from legal_rag_pipeline.automation.schedules import build_nightly_schedule
+from legal_rag_pipeline.definitions import build_resources, ingest_job
+from legal_rag_pipeline.ingest import files_out_of_line
+from legal_rag_pipeline.instance import get_instance
+from legal_rag_pipeline.resources.qdrant import PointRecord, QdrantStore
+from legal_rag_pipeline.settings import load_settings
+from legal_rag_pipeline_tests.pipeline_env import make_env
+from legal_rag_pipeline_tests.test_schedule import LAW, _tick
+
+
+def _point(source: str, i: int) -> PointRecord:
+    return PointRecord(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}#{i}")), vector=None, sparse=([7], [1.0]),
+                       payload={"source": source, "page_content": f"Điều {i}."})
+
+
+@pytest.mark.parametrize("engine", ["edge", "client"])
+def test_files_out_of_line_on_both_stores(tmp_path, engine):
+    files = {f"luat-{k}.txt": [_point(f"luat-{k}.txt", i) for i in range(3 + k)] for k in range(4)}
+    expected = {source: [p.id for p in points] for source, points in files.items()}
+    with QdrantStore(path=str(tmp_path / "q"), engine=engine).connect() as c:
+        c.ensure(None, None)
+        c.upsert([p for points in files.values() for p in points])
+        assert files_out_of_line(c, expected) == []
+        c.delete([files["luat-1.txt"][0].id])  # a point deleted behind the pipeline's back
+        replaced = _point("luat-2.txt", 99)  # the same count, another point (an older copy restored)
+        c.delete([files["luat-2.txt"][0].id])
+        c.upsert([replaced])
+        assert files_out_of_line(c, expected) == ["luat-1.txt", "luat-2.txt"]
+        # a file the state knows but does not expect in sync (changed, failed, removed): its points are
+        # accounted for; a file nobody knows: only a comparison of every point can sort it out
+        c.upsert([_point("cu.txt", 0)])
+        assert files_out_of_line(c, expected) is None
+        assert files_out_of_line(c, expected, others=["cu.txt"]) == ["luat-1.txt", "luat-2.txt"]
+
+
+def _age_the_comparison(env) -> None:
+    path = env.state / "sync_state.json"
+    state = json.loads(path.read_text())
+    state["verified_at"] = 0  # the last comparison long ago: the plan is due for the daily one
+    path.write_text(json.dumps(state))
+
+
+def _runs() -> int:
+    with get_instance() as instance:
+        return instance.get_runs_count()
+
+
+def test_the_daily_comparison_launches_no_run_unless_points_differ(tmp_path, monkeypatch):
+    env = make_env(tmp_path, monkeypatch)  # bm25 only
+    for i in range(5):
+        (env.data / f"luat-{i}.txt").write_text(LAW.format(n=i), encoding="utf-8")
+    assert env.ingest()[0] == 0
+    runs = _runs()
+
+    _age_the_comparison(env)
+    code, out = env.ingest()
+    assert code == 0 and "The daily comparison of the collection with the folder found the points of 5 files in place" in out
+    assert "Nothing changed since the last run: 5 files in sync" in out and _runs() == runs, out
+    assert json.loads((env.state / "sync_state.json").read_text())["verified_at"] > 0  # compared: not due again
+    code, out = env.ingest()
+    assert code == 0 and "daily comparison" not in out, out
+
+    # points deleted behind the pipeline's back: that file alone runs, and its points are back
+    points = env.points()
+    lost = [pid for pid, payload in points.items() if payload["source"] == "luat-3.txt"][:1]
+    with env.store().connect() as c:
+        c.delete(lost)
+    _age_the_comparison(env)
+    code, out = env.ingest()
+    assert "found the points of 4 files in place and 1 whose points differ (they run again)" in out, out
+    assert "Plan: 4 unchanged, 1 changed, 0 new, 0 failed last time, 0 removed." in out
+    assert code == 0 and env.points().keys() == points.keys() and _runs() == runs + 1
+
+    # the nightly schedule's tick compares the same way
+    _age_the_comparison(env)
+    with get_instance() as instance:
+        tick = _tick(build_nightly_schedule(ingest_job), instance, build_resources(load_settings()))
+    assert not tick.run_requests
+    assert "Nothing changed since the last run" in tick.skip_message
+    assert "The daily comparison of the collection with the folder found the points of 5 files in place" in tick.skip_message
+
+    # points of a file nobody knows: every file runs (the run compares every point and removes them)
+    with env.store().connect() as c:
+        c.upsert([_point("la.txt", 0)])
+    _age_the_comparison(env)
+    code, out = env.ingest()
+    assert "Ingesting 5 files" in out and "daily comparison" not in out, out
+    assert code == 0 and "la.txt" not in {p["source"] for p in env.points().values()}
