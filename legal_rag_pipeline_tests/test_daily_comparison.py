@@ -98,3 +98,33 @@ def test_the_daily_comparison_launches_no_run_unless_points_differ(tmp_path, mon
     code, out = env.ingest()
     assert "Ingesting 5 files" in out and "daily comparison" not in out, out
     assert code == 0 and "la.txt" not in {p["source"] for p in env.points().values()}
+
+
+def test_a_tick_does_not_wait_for_a_folder_a_run_holds(tmp_path, monkeypatch):
+    """The embedded folder held by another process (a run): the tick gives up the comparison after
+    TICK_LOCK_WAIT_SECONDS, not the run's two minutes, and launches the run over every file, as before."""
+    import subprocess
+    import sys
+    import time
+
+    from legal_rag_pipeline.automation.schedules import TICK_LOCK_WAIT_SECONDS
+    from legal_rag_pipeline_tests.pipeline_env import HOLD_FOLDER
+
+    env = make_env(tmp_path, monkeypatch)
+    for i in range(3):
+        (env.data / f"luat-{i}.txt").write_text(LAW.format(n=i), encoding="utf-8")
+    assert env.ingest()[0] == 0
+    _age_the_comparison(env)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(env.qdrant)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with get_instance() as instance:
+            began = time.monotonic()
+            tick = _tick(build_nightly_schedule(ingest_job), instance, build_resources(load_settings()))
+            took = time.monotonic() - began
+    finally:
+        holder.kill()
+        holder.wait()
+    (run,) = tick.run_requests
+    assert run.tags["legal_rag/files"] == "3" and "every file runs" in run.tags["legal_rag/plan"], run.tags
+    assert took < TICK_LOCK_WAIT_SECONDS + 20, took  # not the 120 s a run waits

@@ -52,6 +52,9 @@ SCHEDULE_NAME = "nightly_reingest"
 PRUNE_SCHEDULE_NAME = "nightly_prune_vanished"
 DEFAULT_CRON = Settings.nightly_cron  # 02:00
 DEFAULT_TIMEZONE = Settings.nightly_timezone
+# How long a tick waits for the embedded folder for the daily comparison (a search holds it a moment);
+# a run holding it is not waited for: the tick then launches the run over every file, as before.
+TICK_LOCK_WAIT_SECONDS = 3.0
 
 
 def nightly_settings() -> tuple[str, str]:
@@ -115,9 +118,12 @@ def plan_nightly(
         return order if order is not None else register_files(instance, scan.files, state_dir, home)
 
     model = embedder.model_id() if embedder.enabled() else ingest.BM25_ONLY_MODEL
-    with ExitStack() as stack:  # the collection is read only for the daily comparison (ingest/verify.py)
+    # the collection is read only for the daily comparison (ingest/verify.py); an embedded folder a run
+    # holds is not waited for (the run over every file compares instead)
+    store = qdrant.model_copy(update={"lock_wait_seconds": TICK_LOCK_WAIT_SECONDS})
+    with ExitStack() as stack:
         try:
-            collection = stack.enter_context(qdrant.connect(lazy=True))
+            collection = stack.enter_context(store.connect(lazy=True))
             physical = collection.physical_name()
         except Exception as exc:  # noqa: BLE001 - the run itself reports what is wrong with the store
             return NightlyPlan(listed(), None, reason=f"the collection could not be looked at ({exc})")
