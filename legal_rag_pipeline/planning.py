@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import ingest
 from .ingest.marks import read_sync_state
-from .artifacts import FileArtifacts, known_sources, plan_rows, records_batch
+from .artifacts import FileArtifacts, each_chunk_ids, known_sources, plan_rows, records_batch
 from .errors import PipelineError
 from .stores.base import Collection
 
@@ -203,9 +203,9 @@ def _compare(plan: IngestPlan, collection: Collection, state_dir: Path, location
     counts as compared. Left to a run over every file when the collection holds points of unknown
     files or cannot be read now (in use by a run, unreachable)."""
     try:
-        expected = {key: FileArtifacts(state_dir, key).chunk_ids() for key in plan.unchanged}
-        out = ingest.files_out_of_line(
-            collection, expected, [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished])
+        expected = dict(each_chunk_ids(state_dir, plan.unchanged))
+        others = [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished]
+        out = ingest.files_out_of_line(collection, expected, others + [k for k in plan.unchanged if k not in expected])
     except Exception as exc:  # noqa: BLE001 - the run over every file compares instead
         log.warning("the collection could not be compared with the folder (%s): every file runs", exc)
         return

@@ -103,6 +103,11 @@ def test_counts_by_source_for_many_files_equal_one_count_each(store):
         many = c.counts_by_source(sources)
         assert many == {s: c.count(s) for s in sources}
         assert many["dieu-000.txt"] == 3 and many["dieu-001.txt"] == 5 and many["vang-mat.txt"] == 0
+        if store.engine == "client":  # a server's answer: one facet over source (local mode answers it too)
+            answered, facet = [], c.client.facet
+            c.client.facet = lambda *args, **kwargs: answered.append(facet(*args, **kwargs)) or answered[-1]
+            c.local = False
+            assert c.counts_by_source(sources) == many and len(answered) == 1
 
 
 def test_queries_sparse_dense_hybrid_and_filters(store):

@@ -43,8 +43,7 @@ def files_out_of_line(
     owners: dict[str, str] = {}
 
     def look_up() -> None:
-        found = {str(point.id) for point in collection.retrieve(batch)}
-        out.update(owners[i] for i in batch if i not in found)
+        out.update(owners[i] for i in collection.missing_ids(batch))
         batch.clear()
         owners.clear()
 

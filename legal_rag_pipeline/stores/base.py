@@ -40,6 +40,8 @@ DATETIME_INDEXES = ("valid_from", "valid_to")
 VALID_ON = "@valid_on"
 # Points per page when a whole collection is read (Edge: 16,384 reads 69,000 payloads in 1.7 s, 2,048 in 5 s).
 FULL_SCAN_BATCH = 16384
+FACET_COUNTS_FROM = 50  # counts_by_source for more files than this: one facet over every source
+FACET_LIMIT = 1_000_000
 # ``where``: every key must match; a list value matches any of its values.
 Where = dict[str, "str | Sequence[str]"]
 
@@ -206,6 +208,11 @@ class Collection(ABC):
     def retrieve(
         self, ids: Sequence[str], *, physical: str | None = None, fields: list[str] | bool = False, vectors: bool = False
     ) -> list[StoredPoint]: ...
+
+    def missing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` the collection holds no point of."""
+        found = {str(point.id) for point in self.retrieve(ids)}
+        return {i for i in ids if i not in found}
 
     @abstractmethod
     def count(self, source: str | None = None, *, physical: str | None = None) -> int:

@@ -20,6 +20,8 @@ from qdrant_client import QdrantClient, models
 from ..errors import StoreError
 from .base import (
     DATETIME_INDEXES,
+    FACET_COUNTS_FROM,
+    FACET_LIMIT,
     VALID_ON,
     KEYWORD_INDEXES,
     SPARSE_NAME,
@@ -294,6 +296,21 @@ class ClientCollection(Collection):
         else:
             return []
         return [ScoredPoint(point_id(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
+        """Points per source: on a server, one exact facet over ``source`` (keyword-indexed) instead of a
+        count request per file (70,000 requests for the daily comparison, ingest/verify.py)."""
+        sources = list(sources)
+        if self.local or len(sources) <= FACET_COUNTS_FROM or not self.exists():
+            return super().counts_by_source(sources)
+        try:
+            response = self.client.facet(self.name, key="source", limit=FACET_LIMIT, exact=True)
+        except Exception:  # noqa: BLE001 - a collection without a keyword index on source: one count each
+            return super().counts_by_source(sources)
+        found = {str(hit.value): int(hit.count) for hit in response.hits}
+        if len(found) >= FACET_LIMIT:  # more files than one facet answers: count each
+            return super().counts_by_source(sources)
+        return {source: found.get(source, 0) for source in sources}
 
     def facet_values(self, key: str) -> list[str]:
         try:

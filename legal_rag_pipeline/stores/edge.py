@@ -39,6 +39,8 @@ from ..errors import StoreError
 from ..memory import give_back, page_out
 from .base import (
     DATETIME_INDEXES,
+    FACET_COUNTS_FROM,
+    FACET_LIMIT,
     VALID_ON,
     SPARSE_NAME,
     Collection,
@@ -99,8 +101,6 @@ INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 poin
 FLAT_DENSE = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
 INT8 = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=False)
 RESCORE = qe.SearchParams(quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0))
-FACET_COUNTS_FROM = 50  # counts_by_source for more files than this: one facet over every source
-FACET_LIMIT = 1_000_000
 # The document's fields a search filters or facets by, folded into one keyword array of "field:value"
 # (``document_keys``), so a shard holds four payload indexes (source, document_keys, valid_from, valid_to)
 # instead of nine. Opening a shard costs about 5 ms per index per segment (each index's null-index flags
@@ -519,6 +519,14 @@ class EdgeCollection(Collection):
             return []
         records = self.shard(target).retrieve(list(ids), with_payload=fields, with_vector=vectors)
         return [_stored(r, vectors) for r in records]
+
+    def missing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` the shard holds no point of: Edge's records read for their id only."""
+        target = self.physical_name()
+        if target is None:
+            return set(ids)
+        found = {str(record.id) for record in self.shard(target).retrieve(list(ids), False, False)}
+        return {i for i in ids if i not in found}
 
     def count(self, source: str | None = None, *, physical: str | None = None) -> int:
         target = self._target(physical)
