@@ -155,10 +155,12 @@ def plan_ingest(
     token_budget: int,
     limits=None,
     collection: Collection | None = None,
+    compare_up_to_points: int | None = None,
 ) -> IngestPlan:
     """Compare the folder's ``files`` (key → path, from the scan) with what was last synced; ``limits``:
     the per-file limits the read would run under (``settings.load_limits()`` when None). Given the
-    ``collection`` and only due for its daily comparison, the plan compares it (``_compare``)."""
+    ``collection`` and only due for its daily comparison, the plan compares it (``_compare``), unless it
+    holds more than ``compare_up_to_points`` points (a caller with a time limit: the nightly tick)."""
     plan = IngestPlan()
     condition_of = _conditions(limits, token_budget)
     state = read_sync_state(state_dir)
@@ -190,19 +192,25 @@ def plan_ingest(
             else:
                 plan.changed.append(key)
         if plan.full and plan.reason == DUE and collection is not None:
-            _compare(plan, collection, state_dir, location, physical)
+            _compare(plan, collection, state_dir, location, physical, compare_up_to_points)
     return plan
 
 
 DUE = "the last full comparison with the collection is older than a day"
 
 
-def _compare(plan: IngestPlan, collection: Collection, state_dir: Path, location: str, physical: str | None) -> None:
+def _compare(
+    plan: IngestPlan, collection: Collection, state_dir: Path, location: str, physical: str | None,
+    up_to_points: int | None = None,
+) -> None:
     """The daily comparison made here (``ingest.verify``) instead of a run over every file: the files
     whose points differ from their chunks lose their sync marker and run as changed; the collection
     counts as compared. Left to a run over every file when the collection holds points of unknown
     files or cannot be read now (in use by a run, unreachable)."""
     try:
+        if up_to_points is not None and collection.count() > up_to_points:
+            plan.reason = f"the collection is too large to compare here (over {up_to_points:,} points)"
+            return
         expected = dict(each_chunk_ids(state_dir, plan.unchanged))
         others = [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished]
         out = ingest.files_out_of_line(collection, expected, others + [k for k in plan.unchanged if k not in expected])

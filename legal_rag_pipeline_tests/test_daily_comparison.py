@@ -128,3 +128,31 @@ def test_a_tick_does_not_wait_for_a_folder_a_run_holds(tmp_path, monkeypatch):
     (run,) = tick.run_requests
     assert run.tags["legal_rag/files"] == "3" and "every file runs" in run.tags["legal_rag/plan"], run.tags
     assert took < TICK_LOCK_WAIT_SECONDS + 20, took  # not the 120 s a run waits
+
+
+def test_a_collection_too_large_for_a_tick_is_left_to_the_run(tmp_path, monkeypatch):
+    """The tick has a time limit: past ``compare_up_to_points`` (TICK_COMPARE_UP_TO_POINTS) the plan
+    leaves the comparison to the run over every file, as before; `legal-rag ingest` has no such limit."""
+    from legal_rag_pipeline.ingest import BM25_ONLY_MODEL
+    from legal_rag_pipeline.planning import plan_ingest
+    from legal_rag_pipeline.readers import scan_data_dir
+    from legal_rag_pipeline.services import open_store
+
+    env = make_env(tmp_path, monkeypatch)
+    for i in range(3):
+        (env.data / f"luat-{i}.txt").write_text(LAW.format(n=i), encoding="utf-8")
+    assert env.ingest()[0] == 0
+    store = open_store(load_settings())
+
+    def plan(up_to: int):
+        _age_the_comparison(env)
+        with store.connect() as c:
+            return plan_ingest(env.data, scan_data_dir(env.data).files, env.state, model=BM25_ONLY_MODEL,
+                               location=store.location(), physical=c.physical_name(), token_budget=128,
+                               collection=c, compare_up_to_points=up_to)
+
+    points = len(env.points())
+    too_large = plan(points - 1)
+    assert too_large.full and f"over {points - 1:,} points" in too_large.reason and not too_large.compared
+    fits = plan(points)
+    assert not fits.full and fits.compared == "found the points of 3 files in place" and not fits.to_run
