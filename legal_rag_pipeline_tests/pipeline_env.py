@@ -62,6 +62,13 @@ class PipelineEnv:
         """The embedded store the pipeline uses (Qdrant Edge unless ``engine`` says otherwise)."""
         return QdrantStore(path=str(self.qdrant), collection_name=self.collection, **kwargs)
 
+    def runs(self) -> int:
+        """How many runs the instance of ``DAGSTER_HOME`` holds (a plan that launched none adds none)."""
+        from legal_rag_pipeline.instance import get_instance
+
+        with get_instance() as instance:
+            return instance.get_runs_count()
+
     def copy_sample(self) -> None:
         for path in SAMPLE_DATA.iterdir():
             shutil.copy2(path, self.data / path.name)

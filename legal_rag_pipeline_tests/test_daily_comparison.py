@@ -52,22 +52,17 @@ def _age_the_comparison(env) -> None:
     path.write_text(json.dumps(state))
 
 
-def _runs() -> int:
-    with get_instance() as instance:
-        return instance.get_runs_count()
-
-
 def test_the_daily_comparison_launches_no_run_unless_points_differ(tmp_path, monkeypatch):
     env = make_env(tmp_path, monkeypatch)  # bm25 only
     for i in range(5):
         (env.data / f"luat-{i}.txt").write_text(LAW.format(n=i), encoding="utf-8")
     assert env.ingest()[0] == 0
-    runs = _runs()
+    runs = env.runs()
 
     _age_the_comparison(env)
     code, out = env.ingest()
     assert code == 0 and "The daily comparison of the collection with the folder found the points of 5 files in place" in out
-    assert "Nothing changed since the last run: 5 files in sync" in out and _runs() == runs, out
+    assert "Nothing changed since the last run: 5 files in sync" in out and env.runs() == runs, out
     assert json.loads((env.state / "sync_state.json").read_text())["verified_at"] > 0  # compared: not due again
     code, out = env.ingest()
     assert code == 0 and "daily comparison" not in out, out
@@ -81,7 +76,7 @@ def test_the_daily_comparison_launches_no_run_unless_points_differ(tmp_path, mon
     code, out = env.ingest()
     assert "found the points of 4 files in place and 1 whose points differ (they run again)" in out, out
     assert "Plan: 4 unchanged, 1 changed, 0 new, 0 failed last time, 0 removed." in out
-    assert code == 0 and env.points().keys() == points.keys() and _runs() == runs + 1
+    assert code == 0 and env.points().keys() == points.keys() and env.runs() == runs + 1
 
     # the nightly schedule's tick compares the same way
     _age_the_comparison(env)

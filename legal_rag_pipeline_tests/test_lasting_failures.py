@@ -55,11 +55,6 @@ def test_only_a_failure_in_the_file_is_recorded_to_last():
 
 
 # ------------------------------------------------------------------------------------- end to end
-def _runs() -> int:
-    with get_instance() as instance:
-        return instance.get_runs_count()
-
-
 def test_a_broken_file_launches_no_run_until_it_changes(tmp_path, monkeypatch):
     env = make_env(tmp_path, monkeypatch)  # bm25 only
     for i in range(3):
@@ -72,7 +67,7 @@ def test_a_broken_file_launches_no_run_until_it_changes(tmp_path, monkeypatch):
 
     code, out = env.ingest()
     assert code == 1 and "hong.txt" in out and "MAX_FILE_BYTES" in out and "hoi-dap-rong.csv" in out, out
-    runs = _runs()
+    runs = env.runs()
 
     # nothing changed: no run launched, the three files named with their reason, exit 1 (not all ingested)
     code, out = env.ingest()
@@ -81,7 +76,7 @@ def test_a_broken_file_launches_no_run_until_it_changes(tmp_path, monkeypatch):
     assert "3 files not run: failing as before" in out
     assert "  hong.txt: binary data, not text" in out and "  luat-dai.txt: it is" in out
     assert "  hoi-dap-rong.csv: no text to ingest was found" in out
-    assert _runs() == runs
+    assert env.runs() == runs
 
     # the nightly schedule plans the same: no run
     with get_instance() as instance:
@@ -95,12 +90,12 @@ def test_a_broken_file_launches_no_run_until_it_changes(tmp_path, monkeypatch):
     code, out = env.ingest()
     assert "Plan: 3 unchanged, 0 changed, 0 new, 2 failed last time, 0 removed, 1 failing as before" in out, out
     assert "luat-dai.txt  ok" in out and "hong.txt      failed" in out and "  hoi-dap-rong.csv: no text" in out
-    assert code == 1 and _runs() == runs + 1
+    assert code == 1 and env.runs() == runs + 1
 
     # --retry-failed runs them on purpose
     code, out = env.ingest("--retry-failed")
     assert "Plan: 4 unchanged, 0 changed, 0 new, 2 failed last time, 0 removed." in out, out
-    assert code == 1 and "not run: failing as before" not in out and _runs() == runs + 2
+    assert code == 1 and "not run: failing as before" not in out and env.runs() == runs + 2
 
     # replaced with a readable text: runs and goes in
     (env.data / "hong.txt").write_text(LAW.format(n=7), encoding="utf-8")
