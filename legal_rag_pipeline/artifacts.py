@@ -723,14 +723,17 @@ class _Records:
             return {row[0] for row in self._db.execute(
                 "SELECT source FROM files WHERE json_valid(synced) AND json_type(synced) = 'object'")}
 
-    def each_chunks_text(self, rows_at_once: int = 1_000) -> Iterator[tuple[str, str]]:
-        """(source, chunk lines) of every row of ``chunks``, a page at a time (nothing held between pages)."""
+    def each_chunks_text(self) -> Iterator[tuple[str, str]]:
+        """(source, chunk lines) of every row of ``chunks``."""
+        return self._paged("SELECT source, lines FROM chunks WHERE true")
+
+    def _paged(self, select: str, rows_at_once: int = 1_000) -> Iterator[tuple]:
+        """The rows of ``select`` (``SELECT source, … WHERE …``) a page at a time, by source: nothing held
+        between pages."""
         after = ""
         while True:
             with self._lock:
-                rows = self._db.execute(
-                    "SELECT source, lines FROM chunks WHERE source > ? ORDER BY source LIMIT ?", (after, rows_at_once)
-                ).fetchall()
+                rows = self._db.execute(f"{select} AND source > ? ORDER BY source LIMIT ?", (after, rows_at_once)).fetchall()
             yield from rows
             if len(rows) < rows_at_once:
                 return
@@ -792,18 +795,8 @@ class _Records:
     def each_document(self, rows_at_once: int = 1_000) -> Iterator[tuple[str, dict[str, Any]]]:
         """(source, document record) of each file with a status, decoded one at a time: a caller that
         keeps a little of each holds that little (70,624 decoded records at once: some 270 MB)."""
-        after = ""
-        while True:
-            with self._lock:  # a page at a time, by source: nothing held between pages
-                rows = self._db.execute(
-                    "SELECT source, document FROM files WHERE status IS NOT NULL AND source > ? ORDER BY source LIMIT ?",
-                    (after, rows_at_once),
-                ).fetchall()
-            for source, text in rows:
-                yield source, _decoded(text) or {}
-            if len(rows) < rows_at_once:
-                return
-            after = rows[-1][0]
+        for source, text in self._paged("SELECT source, document FROM files WHERE status IS NOT NULL", rows_at_once):
+            yield source, _decoded(text) or {}
 
     def close(self) -> None:
         self._commit()

@@ -291,6 +291,10 @@ class Collection(ABC):
         sources = list(sources)
         if not sources or not self.exists():
             return dict.fromkeys(sources, 0)
+        if len(sources) > FACET_COUNTS_FROM:
+            found = self._source_counts()
+            if found is not None and len(found) < FACET_LIMIT:  # else more files than one facet answers
+                return {source: found.get(source, 0) for source in sources}
         if not self.scores_in_python:
             return {source: self.count(source) for source in sources}
         counts = dict.fromkeys(sources, 0)
@@ -299,6 +303,11 @@ class Collection(ABC):
             if source in counts:
                 counts[source] += 1
         return counts
+
+    def _source_counts(self) -> dict[str, int] | None:
+        """Every source's point count from one exact facet over ``source`` (keyword-indexed), or None
+        where the store does not answer that way (then ``counts_by_source`` counts)."""
+        return None
 
     # ------------------------------------------------------------------ writes
     @abstractmethod

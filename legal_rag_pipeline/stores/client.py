@@ -20,7 +20,6 @@ from qdrant_client import QdrantClient, models
 from ..errors import StoreError
 from .base import (
     DATETIME_INDEXES,
-    FACET_COUNTS_FROM,
     FACET_LIMIT,
     VALID_ON,
     KEYWORD_INDEXES,
@@ -297,20 +296,16 @@ class ClientCollection(Collection):
             return []
         return [ScoredPoint(point_id(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
-    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
-        """Points per source: on a server, one exact facet over ``source`` (keyword-indexed) instead of a
-        count request per file (70,000 requests for the daily comparison, ingest/verify.py)."""
-        sources = list(sources)
-        if self.local or len(sources) <= FACET_COUNTS_FROM or not self.exists():
-            return super().counts_by_source(sources)
+    def _source_counts(self) -> dict[str, int] | None:
+        """On a server, one exact facet over ``source`` instead of a count request per file (70,000 for the
+        daily comparison, ingest/verify.py); local mode counts in one pass of its own."""
+        if self.local:
+            return None
         try:
             response = self.client.facet(self.name, key="source", limit=FACET_LIMIT, exact=True)
         except Exception:  # noqa: BLE001 - a collection without a keyword index on source: one count each
-            return super().counts_by_source(sources)
-        found = {str(hit.value): int(hit.count) for hit in response.hits}
-        if len(found) >= FACET_LIMIT:  # more files than one facet answers: count each
-            return super().counts_by_source(sources)
-        return {source: found.get(source, 0) for source in sources}
+            return None
+        return {str(hit.value): int(hit.count) for hit in response.hits}
 
     def facet_values(self, key: str) -> list[str]:
         try:

@@ -39,7 +39,6 @@ from ..errors import StoreError
 from ..memory import give_back, page_out
 from .base import (
     DATETIME_INDEXES,
-    FACET_COUNTS_FROM,
     FACET_LIMIT,
     VALID_ON,
     SPARSE_NAME,
@@ -569,17 +568,13 @@ class EdgeCollection(Collection):
         points = self.shard(target).query(request)
         return [ScoredPoint(point_id(p.id), float(p.score), _payload(p.payload)) for p in points]
 
-    def counts_by_source(self, sources: Iterable[str]) -> dict[str, int]:
-        """Points per source: one exact facet over ``source`` (keyword-indexed) instead of a count per file."""
-        sources = list(sources)
+    def _source_counts(self) -> dict[str, int] | None:
+        """One exact facet over ``source`` instead of a count per file."""
         target = self.physical_name()
-        if len(sources) <= FACET_COUNTS_FROM or target is None:
-            return super().counts_by_source(sources)
+        if target is None:
+            return None
         response = self.shard(target).facet(qe.FacetRequest(key="source", limit=FACET_LIMIT, exact=True))
-        found = {str(hit.value): int(hit.count) for hit in response.hits}
-        if len(found) >= FACET_LIMIT:  # more files than one facet answers: count each
-            return super().counts_by_source(sources)
-        return {source: found.get(source, 0) for source in sources}
+        return {str(hit.value): int(hit.count) for hit in response.hits}
 
     def facet_values(self, key: str) -> list[str]:
         target = self.physical_name()
