@@ -220,8 +220,7 @@ def _compare(
     if out is None:
         plan.reason = "the collection holds points of files neither the folder nor the state knows"
         return
-    for key in out:
-        FileArtifacts(state_dir, key).clear_synced()
+    ingest.forget_sync_state(state_dir, out)
     if out:
         moved = set(out)
         plan.unchanged = [key for key in plan.unchanged if key not in moved]
