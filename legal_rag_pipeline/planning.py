@@ -159,8 +159,8 @@ def plan_ingest(
 ) -> IngestPlan:
     """Compare the folder's ``files`` (key → path, from the scan) with what was last synced; ``limits``:
     the per-file limits the read would run under (``settings.load_limits()`` when None). Given the
-    ``collection`` and only due for its daily comparison, the plan compares it (``_compare``), unless it
-    holds more than ``compare_up_to_points`` points (a caller with a time limit: the nightly tick)."""
+    ``collection`` and only due for its daily comparison, the plan compares it (``_compare``); a count out
+    of line over ``compare_up_to_points`` points is left to a run (a caller with a time limit: the nightly tick)."""
     plan = IngestPlan()
     condition_of = _conditions(limits, token_budget)
     state = read_sync_state(state_dir)
@@ -192,7 +192,7 @@ def plan_ingest(
             else:
                 plan.changed.append(key)
         if plan.full and plan.reason == DUE and collection is not None:
-            _compare(plan, collection, state_dir, location, physical, compare_up_to_points)
+            _compare(plan, collection, state_dir, location, physical, compare_up_to_points, rows)
     return plan
 
 
@@ -201,19 +201,36 @@ DUE = "the last full comparison with the collection is older than a day"
 
 def _compare(
     plan: IngestPlan, collection: Collection, state_dir: Path, location: str, physical: str | None,
-    up_to_points: int | None = None,
+    up_to_points: int | None = None, rows: dict[str, tuple] | None = None,
 ) -> None:
     """The daily comparison made here (``ingest.verify``) instead of a run over every file: the files
     whose points differ from their chunks lose their sync marker and run as changed; the collection
-    counts as compared. Left to a run over every file when the collection holds points of unknown
-    files or cannot be read now (in use by a run, unreachable)."""
+    counts as compared. When its point count is what the files' chunks (``rows``, from
+    ``artifacts.plan_rows``) say, only the next files' ids are looked up (``ingest.next_files``, from
+    where the last comparison stopped); else every file's count and ids, unless the collection holds
+    more than ``up_to_points``. Left to a run over every file then, and when the collection holds points
+    of unknown files or cannot be read now (in use by a run, unreachable)."""
+    state = read_sync_state(state_dir)
+    rows = rows or {}
+    after = str(state.get("looked_up_to") or "")
     try:
-        if up_to_points is not None and collection.count() > up_to_points:
-            plan.reason = f"the collection is too large to compare here (over {up_to_points:,} points)"
-            return
-        expected = dict(each_chunk_ids(state_dir, plan.unchanged))
+        points = {key: int((rows.get(key) or (0,) * 6)[5] or 0) for key in plan.unchanged}
         others = [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished]
-        out = ingest.files_out_of_line(collection, expected, others + [k for k in plan.unchanged if k not in expected])
+        if rows and ingest.count_as_expected(collection, points, others):
+            turn = ingest.next_files(points, after, ingest.IDS_A_DAY)
+            out = sorted(ingest.files_missing_points(collection, dict(each_chunk_ids(state_dir, turn))))
+            whole = len(turn) == len(points)
+            after = turn[-1] if turn and turn[-1] != max(points) else ""
+            found = (f"found the points of {len(turn) - len(out):,} files in place" if whole else (
+                f"found {sum(points.values()):,} points, as many as the chunks of its {len(points):,} files, and the "
+                f"points of {len(turn) - len(out):,} of them in place by id (the next ones' at the next comparison)"))
+        else:
+            if up_to_points is not None and collection.count() > up_to_points:
+                plan.reason = f"the collection is too large to compare here (over {up_to_points:,} points)"
+                return
+            expected = dict(each_chunk_ids(state_dir, plan.unchanged))
+            out = ingest.files_out_of_line(collection, expected, others + [k for k in plan.unchanged if k not in expected])
+            after, found = "", f"found the points of {len(expected) - len(out or ()):,} files in place"
     except Exception as exc:  # noqa: BLE001 - the run over every file compares instead
         log.warning("the collection could not be compared with the folder (%s): every file runs", exc)
         return
@@ -226,12 +243,9 @@ def _compare(
         plan.unchanged = [key for key in plan.unchanged if key not in moved]
         plan.changed = sorted([*plan.changed, *out])
     ingest.write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(),
-                                        "run_id": None})
+                                        "run_id": None, "looked_up_to": after})
     plan.full, plan.reason = False, ""
-    plan.compared = (
-        f"found the points of {len(expected) - len(out):,} files in place"
-        + (f" and {len(out):,} whose points differ (they run again)" if out else "")
-    )
+    plan.compared = found + (f" and {len(out):,} whose points differ (they run again)" if out else "")
 
 
 def _conditions(limits, token_budget: int):

@@ -1,7 +1,8 @@
 """The daily comparison of the collection with the folder is made by the plan (ingest/verify.py), not
 by a run over every file: nothing out of line launches no run; a file whose points were deleted or
 replaced behind the pipeline's back runs again, alone; points of files nobody knows still make every
-file run. On both sides of the store seam, then through `legal-rag ingest` and the nightly schedule."""
+file run. The ids are looked up in turns (``IDS_A_DAY`` a day) while the collection's count is what the
+chunks say. On both sides of the store seam, then through `legal-rag ingest` and the nightly schedule."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import uuid
 
 import pytest
 
+from legal_rag_pipeline import ingest
 from legal_rag_pipeline.automation.schedules import build_nightly_schedule
 from legal_rag_pipeline.definitions import build_resources, ingest_job
-from legal_rag_pipeline.ingest import files_out_of_line
+from legal_rag_pipeline.ingest import count_as_expected, files_missing_points, files_out_of_line, next_files
 from legal_rag_pipeline.instance import get_instance
 from legal_rag_pipeline.resources.qdrant import PointRecord, QdrantStore
 from legal_rag_pipeline.settings import load_settings
@@ -32,17 +34,32 @@ def test_files_out_of_line_on_both_stores(tmp_path, engine):
     with QdrantStore(path=str(tmp_path / "q"), engine=engine).connect() as c:
         c.ensure(None, None)
         c.upsert([p for points in files.values() for p in points])
-        assert files_out_of_line(c, expected) == []
+        assert files_out_of_line(c, expected) == [] and files_missing_points(c, expected) == set()
+        counts = {source: len(ids) for source, ids in expected.items()}
+        assert count_as_expected(c, counts) and not count_as_expected(c, {**counts, "luat-0.txt": 2})
         c.delete([files["luat-1.txt"][0].id])  # a point deleted behind the pipeline's back
         replaced = _point("luat-2.txt", 99)  # the same count, another point (an older copy restored)
         c.delete([files["luat-2.txt"][0].id])
         c.upsert([replaced])
         assert files_out_of_line(c, expected) == ["luat-1.txt", "luat-2.txt"]
+        assert files_missing_points(c, expected) == {"luat-1.txt", "luat-2.txt"}
+        # the replaced point leaves the count as it was, the deleted one does not
+        assert not count_as_expected(c, counts) and count_as_expected(c, {**counts, "luat-1.txt": counts["luat-1.txt"] - 1})
         # a file the state knows but does not expect in sync (changed, failed, removed): its points are
         # accounted for; a file nobody knows: only a comparison of every point can sort it out
         c.upsert([_point("cu.txt", 0)])
         assert files_out_of_line(c, expected) is None
         assert files_out_of_line(c, expected, others=["cu.txt"]) == ["luat-1.txt", "luat-2.txt"]
+        assert count_as_expected(c, {**counts, "luat-1.txt": counts["luat-1.txt"] - 1}, others=["cu.txt"])
+
+
+def test_next_files_takes_the_files_after_the_last_in_name_order_up_to_the_ids_of_a_day():
+    points = {"b.txt": 3, "a.txt": 2, "d.txt": 4, "c.txt": 1}
+    assert next_files(points, "", ids=6) == ["a.txt", "b.txt", "c.txt"]
+    assert next_files(points, "c.txt", ids=6) == ["d.txt"]  # the end of the folder: the next day starts again
+    assert next_files(points, "", ids=100) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert next_files(points, "a.txt", ids=1) == ["b.txt"]  # at least one file, however many points it has
+    assert next_files(points, "d.txt") == [] and next_files({}, "") == []
 
 
 def _age_the_comparison(env) -> None:
@@ -147,7 +164,62 @@ def test_a_collection_too_large_for_a_tick_is_left_to_the_run(tmp_path, monkeypa
                                collection=c, compare_up_to_points=up_to)
 
     points = len(env.points())
-    too_large = plan(points - 1)
-    assert too_large.full and f"over {points - 1:,} points" in too_large.reason and not too_large.compared
     fits = plan(points)
     assert not fits.full and fits.compared == "found the points of 3 files in place" and not fits.to_run
+    # with its count right, any size is compared (by turns: IDS_A_DAY ids a day); with a point deleted
+    # every file's count and ids would be, which is what the limit is for
+    assert plan(points - 1).compared == "found the points of 3 files in place"
+    with store.connect() as c:
+        c.delete(list(env.points())[:1])
+    too_large = plan(points - 2)
+    assert too_large.full and f"over {points - 2:,} points" in too_large.reason and not too_large.compared
+    assert plan(points - 1).compared == "found the points of 2 files in place and 1 whose points differ (they run again)"
+
+
+def test_the_ids_are_looked_up_in_turns_while_the_count_is_right(tmp_path, monkeypatch):
+    """With fewer ids a day than the collection holds, each comparison looks up the next files' ids and
+    starts again from the first after the last; a point replaced by another of the same file (the count
+    unchanged) is found on its file's day, and that file alone runs; a deleted point changes the count
+    and is found the same day, whichever file it belongs to."""
+    env = make_env(tmp_path, monkeypatch)  # bm25 only
+    for i in range(6):
+        (env.data / f"luat-{i}.txt").write_text(LAW.format(n=i), encoding="utf-8")
+    assert env.ingest()[0] == 0
+    runs, points = env.runs(), env.points()
+    per_file = {p["source"]: 0 for p in points.values()}
+    for p in points.values():
+        per_file[p["source"]] += 1
+    assert set(per_file) == {f"luat-{i}.txt" for i in range(6)}
+    monkeypatch.setattr(ingest, "IDS_A_DAY", per_file["luat-0.txt"] + per_file["luat-1.txt"])
+
+    def compare() -> tuple[str, str]:
+        _age_the_comparison(env)
+        code, out = env.ingest()
+        assert code == 0, out
+        return out, json.loads((env.state / "sync_state.json").read_text())["looked_up_to"]
+
+    out, last = compare()
+    assert last == "luat-1.txt" and "and the points of 2 of them in place by id" in out, out
+    assert f"found {len(points):,} points, as many as the chunks of its 6 files" in out and env.runs() == runs
+
+    # luat-4's point replaced by another of luat-4 (an older copy restored): the count is right
+    victim = next(pid for pid, p in points.items() if p["source"] == "luat-4.txt")
+    with env.store().connect() as c:
+        c.delete([victim])
+        c.upsert([_point("luat-4.txt", 99)])
+    out, last = compare()  # luat-2, luat-3: not its turn yet
+    assert last == "luat-3.txt" and "whose points differ" not in out and env.runs() == runs, out
+    out, last = compare()  # luat-4, luat-5: found, and it runs alone
+    assert last == "" and "and 1 whose points differ (they run again)" in out, out
+    assert "Plan: 5 unchanged, 1 changed" in out and env.runs() == runs + 1
+    assert victim in env.points()  # its point is back (and the other one gone: the count below)
+    out, last = compare()  # from the first file again
+    assert last == "luat-1.txt" and env.points().keys() == points.keys() and env.runs() == runs + 1, out
+
+    # a point of luat-5 deleted: the count says so the same day (luat-2's and luat-3's turn), every
+    # file's count and ids are compared, and luat-5 runs alone
+    with env.store().connect() as c:
+        c.delete([next(pid for pid, p in points.items() if p["source"] == "luat-5.txt")])
+    out, last = compare()
+    assert "found the points of 5 files in place and 1 whose points differ (they run again)" in out, out
+    assert last == "" and env.points().keys() == points.keys() and env.runs() == runs + 2

@@ -29,7 +29,7 @@ from .points import chunk_point, lexical_text
 from .read import READER_VERSION, read_stage, read_stages
 from .summary import FileSummary, file_summaries, file_summary
 from .sync import TRUSTED, sync_stage
-from .verify import files_out_of_line
+from .verify import IDS_A_DAY, count_as_expected, files_missing_points, files_out_of_line, next_files
 
 __all__ = [
     "BM25_ONLY_MODEL",
@@ -48,6 +48,10 @@ __all__ = [
     "failure_conditions",
     "file_sha256",
     "files_out_of_line",
+    "files_missing_points",
+    "count_as_expected",
+    "next_files",
+    "IDS_A_DAY",
     "file_summaries",
     "file_summary",
     "forget_sync_state",
