@@ -13,7 +13,8 @@ line, then ``Điều N. …``; the first file of a law keeps its preamble). Each
    whether a run was launched), the nightly schedule's tick (``nightly_tick.py``); the same on the day
    the collection is due for its comparison with the folder (the tick, then `legal-rag ingest`: the
    plan compares, ``ingest/verify.py``); one file changed → `legal-rag search` finds its new word;
-3. ``--nights`` nights: three files changed, `legal-rag ingest` (the run the nightly tick launches),
+3. ``--nights`` nights: three files changed, the collection due for its daily comparison (nights come
+   24 hours apart), `legal-rag ingest` (the run the nightly tick launches),
    then `legal-rag prune-history --days 0` (the daily retention, with every run already "old"):
    ``DAGSTER_HOME`` after each night; then `legal-rag ingest --all` (the run over every file the daily
    comparison used to be: its time and what it adds to ``DAGSTER_HOME``);
@@ -184,6 +185,7 @@ def steady_state(env: dict, row: dict, nights: int) -> None:
         for path in files[night * 997 % len(files):][:3]:
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(f"\nKhoản bổ sung đêm {night}.\n")
+        _age_the_comparison(env)  # nights come 24 hours apart: each is due for the daily comparison
         wall, _, _ = legal_rag(env, "ingest", "--quiet")
         grown = disk_mb(env["DAGSTER_HOME"])
         prune_s, _, said = legal_rag(env, "prune-history", "--days", "0")

@@ -27,6 +27,7 @@ EARLIER_TEMPLATES = {
     "893726a4e435ed3a2a5b2fa84f23d6bc83e84b55ff0e441d6833620cccb063d5",
     "4fe9f2af62ad9a1eb436017a73dffc4d4cd33e0fb7000e4c18d31df6f5df29f2",  # the sharded batched storage
     "c76c2a56ac307285f992788c1334f63ae14821111dbdcc2f72f4160a6d30681e",  # the same, kept for a sharded history
+    "528669d27e6dbfb82482231754e10c49caeb88bdc2cb6591050598b4729b9871",  # the one-file storage, Dagster's compute logs
 }
 
 
