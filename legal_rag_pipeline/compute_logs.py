@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import Field, Float, StringSource
-from dagster._core.execution.compute_logs import redirect_to_file
+from dagster._core.execution.compute_logs import _fileno, redirect_to_file
 from dagster._core.instance.ref import compute_logs_directory
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
@@ -52,14 +52,6 @@ def tail_stops_with_its_parent() -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and "GNU coreutils" in done.stdout
-
-
-def _fileno(stream: Any) -> int | None:
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # a test runner's stream has no descriptor
-        return None
-    return fd if isinstance(fd, int) else None
 
 
 @contextmanager
