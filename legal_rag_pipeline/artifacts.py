@@ -312,6 +312,12 @@ def plan_rows(state_dir: str | Path, stages: Sequence[str]) -> dict[str, tuple]:
     return _records(Path(state_dir)).plan_rows(stages)
 
 
+def each_file_record(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]]:
+    """(source, ``status()``, ``document()``, ``synced()``) of every file ``known_sources`` lists, read a page
+    of rows at a time (three queries a file took 4.5 s of a 14 s `legal-rag status` at 70,624 files)."""
+    return _records(Path(state_dir)).each_record()
+
+
 def known_sources(state_dir: str | Path) -> list[str]:
     """Sources that have artifacts (files ingested at least once)."""
     return _records(Path(state_dir)).sources_with_status()
@@ -803,6 +809,13 @@ class _Records:
         keeps a little of each holds that little (70,624 decoded records at once: some 270 MB)."""
         for source, text in self._paged("SELECT source, document FROM files WHERE status IS NOT NULL", rows_at_once):
             yield source, _decoded(text) or {}
+
+    def each_record(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]]:
+        """(source, status, document, sync marker) of each file with a status, in name order, a page at a time."""
+        for source, status, document, synced in self._paged(
+            "SELECT source, status, document, synced FROM files WHERE status IS NOT NULL"
+        ):
+            yield source, _decoded(status) or {}, _decoded(document), _decoded(synced)
 
     def close(self) -> None:
         self._commit()

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .artifacts import FileArtifacts, known_sources
+from .artifacts import FileArtifacts, each_file_record
 from .ingest import STAGES
 from .readers import scan_data_dir
 from .validity.sync import applied_status
@@ -52,12 +52,13 @@ def _stat_moved(document: dict[str, Any], path: Path) -> bool:
     return (st.st_size, st.st_mtime_ns) != (document.get("size"), document.get("mtime_ns"))
 
 
-def file_status(source: str, state_dir: Path, path: Path | None) -> FileStatus:
-    """One file: ``path`` is where it is in the data folder (None: not there any more)."""
-    art = FileArtifacts(state_dir, source)
-    status = art.status()
-    document = art.document() or {}
-    synced = art.synced() or {}
+def file_status(source: str, state_dir: Path, path: Path | None, record: tuple | None = None) -> FileStatus:
+    """One file: ``path`` is where it is in the data folder (None: not there any more); ``record``: its
+    (status, document, sync marker) already read (``artifacts.each_file_record``), else read here."""
+    if record is None:
+        art = FileArtifacts(state_dir, source)
+        record = (art.status(), art.document(), art.synced())
+    status, document, synced = record[0] or {}, record[1] or {}, record[2] or {}
     entries = [(stage, status.get(stage)) for stage in STAGES]
     latest = max((e for _, e in entries if e), key=lambda e: e.get("at") or "", default={})
     result = FileStatus(
@@ -97,8 +98,9 @@ def file_status(source: str, state_dir: Path, path: Path | None) -> FileStatus:
 def folder_status(data_dir: Path, state_dir: Path) -> list[FileStatus]:
     """Every known file: in the state folder (ingested at least once) or in the data folder."""
     files = scan_data_dir(data_dir).files if data_dir.is_dir() else {}
-    known = set(known_sources(state_dir))
-    result = [file_status(s, state_dir, files.get(s)) for s in sorted(known)]
+    result = [file_status(source, state_dir, files.get(source), record)
+              for source, *record in each_file_record(state_dir)]
+    known = {item.source for item in result}
     result += [FileStatus(s, "new", fix="never ingested; `legal-rag ingest` (or the sensor) ingests it")
                for s in sorted(set(files) - known)]
     return sorted(result, key=lambda f: f.source)

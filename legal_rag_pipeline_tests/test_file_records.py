@@ -9,7 +9,14 @@ import subprocess
 import sys
 import time
 
-from legal_rag_pipeline.artifacts import RECORDS_FILE, FileArtifacts, StageOutcome, known_sources, plan_rows
+from legal_rag_pipeline.artifacts import (
+    RECORDS_FILE,
+    FileArtifacts,
+    StageOutcome,
+    each_file_record,
+    known_sources,
+    plan_rows,
+)
 from legal_rag_pipeline_tests.pipeline_env import REPO, make_env
 
 
@@ -519,3 +526,22 @@ def test_the_files_a_stage_went_through_are_read_in_one_query_as_each_record_say
     for run_id, expected in (("run-1", {"ok.txt", "unchanged.txt"}), (None, {"ok.txt", "unchanged.txt", "earlier.txt"})):
         assert {s for s in sources if FileArtifacts(tmp_path, s).stage_ok("raw_documents", run_id)} == expected
         assert sources_ok_in(tmp_path, "raw_documents", run_id) == expected
+
+
+def test_each_file_record_reads_what_each_file_says_of_itself(tmp_path):
+    """`legal-rag status` reads every file's status, document and sync marker a page at a time: the same
+    values as each file's own reads, for the files with a status (known_sources), in name order."""
+    state = tmp_path / "state"
+    for i in (3, 1, 2):
+        art = FileArtifacts(state, f"luat-{i}.txt")
+        art.write_document({"source": art.source, "chunks": i, "law": f"Luật số {i}"})
+        art.record_outcome("raw_documents", StageOutcome(art.source, "ok", counts={"records": 1}), "run-1")
+        if i != 2:
+            art.write_synced({"points": i, "model": "bm25"})
+    FileArtifacts(state, "chua-doc.txt").write_document({"source": "chua-doc.txt"})  # no status: not known
+    rows = list(each_file_record(state))
+    assert [source for source, *_ in rows] == known_sources(state) == ["luat-1.txt", "luat-2.txt", "luat-3.txt"]
+    for source, status, document, synced in rows:
+        art = FileArtifacts(state, source)
+        assert (status, document, synced) == (art.status(), art.document(), art.synced())
+    assert rows[1][3] is None and rows[2][2]["chunks"] == 3 and rows[0][1]["raw_documents"]["status"] == "ok"
