@@ -192,7 +192,7 @@ def plan_ingest(
             else:
                 plan.changed.append(key)
         if plan.full and plan.reason == DUE and collection is not None:
-            _compare(plan, collection, state_dir, location, physical, compare_up_to_points, rows)
+            _compare(plan, collection, state_dir, location, physical, rows, compare_up_to_points)
     return plan
 
 
@@ -201,7 +201,7 @@ DUE = "the last full comparison with the collection is older than a day"
 
 def _compare(
     plan: IngestPlan, collection: Collection, state_dir: Path, location: str, physical: str | None,
-    up_to_points: int | None = None, rows: dict[str, tuple] | None = None,
+    rows: dict[str, tuple], up_to_points: int | None = None,
 ) -> None:
     """The daily comparison made here (``ingest.verify``) instead of a run over every file: the files
     whose points differ from their chunks lose their sync marker and run as changed; the collection
@@ -211,12 +211,11 @@ def _compare(
     more than ``up_to_points``. Left to a run over every file then, and when the collection holds points
     of unknown files or cannot be read now (in use by a run, unreachable)."""
     state = read_sync_state(state_dir)
-    rows = rows or {}
     after = str(state.get("looked_up_to") or "")
     try:
-        points = {key: int((rows.get(key) or (0,) * 6)[5] or 0) for key in plan.unchanged}
+        points = {key: int(rows[key][5] or 0) for key in plan.unchanged}  # each unchanged file's chunks
         others = [*plan.changed, *plan.new, *plan.failed, *plan.failing_as_before, *plan.vanished]
-        if rows and ingest.count_as_expected(collection, points, others):
+        if ingest.count_as_expected(collection, points, others):
             turn = ingest.next_files(points, after, ingest.IDS_A_DAY)
             out = sorted(ingest.files_missing_points(collection, dict(each_chunk_ids(state_dir, turn))))
             whole = len(turn) == len(points)

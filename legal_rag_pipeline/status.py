@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .artifacts import FileArtifacts, each_file_record
+from .artifacts import each_file_record
 from .ingest import STAGES
 from .readers import scan_data_dir
 from .validity.sync import applied_status
@@ -52,13 +52,10 @@ def _stat_moved(document: dict[str, Any], path: Path) -> bool:
     return (st.st_size, st.st_mtime_ns) != (document.get("size"), document.get("mtime_ns"))
 
 
-def file_status(source: str, state_dir: Path, path: Path | None, record: tuple | None = None) -> FileStatus:
-    """One file: ``path`` is where it is in the data folder (None: not there any more); ``record``: its
-    (status, document, sync marker) already read (``artifacts.each_file_record``), else read here."""
-    if record is None:
-        art = FileArtifacts(state_dir, source)
-        record = (art.status(), art.document(), art.synced())
-    status, document, synced = record[0] or {}, record[1] or {}, record[2] or {}
+def file_status(source: str, path: Path | None, status: dict, document: dict | None, synced: dict | None) -> FileStatus:
+    """One file: ``path`` is where it is in the data folder (None: not there any more); its status,
+    document and sync marker as ``artifacts.each_file_record`` reads them."""
+    document, synced = document or {}, synced or {}
     entries = [(stage, status.get(stage)) for stage in STAGES]
     latest = max((e for _, e in entries if e), key=lambda e: e.get("at") or "", default={})
     result = FileStatus(
@@ -98,8 +95,7 @@ def file_status(source: str, state_dir: Path, path: Path | None, record: tuple |
 def folder_status(data_dir: Path, state_dir: Path) -> list[FileStatus]:
     """Every known file: in the state folder (ingested at least once) or in the data folder."""
     files = scan_data_dir(data_dir).files if data_dir.is_dir() else {}
-    result = [file_status(source, state_dir, files.get(source), record)
-              for source, *record in each_file_record(state_dir)]
+    result = [file_status(source, files.get(source), *record) for source, *record in each_file_record(state_dir)]
     known = {item.source for item in result}
     result += [FileStatus(s, "new", fix="never ingested; `legal-rag ingest` (or the sensor) ingests it")
                for s in sorted(set(files) - known)]
