@@ -96,6 +96,10 @@ class Measured:
     # the largest sum sampled of the process's resident memory and its child processes' (the reader
     # worker, the write's bm25 helper: legal_rag_pipeline/helper.py), which GNU time's figure leaves out
     peak_tree_mb: float = 0.0
+    # the same sum of proportional set sizes (/proc/PID/smaps_rollup's Pss): a page mapped by several of
+    # the processes (Qdrant Edge's and Python's shared libraries, a segment file both read) counted once
+    # in all, where the sum of resident sizes counts it in each
+    peak_tree_pss_mb: float = 0.0
 
 
 def _children(pid: int) -> list[int]:
@@ -129,6 +133,17 @@ def _resident(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
+def _proportional(pid: int) -> int:
+    """Pss of ``pid`` in kB (its share of every page it maps); 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def measure(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measured:
     """Run ``cmd``; its wall time, peak RSS (GNU time's when present: ``ru_maxrss`` of a child forked from
     this process also counts this process's pages before the exec, the loopback server's vector cache),
@@ -139,7 +154,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measur
 
     rss_file = log.with_suffix(".rss")
     wrapped = [TIME, "-f", "%M", "-o", str(rss_file), *cmd] if TIME else cmd
-    peaks = [0, 0, 0]
+    peaks = [0, 0, 0, 0]
     done = threading.Event()
     with open(log, "wb") as out:
         host_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -152,8 +167,10 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measur
                 pid = pid if pid not in (None, proc.pid) else _python_pid(proc.pid)
                 anon, mapped = _resident(pid)
                 peaks[0], peaks[1] = max(peaks[0], anon), max(peaks[1], mapped)
-                tree = anon + mapped + sum(sum(_resident(child)) for child in _children(pid))
+                children = _children(pid)
+                tree = anon + mapped + sum(sum(_resident(child)) for child in children)
                 peaks[2] = max(peaks[2], tree)
+                peaks[3] = max(peaks[3], _proportional(pid) + sum(_proportional(child) for child in children))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -171,7 +188,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Measur
             pass
     host = (host_after.ru_utime + host_after.ru_stime) - (host_before.ru_utime + host_before.ru_stime)
     return Measured(wall, peak_kb / 1024.0, proc.returncode, usage.ru_utime + usage.ru_stime, host,
-                    peaks[0] / 1024.0, peaks[1] / 1024.0, peaks[2] / 1024.0)
+                    peaks[0] / 1024.0, peaks[1] / 1024.0, peaks[2] / 1024.0, peaks[3] / 1024.0)
 
 
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[float, float, int]:
@@ -243,7 +260,7 @@ def ingest_scenario(name, server, env, work, state, note="", profile_dir=None) -
     result = Result(name, wall, count_chunks(state), embedded, requests, rss, code, note)
     result.extra.update(cpu_s=round(m.cpu_s, 1), server_cpu_s=round(m.host_cpu_s, 1),
                         peak_anon_mb=round(m.peak_anon_mb), peak_file_mb=round(m.peak_file_mb),
-                        peak_tree_mb=round(m.peak_tree_mb))
+                        peak_tree_mb=round(m.peak_tree_mb), peak_tree_pss_mb=round(m.peak_tree_pss_mb))
     result.extra["summary"] = summary_line(log)
     print(f"  {name}: {wall:.1f}s, exit {code}, {embedded} texts in {requests} requests, peak {rss:.0f} MB", flush=True)
     if code != 0:
@@ -544,16 +561,17 @@ def markdown(report: dict, command: str) -> str:
         *section_head(report['mode'], command, report["machine"], report["load_after"]),
         "",
         ("| scenario | wall s | texts | embedded | requests | texts/req | peak RSS MB | private / mapped MB "
-         "| with child processes MB | CPU s: ingest + server | exit |"),
+         "| with child processes MB: RSS / PSS | CPU s: ingest + server | exit |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["scenarios"]:
         x = r.get("extra", {})
         split = f"{x['peak_anon_mb']:,} / {x['peak_file_mb']:,}" if "peak_anon_mb" in x else ""
         cpu = f"{x['cpu_s']:,} + {x['server_cpu_s']:,}" if "cpu_s" in x else ""
+        tree = f"{x.get('peak_tree_mb', '')}" + (f" / {x['peak_tree_pss_mb']:,}" if "peak_tree_pss_mb" in x else "")
         lines.append(
             f"| {r['name']} | {r['wall_s']:,} | {r['texts']:,} | {r['embedded']:,} | {r['requests']:,} | "
-            f"{r['texts_per_request']} | {r['peak_rss_mb']:,} | {split} | {x.get('peak_tree_mb', '')} | {cpu} | "
+            f"{r['texts_per_request']} | {r['peak_rss_mb']:,} | {split} | {tree} | {cpu} | "
             f"{r['exit_code']} |"
         )
     lines.append("")
@@ -561,7 +579,7 @@ def markdown(report: dict, command: str) -> str:
         "- private / mapped: the largest anonymous and file-backed resident memory sampled every 0.2 s (mapped: "
         "Qdrant Edge's segment files read and written through the page cache, which the kernel can take back); "
         "with child processes: the largest sum sampled of the ingest's resident memory and its children's (the "
-        "reader worker, the write's bm25 helper and, for a dense write, its Qdrant Edge write process: legal_rag_pipeline/helper.py), which the peak RSS column leaves out; "
+        "reader worker, the write's bm25 helper and, for a dense write, its Qdrant Edge write process: legal_rag_pipeline/helper.py), which the peak RSS column leaves out: the sum of their resident sizes (RSS), and of their proportional set sizes (PSS, /proc/PID/smaps_rollup: a page two of them map, as Qdrant Edge's library and Python's, counted once in all rather than in each); "
         "CPU: the ingest process's user + system seconds, and the loopback server's (this benchmark's own "
         "threads) meanwhile: on 2 cores, a run cannot take less than half their sum"
     )
