@@ -285,17 +285,28 @@ def group_key(payload: dict[str, Any], point_id: Any) -> str:
     return str(point_id)
 
 
+def best_first(point: Any) -> tuple[float, str, int, str]:
+    """Sort key of a scored point: the higher score first, then (equal scores) the file's name, the
+    piece's place in it and its id. Equal scores are common in a hybrid search (a piece first by
+    words and second by meaning fuses to the same score as one second by words and first by
+    meaning), and the store returns them in an order of its own that changes from one process to the
+    next: the same question would get its answers in another order each time it is asked."""
+    payload = point.payload or {}
+    index = payload.get("chunk_index")
+    return (-float(point.score), str(payload.get("source") or ""), index if isinstance(index, int) else 0, str(point.id))
+
+
 def group_hits(points: Iterable[Any], top_k: int) -> list[Hit]:
     """Keep the best piece of each article: the top-k hits are k different articles.
 
-    ``points`` are ordered best first; the first piece seen of an article is its best one and
-    carries the article's score (max over its pieces).
+    ``points`` are taken best first (``best_first``: by score, equal scores in the files' order); the
+    first piece seen of an article is its best one and carries the article's score (max over its pieces).
     """
     hits: list[Hit] = []
     seen: set[str] = set()
     if top_k < 1:
         return hits
-    for point in points:
+    for point in sorted(points, key=best_first):
         payload = point.payload or {}
         group = group_key(payload, point.id)
         if group in seen:

@@ -37,6 +37,24 @@ def test_group_hits_keeps_the_best_piece_of_each_article():
     assert group_hits(points, 0) == []
 
 
+def test_equal_scores_come_in_the_files_order_whatever_order_the_store_gives():
+    """Fused scores tie often; the store's order of tied points changes from one process to the next, so
+    the same question got its answers in another order each time. Ties go by file, piece, then id."""
+    tied = [
+        _point("p3", 0.5, "b.txt#dieu-2", source="b.txt", chunk_index=7, article="2"),
+        _point("p2", 0.5, "a.txt#dieu-9", source="a.txt", chunk_index=30, article="9"),
+        _point("p1", 0.5, "a.txt#dieu-4", source="a.txt", chunk_index=12, article="4"),
+        _point("top", 0.9, "c.txt#dieu-1", source="c.txt", chunk_index=0, article="1"),
+        _point("q2", 0.5, None, source="a.txt"),  # no place in the file: by id
+        _point("q1", 0.5, None, source="a.txt"),
+        _point("low", 0.1, "a.txt#dieu-1", source="a.txt", chunk_index=0, article="1"),
+    ]
+    expected = ["top", "q1", "q2", "p1", "p2", "p3", "low"]
+    for order in (tied, tied[::-1], tied[3:] + tied[:3]):
+        assert [h.id for h in group_hits(order, 10)] == expected
+    assert [h.id for h in group_hits(iter(tied[::-1]), 2)] == ["top", "q1"]  # any iterable, cut after sorting
+
+
 def test_law_titles_match_case_nfc_tone_and_accents():
     titles = ["Luật Cư trú mẫu", "Luật Phòng, chống ma túy", "Bộ luật Dân sự", "Luật Giáo dục", "Luật Giáo dục đại học"]
     assert normalise_title("LUẬT PHÒNG CHỐNG MA TUÝ") == normalise_title("Luật Phòng, chống ma túy")
