@@ -260,7 +260,7 @@ def step(tool: str, name: str, server, work: Path, data: Path) -> dict:
     sent = [t for r in list(server.requests) if r.texts is not None for t in r.texts]
     out = {"tool": tool, "step": name, "wall_s": round(wall, 2), "peak_rss_mb": round(rss, 1), "exit_code": code,
            "peak_anon_mb": round(m.peak_anon_mb), "peak_file_mb": round(m.peak_file_mb), "cpu_s": round(m.cpu_s, 1),
-           "peak_tree_mb": round(m.peak_tree_mb),
+           "peak_tree_mb": round(m.peak_tree_mb), "peak_tree_pss_mb": round(m.peak_tree_pss_mb),
            "embedded": len(sent), "requests": server.count(), "max_in_flight": server.max_in_flight,
            "probes": sent.count(PROBE), "sent": Counter(t for t in sent if t != PROBE)}
     if code != 0:
@@ -299,20 +299,21 @@ def markdown(report: dict, command: str) -> str:
         "Every tool got the same chunks (our reader and chunker) and sent the server exactly the chunk texts in step a"
         f": {'yes' if report['same_texts'] else '**no**'}.",
         "",
-        ("| step | tool | wall s | peak RSS MB | private / mapped MB | with child processes MB | CPU s | texts embedded "
+        ("| step | tool | wall s | peak RSS MB | private / mapped MB | with child processes MB: RSS / PSS | CPU s | texts embedded "
          "| requests | max in flight | points | expected |"),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(f"| {r['step']}: {STEPS[r['step']]} | {r['tool']} | {r['wall_s']:,} | {r['peak_rss_mb']:,} | "
-                     f"{r.get('peak_anon_mb', 0):,} / {r.get('peak_file_mb', 0):,} | {r.get('peak_tree_mb', '')} | "
+                     f"{r.get('peak_anon_mb', 0):,} / {r.get('peak_file_mb', 0):,} | {r.get('peak_tree_mb', '')} / {r.get('peak_tree_pss_mb', '')} | "
                      f"{r.get('cpu_s', 0):,} | "
                      f"{r['embedded']:,} | {r['requests']:,} | {r['max_in_flight']} | {r['points']:,} | "
                      f"{r['expected']:,} |")
     lines += ["", "Ours vs the best peer (below 1: ours is faster / smaller):", ""]
     for s, q in report["ratios"].items():
         lines.append(f"- {s}: wall {q['wall']} (best peer {q['wall_best']}), peak RSS {q['rss']} "
-                     f"(best peer {q['rss_best']}), peak private memory {q['anon']} (best peer {q['anon_best']})")
+                     f"(best peer {q['rss_best']}), peak private memory {q['anon']} (best peer {q['anon_best']}), "
+                     f"with child processes as proportional set sizes {q['tree']} (best peer {q['tree_best']})")
     probes = sum(r["probes"] for r in report["results"])
     lines += [
         "",
@@ -392,10 +393,13 @@ def main(argv=None) -> int:
         fast = min(peers, key=lambda r: r["wall_s"])
         small = min(peers, key=lambda r: r["peak_rss_mb"])
         private = min(peers, key=lambda r: r["peak_anon_mb"])
+        tree = min(peers, key=lambda r: r["peak_tree_pss_mb"])
         report["ratios"][name] = {"wall": ratio(row["ours"]["wall_s"], fast["wall_s"]), "wall_best": fast["tool"],
                                   "rss": ratio(row["ours"]["peak_rss_mb"], small["peak_rss_mb"]), "rss_best": small["tool"],
                                   "anon": ratio(row["ours"]["peak_anon_mb"], private["peak_anon_mb"]),
-                                  "anon_best": private["tool"]}
+                                  "anon_best": private["tool"],
+                                  "tree": ratio(row["ours"]["peak_tree_pss_mb"], tree["peak_tree_pss_mb"]),
+                                  "tree_best": tree["tool"]}
 
     print()
     head = f"{'step':<5} {'tool':<11} {'wall s':>8} {'peak MB':>8} {'embedded':>9} {'requests':>9} {'points':>7} {'expected':>8}"
