@@ -92,14 +92,19 @@ def events(env) -> int:
     return count
 
 
+def _ingest_laws(laws: list[Path], root: Path) -> float:
+    """Seconds of a first `legal-rag ingest` of ``laws``, one file each, in a new project at ``root``."""
+    env = project(root)
+    for law in laws:
+        shutil.copy2(law, Path(env["DATA_DIR"]) / law.name)
+    return legal_rag(env, "ingest", "--quiet")[0]
+
+
 def measure(size: str, work: Path) -> dict:
     laws = laws_for(size)
     row: dict = {"size": size, "laws": len(laws)}
 
-    whole = project(work / f"laws-{size}")
-    for law in laws:
-        shutil.copy2(law, Path(whole["DATA_DIR"]) / law.name)
-    row["laws_ingest_s"], _ = legal_rag(whole, "ingest", "--quiet")
+    row["laws_ingest_s"] = _ingest_laws(laws, work / f"laws-{size}")
     print(f"[{size}] {len(laws)} laws: {row['laws_ingest_s']:.1f} s", flush=True)
 
     parts = project(work / f"split-{size}")
@@ -108,10 +113,7 @@ def measure(size: str, work: Path) -> dict:
     row["split_events"] = events(parts)
     print(f"[{size}] {row['files']} files: {row['split_ingest_s']:.1f} s, {row['split_events']} events", flush=True)
 
-    again = project(work / f"laws-after-{size}")  # the machine's drift: see the docstring
-    for law in laws:
-        shutil.copy2(law, Path(again["DATA_DIR"]) / law.name)
-    row["laws_after_s"], _ = legal_rag(again, "ingest", "--quiet")
+    row["laws_after_s"] = _ingest_laws(laws, work / f"laws-after-{size}")  # the machine's drift: see the docstring
     shutil.rmtree(work / f"laws-after-{size}", ignore_errors=True)
     print(f"[{size}] {len(laws)} laws again: {row['laws_after_s']:.1f} s", flush=True)
 

@@ -221,7 +221,7 @@ def _ranks(index, questions, mapped, *, options: bool, rewrite=None, law_boost=N
             for p in points:
                 if p.payload.get("law") in named:
                     p.score *= 1 + beta
-            hits = group_hits(sorted(points, key=lambda p: -p.score), 10)
+            hits = group_hits(points, 10)  # best first, ties in the files' order (search.best_first)
         ranks.append(score(q, hits, mapped).first_rank())
     return ranks
 
