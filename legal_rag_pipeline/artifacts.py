@@ -155,12 +155,14 @@ class FileArtifacts:
     def status(self) -> dict[str, Any]:
         return self._records.get(self.source, "status") or {}
 
-    def record_outcome(self, stage: str, outcome: StageOutcome, run_id: str | None = None) -> None:
+    def record_outcome(self, stage: str, outcome: StageOutcome, run_id: str | None = None, *,
+                       document: dict[str, Any] | None = None) -> None:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
-        last changed something for this file (status "ok"), shown by `legal-rag status`."""
+        last changed something for this file (status "ok"), shown by `legal-rag status`. ``document``:
+        the file's new document record, written with the outcome (the same row, in the same statements)."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
         entry = {**outcome.as_record(), "run_id": run_id, "at": now}
-        self._records.set_stage(self.source, stage, entry, changed=outcome.status == "ok")
+        self._records.set_stage(self.source, stage, entry, changed=outcome.status == "ok", document=document)
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
         """Did ``stage`` succeed for this file in this run (or at all, when run_id is None)?"""
@@ -305,6 +307,15 @@ def records_batch(state_dir: str | Path) -> Iterator[None]:
     stage does for each of many files (see ``_Records.batch``)."""
     with _records(Path(state_dir)).batch():
         yield
+
+
+def record_outcomes(state_dir: str | Path, stage: str, outcomes: Iterable[StageOutcome], run_id: str | None) -> None:
+    """``FileArtifacts(state_dir, o.source).record_outcome(stage, o, run_id)`` for each of ``outcomes``, in
+    two statements for them all (a stage that records every file of its run at its end)."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    _records(Path(state_dir)).set_stages(
+        stage, [(o.source, {**o.as_record(), "run_id": run_id, "at": now}, o.status == "ok") for o in outcomes]
+    )
 
 
 def plan_rows(state_dir: str | Path, stages: Sequence[str]) -> dict[str, tuple]:
@@ -633,22 +644,51 @@ class _Records:
                             (data, source))):
             self.put(source, "document", {name: value})  # no record yet
 
-    def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool) -> None:
+    def set_stage(self, source: str, stage: str, entry: dict[str, Any], *, changed: bool,
+                  document: dict[str, Any] | None = None) -> None:
         """``status[stage] = entry`` in one statement, with ``changed_at``: ``entry["at"]`` when
-        ``changed``, else the stage's previous ``changed_at`` (null for a new row)."""
+        ``changed``, else the stage's previous ``changed_at`` (null for a new row); with ``document``,
+        the document record too (``put(source, "document", document)`` in the same two statements: a
+        stage that writes both rewrites the file's row once)."""
+        self._write(*self._stage_statements(source, stage, entry, changed, document))
+
+    def set_stages(self, stage: str, entries: Sequence[tuple[str, dict[str, Any], bool]]) -> None:
+        """``set_stage(source, stage, entry, changed=changed)`` of each of ``entries``, two statements for
+        them all (a stage recording every file of its run at its end)."""
+        rows = [self._stage_statements(source, stage, entry, changed, None) for source, entry, changed in entries]
+        if rows:
+            self._write_many([(rows[0][0][0], [r[0][1] for r in rows]), (rows[0][1][0], [r[1][1] for r in rows])])
+
+    def _stage_statements(self, source: str, stage: str, entry: dict[str, Any], changed: bool,
+                          document: dict[str, Any] | None) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
         assert stage.isidentifier()
         path = f"$.{stage}"
         data = json.dumps({**entry, "changed_at": entry["at"] if changed else None}, ensure_ascii=False)
         keep_previous = f"json_set(json(?3), '$.changed_at', json_extract(status, '{path}.changed_at'))"
-        self._write(
-            ("INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
-             "ON CONFLICT (source) DO UPDATE SET status = json_set(coalesce(status, '{}'), '$.source', ?1, "
-             f"'{path}', CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)", (source, stage, data, 1 if changed else 0)),
-            (f"INSERT INTO ingest_plan (source, stamp, stages, known, recorded) VALUES (?1, {_NEW_PLAN_ROW}, "
-             "json_object(?2, ?3), 1, 1) ON CONFLICT (source) DO UPDATE SET "
-             f"stages = json_set(coalesce(stages, '{{}}'), '{path}', ?3), known = 1, recorded = 1",
-             (source, stage, entry.get("status"))),
-        )
+        status = (f"json_set(coalesce(status, '{{}}'), '$.source', ?1, '{path}', "
+                  f"CASE WHEN ?4 THEN json(?3) ELSE {keep_previous} END)")
+        if document is None:
+            files = ("INSERT INTO files (source, status) VALUES (?1, json_object('source', ?1, ?2, json(?3))) "
+                     f"ON CONFLICT (source) DO UPDATE SET status = {status}", (source, stage, data, 1 if changed else 0))
+            plan = (f"INSERT INTO ingest_plan (source, stamp, stages, known, recorded) VALUES (?1, {_NEW_PLAN_ROW}, "
+                    "json_object(?2, ?3), 1, 1) ON CONFLICT (source) DO UPDATE SET "
+                    f"stages = json_set(coalesce(stages, '{{}}'), '{path}', ?3), known = 1, recorded = 1",
+                    (source, stage, entry.get("status")))
+            return files, plan
+        text = json.dumps(document, ensure_ascii=False)
+        files = ("INSERT INTO files (source, document, status) VALUES (?1, ?5, json_object('source', ?1, ?2, json(?3))) "
+                 f"ON CONFLICT (source) DO UPDATE SET document = excluded.document, status = {status}",
+                 (source, stage, data, 1 if changed else 0, text))
+        fields = tuple(_plan_scalar(document.get(name)) for name in PLAN_DOCUMENT_FIELDS)
+        first = 4  # ?1 source, ?2 stage, ?3 its status, then the document's plan fields
+        names = ", ".join(PLAN_DOCUMENT_FIELDS)
+        values = ", ".join(f"?{first + i}" for i in range(len(fields)))
+        plan = (f"INSERT INTO ingest_plan (source, stamp, {names}, stages, known, recorded) VALUES (?1, {_NEW_PLAN_ROW}, "
+                f"{values}, json_object(?2, ?3), 1, 1) ON CONFLICT (source) DO UPDATE SET "
+                f"{', '.join(f'{n} = excluded.{n}' for n in PLAN_DOCUMENT_FIELDS)}, "
+                f"stages = json_set(coalesce(stages, '{{}}'), '{path}', ?3), known = 1, recorded = 1",
+                (source, stage, entry.get("status"), *fields))
+        return files, plan
 
     def delete(self, source: str) -> None:
         self._write(("DELETE FROM files WHERE source = ?", (source,)))
@@ -758,14 +798,7 @@ class _Records:
         """Run ``statements`` (SQL and parameters) in one transaction: the batch's, else their own.
         Returns how many rows the last one changed."""
         with self._lock:
-            if self._batches and not self._db.in_transaction:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._transaction += 1
-                # committed by a timer: the stage may do slow work (a reader, an embedding call)
-                # before its next write, and the write lock is not kept from other processes meanwhile
-                timer = threading.Timer(BATCH_COMMIT_SECONDS, self._commit, (self._transaction,))
-                timer.daemon = True
-                timer.start()
+            self._begin_batch_transaction()
             if self._db.in_transaction or len(statements) == 1:
                 for sql, parameters in statements:
                     changed = self._db.execute(sql, parameters).rowcount
@@ -779,6 +812,35 @@ class _Records:
                 raise
             self._db.execute("COMMIT")
             return changed
+
+    def _begin_batch_transaction(self) -> None:
+        """Inside a ``batch`` with no transaction open: open one (under ``self._lock``)."""
+        if self._batches and not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._transaction += 1
+            # committed by a timer: the stage may do slow work (a reader, an embedding call)
+            # before its next write, and the write lock is not kept from other processes meanwhile
+            timer = threading.Timer(BATCH_COMMIT_SECONDS, self._commit, (self._transaction,))
+            timer.daemon = True
+            timer.start()
+
+    def _write_many(self, statements: Sequence[tuple[str, Sequence[tuple]]]) -> None:
+        """Each statement (SQL and the parameters of its rows) run for all its rows, in one transaction:
+        the batch's, else their own."""
+        with self._lock:
+            own = not (self._batches or self._db.in_transaction)
+            if own:
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._begin_batch_transaction()
+                for sql, rows in statements:
+                    self._db.executemany(sql, rows)
+            except BaseException:
+                if own:
+                    self._db.execute("ROLLBACK")
+                raise
+            if own:
+                self._db.execute("COMMIT")
 
     def _commit(self, transaction: int | None = None) -> None:
         """Commit the open transaction (only if it is still ``transaction``, when given)."""

@@ -398,6 +398,62 @@ def test_each_write_sets_the_plan_fields_sql_would_read_from_the_written_json(tm
     assert plan_rows(state, ["raw_documents", "qdrant_collection"])[a.source][8:] == ("unchanged", "ok", 1)
 
 
+
+def _both_tables(state) -> dict:
+    """Every row of files.db's ``files`` and ``ingest_plan``, status times left out."""
+    with sqlite3.connect(state / RECORDS_FILE) as db:
+        files = {r[0]: (r[1], _untimed(r[2]), r[3]) for r in db.execute("SELECT source, document, status, synced FROM files")}
+        plan = {r[0]: r[1:] for r in db.execute("SELECT * FROM ingest_plan")}
+    return {"files": files, "plan": plan}
+
+
+def _untimed(status: str | None):
+    value = json.loads(status) if status else status
+    for entry in (value or {}).values():
+        if isinstance(entry, dict):
+            entry.pop("at", None), entry.pop("changed_at", None)
+    return value
+
+
+def test_a_document_written_with_its_outcome_and_outcomes_written_together_are_the_one_by_one_rows(tmp_path):
+    """``record_outcome(..., document=...)`` (a stage's document and outcome in one pair of statements) and
+    ``record_outcomes`` (a stage's outcomes of every file at once) leave exactly the rows of writing the
+    document, then each outcome, one at a time: new files, files with a record, a failed outcome, an
+    unchanged one (whose ``changed_at`` stays), nested values in the document."""
+    from legal_rag_pipeline.artifacts import record_outcomes, records_batch
+
+    def document(source: str, n: int) -> dict:
+        return {"source": source, "sha256": f"s{n}", "reader_version": "3", "size": n, "mtime_ns": 10**18 + n,
+                "chunked": f"4:128:s{n}" if n % 2 else None, "chunks": n, "validity_facts": {"number": f"{n}/2020/QH14"}}
+
+    sources = ["luat/a.txt", "luat/b.txt", "nghi-dinh/c.txt", "thong-tu/d.txt"]
+    outcomes = [StageOutcome(sources[0], "ok", counts={"chunks": 2}), StageOutcome(sources[1], "unchanged"),
+                StageOutcome(sources[2], "failed", error="boom", fix="fix it"), StageOutcome(sources[3], "skipped")]
+    rows = []
+    for together in (False, True):
+        state = tmp_path / f"state-{together}"
+        FileArtifacts(state, sources[1]).write_chunks(_law_chunks(sources[1]))  # chunks before the first record
+        FileArtifacts(state, sources[3]).record_outcome("raw_documents", StageOutcome(sources[3], "ok"), "r0")
+        with records_batch(state):
+            for n, outcome in enumerate(outcomes):
+                art = FileArtifacts(state, outcome.source)
+                if together:
+                    art.record_outcome("raw_documents", outcome, "r1", document=document(art.source, n))
+                else:
+                    art.write_document(document(art.source, n))
+                    art.record_outcome("raw_documents", outcome, "r1")
+        if together:
+            record_outcomes(state, "normalized_records", outcomes, "r1")
+        else:
+            for outcome in outcomes:
+                FileArtifacts(state, outcome.source).record_outcome("normalized_records", outcome, "r1")
+        assert _plan_table(state) == _plan_in_sql(state)
+        rows.append(_both_tables(state))
+    assert rows[0] == rows[1]
+    assert set(rows[1]["files"]) == set(sources)
+    stages = [FileArtifacts(tmp_path / "state-True", s).status()["normalized_records"] for s in sources[:2]]
+    assert stages[0]["changed_at"] == stages[0]["at"] and stages[1]["changed_at"] is None  # ok moves it, unchanged not
+
 def _as_a_new_process(artifacts) -> None:
     for records in artifacts._OPEN.values():
         records.close()

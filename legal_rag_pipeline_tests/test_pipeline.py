@@ -355,16 +355,32 @@ def test_a_run_makes_no_throw_away_dagster_instance(tmp_path, monkeypatch):
 
 def test_fewer_collections_raises_the_threshold_for_the_run_only():
     import gc
+    import weakref
 
     from legal_rag_pipeline.instance import RUN_GC_THRESHOLD, fewer_collections
 
-    before = gc.get_threshold()
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return weakref.ref(a)
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    kept = cycle()  # garbage from before the run: frozen with the rest, collected after it
     with fewer_collections():
         assert gc.get_threshold() == RUN_GC_THRESHOLD
+        assert gc.get_freeze_count() > frozen  # what lived before the run is not scanned by its collections
         with fewer_collections():  # the CLI's run around an asset's own
             assert gc.get_threshold() == RUN_GC_THRESHOLD
-        assert gc.get_threshold() == RUN_GC_THRESHOLD
-    assert gc.get_threshold() == before
+        assert gc.get_threshold() == RUN_GC_THRESHOLD and gc.get_freeze_count() > frozen
+        made = cycle()
+        gc.collect()
+        assert made() is None and kept() is not None  # the run's own garbage is still collected
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+    gc.collect()
+    assert kept() is None
     with pytest.raises(RuntimeError), fewer_collections():
         raise RuntimeError("a failed run")
-    assert gc.get_threshold() == before
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import FileArtifacts, StageOutcome, records_batch, sources_ok_in
+from ..artifacts import FileArtifacts, StageOutcome, record_outcomes, records_batch, sources_ok_in
 from ..errors import PipelineError
 from ..progress import NO_PROGRESS, Progress
 from ..stores.base import Collection
@@ -149,8 +149,7 @@ def _embed_stage(
     if failed_texts:
         notes.append(f"{failed_texts:,} texts failed")
     progress.finish("embed", "bm25 only: no dense vectors" if not enabled else "; ".join(notes))
-    for source, outcome in outcomes.items():
-        FileArtifacts(state_dir, source).record_outcome("embedding_batches", outcome, run_id)
+    record_outcomes(state_dir, "embedding_batches", outcomes.values(), run_id)
     return [outcomes[s] for s in sources]
 
 

@@ -40,20 +40,27 @@ def normalize_stage(
 ) -> StageOutcome:
     """``source``'s records chunked; ``read``: whether raw_documents read it in ``run_id`` (looked up when None)."""
     art = FileArtifacts(state_dir, source)
+    written: dict[str, Any] = {}  # the document record to write with the outcome (None: unchanged)
+
+    def work() -> StageOutcome:
+        outcome, written["document"] = _normalize(source, art, token_budget)
+        return outcome
+
     if not (art.stage_ok("raw_documents", run_id) if read is None else read):
         outcome = StageOutcome(source, "skipped", error="not read in this run (see raw_documents)")
     else:
-        outcome = _guard(source, "normalized_records", lambda: _normalize(source, art, token_budget))
+        outcome = _guard(source, "normalized_records", work)
         if outcome.failed_as is not None:  # in the text itself: recorded with the bytes it was read from
             document = art.fingerprint()
             read = None if document["size"] is None else [document["size"], document["mtime_ns"]]
             outcome.failed_as = failed_as("normalized_records", read,
                                           conditions("normalized_records", token_budget=token_budget))
-    art.record_outcome("normalized_records", outcome, run_id)
+    art.record_outcome("normalized_records", outcome, run_id, document=written.get("document") if outcome.ok else None)
     return outcome
 
 
-def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutcome:
+def _normalize(source: str, art: FileArtifacts, token_budget: int) -> tuple[StageOutcome, dict[str, Any] | None]:
+    """The file chunked (its chunks written), and its document record to write with the outcome (None: as it is)."""
     document = art.document() or {}
     version = f"{CHUNKER_VERSION}:{token_budget}:{document.get('sha256')}"
     if document.get("chunked") == version and art.has_chunks():
@@ -61,8 +68,8 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
             # a newer reading of validity: the facts again, from the text, without re-chunking
             text = normalize_text(next(art.read_raw(), {}).get("text", ""))
             document.update(_validity_facts(source, text, document.get("document_info") or {}))
-            art.write_document(document)
-        return StageOutcome(source, "unchanged", counts={"chunks": document.get("chunks", 0)})
+            return StageOutcome(source, "unchanged", counts={"chunks": document.get("chunks", 0)}), document
+        return StageOutcome(source, "unchanged", counts={"chunks": document.get("chunks", 0)}), None
 
     skipped: list[str] = []
     chunk_count = 0
@@ -103,7 +110,6 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
     document.update({"chunked": version, "chunks": chunk_count, "law": law})
     if info:
         document["document_info"] = info
-    art.write_document(document)
     notes = [f"skipped row {s}" for s in skipped[:20]]
     if any(info.values()):
         notes.append("document: " + ", ".join(f"{k} {v}" for k, v in info.items() if v))
@@ -113,7 +119,7 @@ def _normalize(source: str, art: FileArtifacts, token_budget: int) -> StageOutco
         notes.append(f"{over_budget} Q&A rows exceed the {token_budget}-token budget: dense search sees their start only")
     return StageOutcome(
         source, "ok", counts={"chunks": chunk_count, "skipped_rows": len(skipped)}, notes=notes
-    )
+    ), document
 
 
 def _validity_facts(source: str, text: str, info: dict[str, Any]) -> dict[str, Any]:

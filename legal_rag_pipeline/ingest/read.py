@@ -46,6 +46,7 @@ class _Reading:
     handle: Any  # paths.SourceFile, open until the answer is in
     sha: str
     outcome: StageOutcome | None = None  # set when no read is needed (unchanged) or it failed before
+    document: dict[str, Any] | None = None  # its new document record, written with the outcome
 
 
 def read_stages(
@@ -78,7 +79,7 @@ def read_stages(
                 item.outcome = _read_done(item, result)
             except Exception as exc:  # noqa: BLE001 - this file fails alone
                 item.outcome = _read_failed(item.source, exc, item.handle, limits)
-        item.art.record_outcome("raw_documents", item.outcome, run_id)
+        item.art.record_outcome("raw_documents", item.outcome, run_id, document=item.document if item.outcome.ok else None)
         return item.outcome
 
     with records_batch(state_dir):  # the files' records committed together
@@ -145,7 +146,7 @@ def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:
     before = item.handle.stat
     records, encoding = int(result["records"]), result.get("encoding")
     item.art.keep_raw_text(result.get("text"))  # a short text came back in the answer
-    item.art.write_document(
+    item.document = (  # written with the outcome (finish)
         {
             "source": item.source,
             "sha256": item.sha,

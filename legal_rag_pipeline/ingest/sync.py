@@ -13,6 +13,7 @@ from ..artifacts import (
     FileArtifacts,
     StageOutcome,
     known_sources,
+    record_outcomes,
     records_batch,
     sources_ok_in,
     synced_sources,
@@ -108,8 +109,7 @@ def _sync_stage(
                     source, "unchanged", counts={"chunks": points, "points_written": 0, "points_deleted": 0, TRUSTED: 1}
                 )
             if not pending and not known_vanished:
-                for source in marks:
-                    FileArtifacts(state_dir, source).record_outcome("qdrant_collection", outcomes[source], run_id)
+                record_outcomes(state_dir, "qdrant_collection", [outcomes[source] for source in marks], run_id)
                 progress.start("write", 0, "points")
                 progress.finish("write", "every file in sync: nothing to write")
                 return [outcomes[s] for s in sources], []
@@ -156,10 +156,9 @@ def _sync_stage(
         if source not in plan.vanished:
             FileArtifacts(state_dir, source).remove()
     for source, outcome in outcomes.items():
-        art = FileArtifacts(state_dir, source)
         if not outcome.ok:
-            art.clear_synced()
-        art.record_outcome("qdrant_collection", outcome, run_id)
+            FileArtifacts(state_dir, source).clear_synced()
+    record_outcomes(state_dir, "qdrant_collection", outcomes.values(), run_id)
     if full and physical:
         _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
     return [outcomes[s] for s in sources], vanished_outcomes

@@ -127,6 +127,11 @@ def _scope_text(scope: Scope) -> str:
 # ---------------------------------------------------------------------------------------------------
 # What a file's points carry
 # ---------------------------------------------------------------------------------------------------
+
+def view_digest(view: Mapping[str, Any]) -> str:
+    """``FileValidity.digest`` of the validity whose ``to_json`` is ``view``."""
+    return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
 @dataclass
 class Ending:
     """A part of the file that stops being law on ``on``, by ``by`` (number) ``by_article``."""
@@ -182,7 +187,7 @@ class FileValidity:
         return value
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+        return view_digest(self.to_json())
 
     # -------------------------------------------------------------- per chunk
     def ending_for(self, metadata: Mapping[str, Any]) -> Ending | None:

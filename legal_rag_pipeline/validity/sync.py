@@ -25,7 +25,7 @@ from typing import Any
 
 from ..artifacts import FileArtifacts, each_known_document, records_batch, synced_sources
 from .model import DocumentFacts
-from .resolve import CorpusValidity, FileValidity, file_status, point_validity, resolve
+from .resolve import CorpusValidity, FileValidity, file_status, point_validity, resolve, view_digest
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def apply_validity(
 
 
 def _record(art: FileArtifacts, collection_key: str, validity: FileValidity) -> None:
-    art.set_document_field(APPLIED_KEY, {"collection": collection_key, "digest": validity.digest(), "view": validity.to_json()})
+    view = validity.to_json()
+    art.set_document_field(APPLIED_KEY, {"collection": collection_key, "digest": view_digest(view), "view": view})
 
 
 def record_applied(state_dir: Path, views: Mapping[str, FileValidity], collection_key: str) -> None:
