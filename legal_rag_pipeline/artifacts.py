@@ -329,6 +329,12 @@ def each_file_record(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any
     return _records(Path(state_dir)).each_record()
 
 
+def each_status(state_dir: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(source, ``status()``) of every file with a status, read a page of rows at a time (a run's summary
+    reads every file's: one query each took 1 s of the 17,656-file split's ingest)."""
+    return _records(Path(state_dir)).each_status()
+
+
 def known_sources(state_dir: str | Path) -> list[str]:
     """Sources that have artifacts (files ingested at least once)."""
     return _records(Path(state_dir)).sources_with_status()
@@ -871,6 +877,11 @@ class _Records:
         keeps a little of each holds that little (70,624 decoded records at once: some 270 MB)."""
         for source, text in self._paged("SELECT source, document FROM files WHERE status IS NOT NULL", rows_at_once):
             yield source, _decoded(text) or {}
+
+    def each_status(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(source, status) of each file with a status, in name order, a page at a time."""
+        for source, status in self._paged("SELECT source, status FROM files WHERE status IS NOT NULL"):
+            yield source, _decoded(status) or {}
 
     def each_record(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]]:
         """(source, status, document, sync marker) of each file with a status, in name order, a page at a time."""

@@ -97,7 +97,7 @@ def run_ingest(
     use_event_batches()
 
     from . import ingest
-    from .artifacts import FileArtifacts, StageOutcome, known_sources, records_batch
+    from .artifacts import FileArtifacts, StageOutcome, known_sources
     from .definitions import build_definitions
     from .partitions import register_files
     from .planning import partition_spans, span_keys
@@ -140,8 +140,7 @@ def run_ingest(
     with showing(for_terminal(out, quiet, title="ingest")):
         results = [_execute(job, instance, span, confirm_delete) for span in spans]
     run_of = {key: result.run_id for files, result in zip(span_files, results) for key in files}
-    with records_batch(state_dir):  # every file's record read, one after another
-        summaries = {key: ingest.file_summary(key, state_dir, run_of[key]) for key in keys if key in run_of}
+    summaries = ingest.file_summaries([key for key in keys if key in run_of], state_dir, run_of)
     vanished = [
         StageOutcome(s, "ok", notes=["removed"]) for s in sorted(before - set(keys)) if not FileArtifacts(state_dir, s).dir.exists()
     ]

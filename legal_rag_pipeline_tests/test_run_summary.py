@@ -59,3 +59,25 @@ def test_a_large_run_lists_its_failed_files_and_the_first_others(tmp_path, monke
         assert "luat-2.txt" not in text and "luat-5.txt" not in text, text
         assert "4 more files went through and are not listed; `legal-rag status` shows every file." in text
     assert "**7 files in this run**: 0 unchanged, 0 changed, 6 new, 0 removed, 1 failed" in table
+
+
+def test_the_files_summaries_read_together_are_each_file_s_own(tmp_path):
+    """``file_summaries`` (every status read in one paged query) gives what ``file_summary`` gives of each
+    file, in the order asked, for one run or each file's own run, also for a file with no record."""
+    from legal_rag_pipeline.artifacts import FileArtifacts, StageOutcome
+    from legal_rag_pipeline.ingest import STAGES, file_summaries, file_summary
+
+    state = tmp_path / "state"
+    runs = {"a.txt": "r1", "b.txt": "r2", "c.txt": "r1"}
+    for source, run in runs.items():
+        for n, stage in enumerate(STAGES):
+            status = "failed" if source == "b.txt" and n == 2 else "ok"
+            counts = {"chunks": 3, "points_written": 3} if source == "a.txt" else {}
+            FileArtifacts(state, source).record_outcome(stage, StageOutcome(source, status, error="boom" if status == "failed" else None,
+                                                                            counts=counts), run)
+    asked = ["c.txt", "none.txt", "b.txt", "a.txt"]
+    for run_id in ("r1", None, {**runs, "none.txt": "r9"}):
+        together = file_summaries(asked, state, run_id)
+        one_by_one = {s: file_summary(s, state, run_id.get(s) if isinstance(run_id, dict) else run_id) for s in asked}
+        assert list(together) == asked and together == one_by_one
+    assert [together[s].status for s in asked] == ["unchanged", "not run", "failed", "ok"]
