@@ -661,9 +661,10 @@ class _Records:
     def set_stages(self, stage: str, entries: Sequence[tuple[str, dict[str, Any], bool]]) -> None:
         """``set_stage(source, stage, entry, changed=changed)`` of each of ``entries``, two statements for
         them all (a stage recording every file of its run at its end)."""
-        rows = [self._stage_statements(source, stage, entry, changed, None) for source, entry, changed in entries]
-        if rows:
-            self._write_many([(rows[0][0][0], [r[0][1] for r in rows]), (rows[0][1][0], [r[1][1] for r in rows])])
+        pairs = [self._stage_statements(source, stage, entry, changed, None) for source, entry, changed in entries]
+        if pairs:  # every pair has the same two statements (the stage's), each with its file's parameters
+            (files_sql, _), (plan_sql, _) = pairs[0]
+            self._write_many([(files_sql, [files[1] for files, _ in pairs]), (plan_sql, [plan[1] for _, plan in pairs])])
 
     def _stage_statements(self, source: str, stage: str, entry: dict[str, Any], changed: bool,
                           document: dict[str, Any] | None) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
@@ -834,11 +835,11 @@ class _Records:
         """Each statement (SQL and the parameters of its rows) run for all its rows, in one transaction:
         the batch's, else their own."""
         with self._lock:
-            own = not (self._batches or self._db.in_transaction)
+            self._begin_batch_transaction()
+            own = not self._db.in_transaction
             if own:
                 self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._begin_batch_transaction()
                 for sql, rows in statements:
                     self._db.executemany(sql, rows)
             except BaseException:
