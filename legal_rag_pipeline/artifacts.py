@@ -160,8 +160,7 @@ class FileArtifacts:
         """Keep ``stage``'s outcome with its run and time (``at``); ``changed_at`` is when the stage
         last changed something for this file (status "ok"), shown by `legal-rag status`. ``document``:
         the file's new document record, written with the outcome (the same row, in the same statements)."""
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        entry = {**outcome.as_record(), "run_id": run_id, "at": now}
+        entry = _stage_entry(outcome, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
         self._records.set_stage(self.source, stage, entry, changed=outcome.status == "ok", document=document)
 
     def stage_ok(self, stage: str, run_id: str | None) -> bool:
@@ -313,9 +312,12 @@ def record_outcomes(state_dir: str | Path, stage: str, outcomes: Iterable[StageO
     """``FileArtifacts(state_dir, o.source).record_outcome(stage, o, run_id)`` for each of ``outcomes``, in
     two statements for them all (a stage that records every file of its run at its end)."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    _records(Path(state_dir)).set_stages(
-        stage, [(o.source, {**o.as_record(), "run_id": run_id, "at": now}, o.status == "ok") for o in outcomes]
-    )
+    _records(Path(state_dir)).set_stages(stage, [(o.source, _stage_entry(o, run_id, now), o.status == "ok") for o in outcomes])
+
+
+def _stage_entry(outcome: StageOutcome, run_id: str | None, now: str) -> dict[str, Any]:
+    """What a file's status keeps of a stage's ``outcome``: the outcome, its run and when (``at``)."""
+    return {**outcome.as_record(), "run_id": run_id, "at": now}
 
 
 def plan_rows(state_dir: str | Path, stages: Sequence[str]) -> dict[str, tuple]:
@@ -416,7 +418,7 @@ def _plan_statement(source: str, field_name: str, value: dict[str, Any] | None, 
     its ``field_name``: the fields ``_plan_values`` reads from that JSON, taken from the value itself."""
     if field_name == "document":
         names: tuple[str, ...] = PLAN_DOCUMENT_FIELDS
-        values: tuple = tuple(_plan_scalar((value or {}).get(name)) for name in names)
+        values: tuple = _plan_document_values(value)
     elif field_name == "status":
         names = ("stages", "known", "recorded")
         stages = None if value is None else {k: v.get("status") for k, v in value.items() if isinstance(v, dict)}
@@ -431,6 +433,11 @@ def _plan_statement(source: str, field_name: str, value: dict[str, Any] | None, 
         f"ON CONFLICT (source) DO UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in names)}",
         (source, *values),
     )
+
+
+def _plan_document_values(document: dict[str, Any] | None) -> tuple:
+    """The ``PLAN_DOCUMENT_FIELDS`` of ``document`` as ``ingest_plan`` holds them."""
+    return tuple(_plan_scalar((document or {}).get(name)) for name in PLAN_DOCUMENT_FIELDS)
 
 
 def _plan_scalar(value: Any) -> Any:
@@ -686,7 +693,7 @@ class _Records:
         files = ("INSERT INTO files (source, document, status) VALUES (?1, ?5, json_object('source', ?1, ?2, json(?3))) "
                  f"ON CONFLICT (source) DO UPDATE SET document = excluded.document, status = {status}",
                  (source, stage, data, 1 if changed else 0, text))
-        fields = tuple(_plan_scalar(document.get(name)) for name in PLAN_DOCUMENT_FIELDS)
+        fields = _plan_document_values(document)
         first = 4  # ?1 source, ?2 stage, ?3 its status, then the document's plan fields
         names = ", ".join(PLAN_DOCUMENT_FIELDS)
         values = ", ".join(f"?{first + i}" for i in range(len(fields)))
