@@ -1,12 +1,13 @@
 """What a sync writes to the collection, as a pure function: no store, no files, no clock.
 
-``plan_sync`` takes each file's chunk ids (what it should hold), the collection's index of the files
-looked up (``{source: {point_id: payload}}``: what it holds) and the data folder's file list, and
-returns the points to upsert and to delete per file, the files whose points all go (gone from the
+``plan_sync`` takes each file's chunk ids (what it should hold) and the points an earlier version of it
+left as this one would write them (``kept``), the collection's index of the files looked up
+(``{source: {point_id: payload}}``: what it holds) and the data folder's file list, and returns the
+points to retag, to upsert and to delete per file, the files whose points all go (gone from the
 folder), and what the deletion guard (deletion.py) looks at. ``ingest.sync_stage`` reads the inputs,
-runs the guard on ``plan.deletion`` and carries the plan out (upserts first, then each file's stale
-points, then the vanished files'); the validity fields are a second plan and writer of the same
-step (validity/sync.py), run after this one.
+runs the guard on ``plan.deletion`` and carries the plan out (retags first, then upserts, then each
+file's stale points, then the vanished files'); the validity fields are a second plan and writer of
+the same step (validity/sync.py), run after this one.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ Index = Mapping[str | None, Mapping[str, Mapping[str, Any]]]
 
 @dataclass(frozen=True)
 class FileChunks:
-    """A file as it should be in the collection: its chunks' point ids and its text's digest."""
+    """A file as it should be in the collection: its chunks' point ids and its text's digest; ``kept``: the
+    ids whose point, written from another version of the text, is already what this one writes
+    (ingest/points.py ``kept_points``)."""
 
     source: str
     ids: Sequence[str]
     doc_sha: str
+    kept: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class SyncPlan:
     upserts: dict[str, list[str] | EveryChunk] = field(default_factory=dict)
     # source -> its stale ids, deleted after its upsert (only the files that have some)
     deletes: dict[str, list[str]] = field(default_factory=dict)
+    # source -> the ids of its kept points (FileChunks.kept), given the text's new digest before its upsert
+    retags: dict[str, list[str]] = field(default_factory=dict)
     vanished: list[str] = field(default_factory=list)  # sources whose file is gone: every point deleted
     chunk_counts: dict[str, int] = field(default_factory=dict)
     doc_sha: dict[str, str] = field(default_factory=dict)
@@ -76,8 +82,9 @@ def plan_sync(
     """The plan for ``files`` against ``index``.
 
     A file's point is (re)written when it is missing, or when any of the file's points was written from
-    another version of its text or by another model (``doc_sha256``, ``embedding_model``); a point the
-    file no longer produces is deleted. ``full``: ``index`` holds the whole collection, so every file
+    another version of its text or by another model (``doc_sha256``, ``embedding_model``), unless it is
+    among the file's ``kept`` and was written by this model: then only its ``doc_sha256`` is set (a
+    retag); a point the file no longer produces is deleted. ``full``: ``index`` holds the whole collection, so every file
     in it that is not in ``present`` (and not being written) has vanished; otherwise only
     ``known_vanished`` (files the state folder knew) are looked for, and ``held_elsewhere`` names the
     files known to hold points without having been looked up (for the guard's count)."""
@@ -87,8 +94,15 @@ def plan_sync(
         existing = index.get(file.source, {})
         wanted = set(file.ids)
         fresh = all(p.get("doc_sha256") == file.doc_sha and p.get("embedding_model") == model for p in existing.values())
-        upserts = [pid for pid in file.ids if pid not in existing or not fresh]
+        upserts = [
+            pid for pid in file.ids
+            if pid not in existing or not fresh and (pid not in file.kept or existing[pid].get("embedding_model") != model)
+        ]
         plan.upserts[file.source] = EveryChunk(len(upserts)) if upserts and len(upserts) == len(file.ids) else upserts
+        if not fresh and (retags := [pid for pid in file.ids if pid in file.kept and pid in existing
+                                     and existing[pid].get("embedding_model") == model
+                                     and existing[pid].get("doc_sha256") != file.doc_sha]):
+            plan.retags[file.source] = retags
         if stale := [pid for pid in existing if pid not in wanted]:
             plan.deletes[file.source] = stale
         plan.chunk_counts[file.source] = len(file.ids)

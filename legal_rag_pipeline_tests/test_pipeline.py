@@ -130,6 +130,66 @@ def test_changed_file_reembeds_only_changed_chunks(env, embeddings_server):
     assert unchanged <= set(after)
 
 
+def _tail(env) -> int:
+    """Points written into the Edge shard since it was last optimised (stores/edge.py TAIL_PARTS)."""
+    catalog = json.loads((env.qdrant / "edge.json").read_text(encoding="utf-8"))
+    return sum(int(entry.get("unoptimised") or 0) for entry in catalog["collections"].values())
+
+
+def _everything(env) -> dict[str, tuple]:
+    """Every point as (payload but its write time, dense vector, bm25 vector)."""
+    with env.store().connect() as collection:
+        return {
+            p.id: ({k: v for k, v in p.payload.items() if k != "ingested_at"}, p.dense, p.sparse)
+            for p in collection.iter_points(fields=True, vectors=True)
+        }
+
+
+def test_an_article_amended_in_place_writes_its_own_point_and_the_collection_is_a_clean_ingest(
+    env, embeddings_server, tmp_path, monkeypatch
+):
+    """The law's other points are kept (only their text digest set: ``points_kept``), not written again;
+    amended twice, then an article inserted before the others (their places change: written again), the
+    collection holds exactly what a clean ingest of the final folder makes."""
+    from legal_rag_pipeline.artifacts import FileArtifacts
+
+    assert env.ingest()[0] == 0
+    law = env.data / "luat-mau-giao-thong.txt"
+    for before, after in (("phải mang theo giấy phép lái xe", "phải mang theo giấy phép lái xe còn hiệu lực"),
+                          ("còn hiệu lực", "còn hạn sử dụng")):
+        law.write_text(law.read_text(encoding="utf-8").replace(before, after, 1), encoding="utf-8")
+        embeddings_server.reset_records()
+        tail = _tail(env)
+        code, out = env.ingest()
+        assert code == 0, out
+        counts = FileArtifacts(env.state, law.name).status()["qdrant_collection"]["counts"]
+        assert sum(embeddings_server.batch_sizes()) == 1
+        assert counts["points_written"] == 1 and counts["points_deleted"] == 1, counts
+        assert counts["points_kept"] == counts["chunks"] - 1 > 0, counts
+        # nothing else of the law was written (its validity fields: the view its points carry was kept)
+        assert _tail(env) - tail == counts["chunks"], (tail, _tail(env))
+    code, out = env.ingest()
+    assert code == 0 and "Nothing changed since the last run" in out, out
+    text = law.read_text(encoding="utf-8")
+    first = text.index("Điều 2.")
+    law.write_text(text[:first] + "Điều 1a. Điều mới\nMột khoản mới của luật.\n\n" + text[first:], encoding="utf-8")
+    code, out = env.ingest()
+    assert code == 0, out
+    counts = FileArtifacts(env.state, law.name).status()["qdrant_collection"]["counts"]
+    assert 1 < counts["points_written"] < counts["chunks"], counts  # the inserted article and the ones after it
+
+    (tmp_path / "clean").mkdir()
+    clean = make_env(tmp_path / "clean", monkeypatch, endpoint_url=embeddings_server.url)
+    for path in env.data.iterdir():
+        (clean.data / path.name).write_bytes(path.read_bytes())
+    assert clean.ingest()[0] == 0
+    got, want = _everything(env), _everything(clean)
+    assert set(got) == set(want)
+    for pid, (payload, dense, sparse) in want.items():
+        assert got[pid][0] == payload and got[pid][2] == sparse
+        assert got[pid][1] == pytest.approx(dense, abs=1e-6)
+
+
 def test_removed_file_loses_its_points_and_mass_deletion_is_guarded(env, embeddings_server):
     assert env.ingest()[0] == 0
     total = len(env.points())

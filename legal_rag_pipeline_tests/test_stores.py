@@ -604,3 +604,36 @@ def test_point_writes_answer_each_group_in_order_and_fail_a_bad_group_alone(tmp_
         assert not {points[0].id, points[1].id, bad.id} & ids
     with store.connect() as c:  # reopened: the write process closed the shard it wrote
         assert {str(p.id) for p in c.iter_points(fields=False)} == ids
+
+
+def test_a_small_tail_of_writes_stays_unoptimised_and_is_counted_until_it_is_large(tmp_path, monkeypatch):
+    """A session that wrote fewer than 1/TAIL_PARTS of ``compact_after`` points leaves them in the
+    appendable segment, flushed and counted in the catalogue; the next sessions go on counting, and the
+    one that takes the tail past it optimises at close. Every point is there each time; a session that
+    only searches changes nothing."""
+    from legal_rag_pipeline.stores import edge
+
+    _small_segments(monkeypatch)  # bm25 only: optimised every 100 points, a tail of 25 kept
+    points = _points(40, dense=False)
+    root = tmp_path / "q"
+    store = QdrantStore(path=str(root))
+
+    def tail(physical: str) -> int:
+        return json.loads((root / edge.CATALOG).read_text(encoding="utf-8"))["collections"][physical].get("unoptimised", 0)
+
+    with store.connect() as c:
+        physical = c.ensure(None, "m")
+        assert c.upsert(points[:10]) == 10
+    assert tail(physical) == 10
+    with store.connect() as c:
+        assert c.count() == 10
+        assert c.upsert(points[10:20]) == 10 and c.set_payload([points[0].id], {"number": "68/2020/QH14"}) == 1
+    assert tail(physical) == 21
+    with store.connect() as c:
+        assert c.count() == 20 and c.query(sparse=([100 + 15], [1.0]), limit=1)[0].id == points[15].id
+        assert c.upsert(points[20:30]) == 10  # 31 >= 25: optimised when the session ends
+    assert tail(physical) == 0
+    with store.connect() as c:
+        assert c.count() == 30 and sorted(p.id for p in c.iter_points(fields=False)) == sorted(p.id for p in points[:30])
+        assert [p.payload.get("number") for p in c.retrieve([points[0].id], fields=["number"])] == ["68/2020/QH14"]
+    assert tail(physical) == 0

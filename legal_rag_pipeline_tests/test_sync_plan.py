@@ -83,3 +83,45 @@ def test_a_file_with_some_chunks_new_lists_only_those():
     every = plan_sync([FileChunks("b.txt", ["b1", "b2"], "s1")], {}, model=MODEL, present={"b.txt"}, total_points=0,
                       full=True)
     assert every.points_to_write() == 2 and "b2" in every.upserts["b.txt"] and len(every.upserts["b.txt"]) == 2
+
+
+def test_an_article_amended_in_place_rewrites_its_own_point_and_retags_the_kept_ones():
+    index = held("a.txt", ["a1", "a2", "a3"], sha="old")
+    # a2 was amended (a new id a4); a1 and a3 are what the new version writes (ingest/points.py kept_points)
+    plan = plan_sync([FileChunks("a.txt", ["a1", "a4", "a3"], "new", kept=frozenset({"a1", "a3"}))], index,
+                     model=MODEL, present={"a.txt"}, total_points=3, full=True)
+    assert plan.upserts == {"a.txt": ["a4"]} and plan.retags == {"a.txt": ["a1", "a3"]}
+    assert plan.deletes == {"a.txt": ["a2"]} and plan.points_to_write() == 1 and plan.net_removed == 0
+    # a kept point of another model is written again, not retagged
+    mixed = {"a.txt": {**index["a.txt"], "a1": {"source": "a.txt", "doc_sha256": "old", "embedding_model": "other"}}}
+    plan = plan_sync([FileChunks("a.txt", ["a1", "a3"], "new", kept=frozenset({"a1", "a3"}))], mixed, model=MODEL,
+                     present={"a.txt"}, total_points=3, full=True)
+    assert plan.upserts == {"a.txt": ["a1"]} and plan.retags == {"a.txt": ["a3"]}
+    # a file of this version has nothing to retag, kept or not
+    same = plan_sync([FileChunks("a.txt", ["a1", "a2", "a3"], "old", kept=frozenset({"a1"}))], index, model=MODEL,
+                     present={"a.txt"}, total_points=3, full=True)
+    assert same.upserts == {"a.txt": []} and same.retags == {}
+
+
+def test_a_kept_point_is_one_whose_payload_this_version_writes_alike():
+    from legal_rag_pipeline.ingest.points import chunk_payload, kept_points
+    from legal_rag_pipeline.records import Chunk
+
+    md = {"kind": "law", "law": "Luật Cư trú", "chapter": "Chương I — Quy định chung", "article": "1"}
+    chunks = [Chunk("a.txt", f"dieu-{n}", f"Điều {n}. Nội dung {n}.", {**md, "article": str(n)}) for n in (1, 2, 3)]
+    # stored by an earlier version: another text digest, another write time, the validity the file had then
+    stored = {c.point_id: {**chunk_payload(c, i, "old-sha", MODEL, "2026-01-01T00:00:00+00:00"),
+                           "valid_from": "2021-07-01", "document_keys": ["law:Luật Cư trú"]}
+              for i, c in enumerate(chunks)}
+    assert kept_points(chunks, stored) == {c.point_id for c in chunks}
+    # an article inserted before the last: its place in the file changed, so its point is written again
+    inserted = [*chunks[:2], Chunk("a.txt", "dieu-2a", "Điều 2a. Mới.", {**md, "article": "2a"}), chunks[2]]
+    assert kept_points(inserted, stored) == {chunks[0].point_id, chunks[1].point_id}
+    # a chapter renamed: the same texts, other metadata (and another bm25 text)
+    renamed = [Chunk(c.source, c.chunk_key, c.text, {**c.metadata, "chapter": "Chương I — Những quy định chung"})
+               for c in chunks]
+    assert kept_points(renamed, stored) == set()
+    # a field the earlier version wrote and this one does not
+    extra = {**stored, chunks[0].point_id: {**stored[chunks[0].point_id], "question": "Hỏi?"}}
+    assert kept_points(chunks, extra) == {chunks[1].point_id, chunks[2].point_id}
+    assert kept_points(chunks, {}) == set()

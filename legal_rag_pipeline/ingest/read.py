@@ -15,6 +15,7 @@ from ..paths import open_source
 from ..readers.limits import Limits, check_file_size
 from ..readers.worker import ReadJob, shared_worker
 from ..settings import load_limits
+from ..validity.sync import APPLIED_KEY
 from .failures import conditions, failed_as, file_identity
 from .outcomes import _failed
 
@@ -47,6 +48,9 @@ class _Reading:
     sha: str
     outcome: StageOutcome | None = None  # set when no read is needed (unchanged) or it failed before
     document: dict[str, Any] | None = None  # its new document record, written with the outcome
+    # the validity its points carry (validity/sync.py APPLIED_KEY): a fact of the collection, kept in the
+    # new record, so the points an amended article leaves as they are still match it
+    carried: Any = None
 
 
 def read_stages(
@@ -125,7 +129,7 @@ def _start_read(data_dir: Path, source: str, limits: Limits, state_dir: Path) ->
             handle.close()
             counts = {"bytes": handle.stat.st_size, "records": previous.get("records", 0)}
             return _Reading(source, art, handle, sha, StageOutcome(source, "unchanged", counts=counts))
-        return _Reading(source, art, handle, sha)
+        return _Reading(source, art, handle, sha, carried=(previous or {}).get(APPLIED_KEY))
     except Exception as exc:  # noqa: BLE001 - this file fails alone
         if handle is not None:
             handle.close()
@@ -157,6 +161,7 @@ def _read_done(item: _Reading, result: dict[str, Any]) -> StageOutcome:
             "records": records,
             "reader_version": READER_VERSION,
             "page_validity": result.get("page_validity"),  # a saved vbpl.vn page's own status, else None
+            **({APPLIED_KEY: item.carried} if item.carried else {}),
         }
     )
     counts = {"bytes": before.st_size, "records": records}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..sync_plan import FileChunks, plan_sync
 from .marks import VERIFY_AFTER_SECONDS, _sync_mark, _write_sync_state, read_sync_state
 from .outcomes import BM25_ONLY_MODEL, NOT_CHUNKED, NOT_EMBEDDED, _failed
 from .overlap import Embedded
+from .points import kept_points
 from .write import _Target, _write
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ def _sync_stage(
     for source in pending:
         art = FileArtifacts(state_dir, source)
         try:
-            files.append(FileChunks(source, art.chunk_ids(), art.fingerprint()["sha256"] or ""))
+            doc_sha = art.fingerprint()["sha256"] or ""
+            kept = _kept(art, index.get(source, {}), doc_sha, model, collection)
+            files.append(FileChunks(source, art.chunk_ids(), doc_sha, kept))
         except Exception as exc:  # noqa: BLE001 - its chunks cannot be read back: it fails alone
             outcomes[source] = _failed(source, "qdrant_collection", exc)
     guarded = bool(total_points) and not confirm_mass_deletion
@@ -162,6 +165,23 @@ def _sync_stage(
     if full and physical:
         _write_sync_state(state_dir, {"location": location, "collection": physical, "verified_at": time.time(), "run_id": run_id})
     return [outcomes[s] for s in sources], vanished_outcomes
+
+
+def _kept(
+    art: FileArtifacts, existing: Mapping[str, Mapping[str, Any]], doc_sha: str, model: str, collection: Collection
+) -> frozenset[str]:
+    """The points of an earlier version of the file, written by this model, that this version leaves as
+    they are (points.py ``kept_points``: an article amended in place rewrites its own points only); none
+    to look at for a new file or one whose points are all of this version."""
+    earlier = {pid for pid, p in existing.items() if p.get("embedding_model") == model and p.get("doc_sha256") != doc_sha}
+    if not earlier:
+        return frozenset()
+    chunks = list(art.read_chunks())
+    ids = [c.point_id for c in chunks if c.point_id in earlier]
+    if not ids:
+        return frozenset()
+    stored = {str(p.id): p.payload or {} for p in collection.retrieve(ids, fields=True)}
+    return frozenset(kept_points(chunks, stored))
 
 
 def _held(state_dir: Path) -> Iterator[str]:

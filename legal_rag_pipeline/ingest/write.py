@@ -63,8 +63,9 @@ def _write(
     plan: SyncPlan, target: _Target, outcomes: dict[str, StageOutcome], index: Mapping[str | None, Mapping[str, Any]],
     progress: Progress,
 ) -> list[StageOutcome]:
-    """Carry ``plan`` out: each file's points upserted, then its stale points deleted and its sync marker
-    written; then the vanished files' points deleted. Returns the vanished files' outcomes.
+    """Carry ``plan`` out: the kept points retagged (``_retag``); each file's points upserted, then its stale
+    points deleted and its sync marker written; then the vanished files' points deleted. Returns the
+    vanished files' outcomes.
 
     Upserts come first and deletions after, so a crash in between leaves extra points (fixed by the next
     run), never missing ones. Small files are written together: their points go in one upsert of up to
@@ -76,20 +77,21 @@ def _write(
     now = datetime.now(UTC).isoformat(timespec="seconds")
 
     carried: dict[str, Any] = {}  # files whose points were all written with the corpus view's validity
+    retagged = _retag(plan, collection, outcomes)
 
     def finish(source: str, written: int) -> StageOutcome:
         """After its points are written and its stale points deleted: its sync marker."""
         art = FileArtifacts(state_dir, source)
         deleted = len(plan.deletes.get(source, ()))
+        kept = retagged.get(source, 0)
         mark = _sync_mark(art, target.model, target.location, target.physical)
         if mark is not None:
             art.write_synced(mark)
         if source in carried:  # no payload update of these points after the run
             record_applied(state_dir, {source: carried.pop(source)}, target.collection_key)
+        counts = {"chunks": plan.chunk_counts[source], "points_written": written, "points_deleted": deleted}
         return StageOutcome(
-            source,
-            "ok" if (written or deleted) else "unchanged",
-            counts={"chunks": plan.chunk_counts[source], "points_written": written, "points_deleted": deleted},
+            source, "ok" if (written or deleted or kept) else "unchanged", counts={**counts, "points_kept": kept} if kept else counts,
         )
 
     def write_group(files: list[_FilePoints], sparse: list[Sparse] | None) -> None:
@@ -174,6 +176,8 @@ def _write(
         files: list[_FilePoints] = []
         points = 0
         for source in plan.upserts:
+            if source in plan.retags and source not in retagged:  # its retag failed: nothing more of it
+                continue
             if target.embedded is not None and not target.embedded.wait(source):
                 outcomes[source] = StageOutcome(source, "skipped", error=NOT_EMBEDDED)
                 continue
@@ -211,6 +215,20 @@ def _write(
     notes = [f"{deleted:,} stale point{'s' if deleted != 1 else ''} deleted" if deleted else "", helped, written_by]
     progress.finish("write", "; ".join(n for n in notes if n))
     return vanished_outcomes
+
+
+def _retag(plan: SyncPlan, collection: Collection, outcomes: dict[str, StageOutcome]) -> dict[str, int]:
+    """Each changed file's kept points given its text's new digest, before any point is written (and so
+    before the write process opens the shard): how many, per file. A crash after it leaves the file
+    without its sync marker; the next run finds the same points kept and writes the rest. A file whose
+    retag fails fails alone."""
+    retagged = {}
+    for source, ids in plan.retags.items():
+        try:
+            retagged[source] = collection.set_payload(ids, {"doc_sha256": plan.doc_sha[source]})
+        except Exception as exc:  # noqa: BLE001
+            outcomes[source] = _failed(source, "qdrant_collection", exc)
+    return retagged
 
 
 @dataclass

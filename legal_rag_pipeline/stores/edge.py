@@ -67,8 +67,8 @@ UPSERT_BATCH = 1024
 # itself: 276,000 points written in one go held 2+ GB. So every COMPACT_POINTS points written, the
 # shard is optimised (the appendable segment becomes immutable, memory-mapped segments of at most
 # SEGMENT_KB) and reopened (an optimised shard still held the old segment's memory until then); a
-# write that ends leaves its tail optimised when the shard is closed, so the next open maps
-# segments instead of rebuilding an appendable one (opening 276,000 points: 2.85 s -> 0.55 s).
+# write that ends leaves its tail optimised when the shard is closed (unless it is small: TAIL_PARTS), so
+# the next open maps segments instead of rebuilding an appendable one (opening 276,000 points: 2.85 s -> 0.55 s).
 # Figures in docs/performance.md ("Memory and the store at scale"). Optimising takes memory of its own
 # (about 300 MB for 32,768 bm25 points): the 208 laws' bm25 ingest peaked at 876 MB compacting every
 # 32,768 points and at 675 MB every 16,384, for 9 % more time (62.6 s -> 68.1 s, one run each, with
@@ -90,6 +90,13 @@ POINT_BYTES = 3_072
 # to 475 s (docs/performance.md).
 SEGMENT_KB = 16_000
 TRIM_POINTS = 4_096  # the freed heap given back to the system this often while writing (memory.py)
+# A write that ends with fewer than 1/TAIL_PARTS of ``compact_after`` points not yet optimised (an amended
+# article: one upsert and the file's other points retagged) leaves them in the appendable segment, flushed,
+# instead of optimising at close: merging the 703 points of one law took 0.6 s of a 3.5 s ingest, and
+# opening a shard with such a tail costs what opening it optimised does (0.18 s against 0.17 s, the 208
+# laws with dense vectors). The tail is counted in the catalogue (``unoptimised``), so the next process
+# that writes goes on counting and optimises once the tail is large.
+TAIL_PARTS = 4
 INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 points) is left as it is
 # Dense vectors are searched flat (every point scored), over int8 copies with the best candidates rescored
 # on the float vectors, instead of through an HNSW graph. Edge builds the graph while it optimises, holding
@@ -293,18 +300,31 @@ class EdgeCollection(Collection):
                 self._owner = None
 
     def _close_shard(self, physical: str, shard: qe.EdgeShard) -> None:
-        """Close an open shard, optimised first if points were written since it last was (the next
-        open maps segments and replays nothing) and flushed if this process changed it (closing a shard
-        only searched: 41 ms with the flush, 22-27 ms without, on the ×4 split's shard)."""
+        """Close an open shard, optimised first if a large tail of points was written since it last was
+        (the next open maps segments and replays nothing; a small tail stays: TAIL_PARTS) and flushed if
+        this process changed it (closing a shard only searched: 41 ms with the flush, 22-27 ms without,
+        on the ×4 split's shard)."""
         try:
-            if self._unoptimised.pop(physical, 0):
+            tail = self._unoptimised.pop(physical, 0)
+            if tail * TAIL_PARTS >= self._compact_after(physical):
                 self._page_out(physical)  # what searches and checks read (memory.py)
                 shard.optimize()
+                tail = 0
             if physical in self._changed:
                 self._changed.discard(physical)
                 shard.flush()
+                self._count_tail(physical, tail)
         finally:
             shard.close()
+
+    def _tail(self, physical: str) -> int:
+        """Points left in the shard's appendable segment by earlier processes (``_close_shard``)."""
+        return int((self.catalog()["collections"].get(physical) or {}).get("unoptimised") or 0)
+
+    def _count_tail(self, physical: str, tail: int) -> None:
+        if self._tail(physical) != tail and physical in self.catalog()["collections"]:
+            with self._editing_catalog() as catalog:
+                catalog["collections"][physical]["unoptimised"] = tail
 
     def release_memory(self) -> None:
         """The pages of the open shards' files leave the process's resident set (memory.py)."""
@@ -336,6 +356,7 @@ class EdgeCollection(Collection):
                 raise StoreError(f"Collection {physical} is missing from {self.root}", "run `legal-rag rebuild`")
             self.lock()
             shard = self._shards[physical] = self._load(physical)
+            self._unoptimised.setdefault(physical, self._tail(physical))
         return shard
 
     def _load(self, physical: str) -> qe.EdgeShard:
@@ -421,6 +442,7 @@ class EdgeCollection(Collection):
         shard = self.shard(physical)
         self._changed.add(self._target(physical))
         shard.optimize()
+        self._unoptimised[self._target(physical)] = 0
 
     # ------------------------------------------------------------------ catalog
     def catalog(self) -> dict[str, Any]:
