@@ -373,6 +373,16 @@ def test_info_caps_the_batch_size(embeddings_server):
     assert embeddings_server.count("info") == 1
 
 
+def test_one_text_asks_no_info(embeddings_server):
+    """A search embeds its question alone: no batch limit can refuse it, so no /info round trip."""
+    embeddings_server.max_batch_size = 5
+    embedder = endpoint(embeddings_server, batch_size=32, concurrency=1)
+    assert embedder.embed(["thời hạn tạm trú"]).shape == (1, 768)
+    assert embeddings_server.count("info") == 0
+    embedder.embed(texts_sharing_words(7))
+    assert embeddings_server.batch_sizes() == [1, 5, 2] and embeddings_server.count("info") == 1
+
+
 def test_input_too_long_is_not_retried(embeddings_server):
     embeddings_server.max_input_tokens = 8
     error = error_of(endpoint(embeddings_server), ["một hai ba bốn năm sáu bảy tám chín mười"])

@@ -110,7 +110,8 @@ class HuggingFaceMethods:
         self._check_usable()
         if not texts:
             return np.zeros((0, self._dimension or 0), dtype=np.float32)
-        size = self._effective_batch_size()
+        # one text (a search's question) fits any endpoint's batch limit: no /info round trip for it
+        size = self._effective_batch_size() if len(texts) > 1 else 1
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         if len(batches) == 1 or self.concurrency == 1:
             return np.vstack([self._embed_batch(batch) for batch in batches])
