@@ -312,6 +312,8 @@ def run_search(
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
             return EXIT_FAILED
         dense = collection.dense_size() is not None and embedder.enabled()
+        if dense:  # the store reads ahead while the questions are embedded (none to wait for with bm25 alone)
+            collection.expect_queries()
         vectors = embedder.embed(list(queries)) if dense else None
         for i, query in enumerate(queries):
             hits = search(

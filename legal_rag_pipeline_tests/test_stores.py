@@ -637,3 +637,62 @@ def test_a_small_tail_of_writes_stays_unoptimised_and_is_counted_until_it_is_lar
         assert c.count() == 30 and sorted(p.id for p in c.iter_points(fields=False)) == sorted(p.id for p in points[:30])
         assert [p.payload.get("number") for p in c.retrieve([points[0].id], fields=["number"])] == ["68/2020/QH14"]
     assert tail(physical) == 0
+
+
+def _cached_pages(path) -> int:
+    """How many of the file's pages are in the page cache (``mincore`` over a fresh mapping)."""
+    import ctypes
+    import ctypes.util
+    import os
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = os.path.getsize(path)
+    pages = (size + 4095) // 4096
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        vector = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(address, size, vector) == 0
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(byte & 1 for byte in vector.raw)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the page cache is asked through Linux's mincore")
+def test_a_search_to_come_reads_ahead_the_files_queries_read_and_not_the_others(tmp_path, monkeypatch):
+    """Edge drops a segment's files from the page cache when a process closes its shard; expecting
+    queries reads the int8 vectors, the bm25 index, ids and payload indexes back in the background,
+    and leaves the float vectors and stored payloads on the disk."""
+    from legal_rag_pipeline.stores import edge
+
+    monkeypatch.setattr(edge, "INDEXING_KB", 1)  # the segment is indexed: int8 copies and inverted index
+    points = [PointRecord(id=p.id, vector=[float((i * 7 + k) % 11) for k in range(256)], sparse=p.sparse,
+                          payload=p.payload) for i, p in enumerate(_points(3000))]
+    store = QdrantStore(path=str(tmp_path / "q"))
+    with store.connect() as c:
+        physical = c.ensure(256, "m")
+        assert c.upsert(points) == 3000
+        c.optimize()
+    shard = tmp_path / "q" / edge.SHARDS / physical
+    quantized = sorted(shard.rglob("quantized.data"))
+    floats = sorted(shard.rglob("matrix.dat"))
+    assert quantized and floats
+    if sum(_cached_pages(p) for p in quantized):  # tmpfs, for one, keeps every page: nothing to read ahead
+        pytest.skip(f"the page cache of {tmp_path}'s file system keeps what Edge drops when a shard closes")
+    with store.connect() as c:
+        thread = c.expect_queries()
+        assert thread is not None
+        thread.join(5)
+        deadline = time.monotonic() + 5
+        while sum(_cached_pages(p) for p in quantized) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(_cached_pages(p) for p in quantized) > 0
+        assert sum(_cached_pages(p) for p in floats) == 0
+        assert c.query(dense=points[9].vector, limit=1)[0].score == pytest.approx(1.0, abs=1e-3)  # answers as before

@@ -133,6 +133,11 @@ class Collection(ABC):
         """Give back what reading held in this process (an embedded store's mapped pages, memory.py);
         nothing to do for a server, whose memory is its own."""
 
+    def expect_queries(self) -> Any:
+        """Queries follow soon (a cold `legal-rag search`): an embedded store may start reading what they
+        read meanwhile (returning the thread that does); nothing to do for a server."""
+        return None
+
     def layout_advice(self) -> str | None:
         """A sentence when the live collection has an earlier layout that a rebuild would improve."""
         return None

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from ..errors import StoreError
-from ..memory import give_back, page_out
+from ..memory import give_back, page_out, read_ahead
 from .base import (
     DATETIME_INDEXES,
     FACET_LIMIT,
@@ -97,6 +98,13 @@ TRIM_POINTS = 4_096  # the freed heap given back to the system this often while 
 # laws with dense vectors). The tail is counted in the catalogue (``unoptimised``), so the next process
 # that writes goes on counting and optimises once the tail is large.
 TAIL_PARTS = 4
+# What a search reads of each segment: the int8 copies of the dense vectors, the bm25 inverted index,
+# the point ids and the payload indexes (not the float vectors nor the stored payloads, of which it
+# reads its hits' pages only). Edge drops a segment's files from the page cache when a process closes
+# it, so the next process faults them in again 4 KB at a time (about 120 MB, 35,000 reads, for the 208
+# laws with dense vectors); read ahead in the background while the question is embedded, the first
+# hybrid query took 0.22 s instead of 0.65 s (``EdgeCollection.expect_queries``).
+QUERY_FILES = ("quantized.data", "inverted_index.dat", "/id_tracker.", "/payload_index/")
 INDEXING_KB = 1_000  # an appendable segment smaller than this (about 2,000 points) is left as it is
 # Dense vectors are searched flat (every point scored), over int8 copies with the best candidates rescored
 # on the float vectors, instead of through an HNSW graph. Edge builds the graph while it optimises, holding
@@ -325,6 +333,15 @@ class EdgeCollection(Collection):
         if self._tail(physical) != tail and physical in self.catalog()["collections"]:
             with self._editing_catalog() as catalog:
                 catalog["collections"][physical]["unoptimised"] = tail
+
+    def expect_queries(self) -> threading.Thread | None:
+        """Read ahead, in the background, the live shard's files a query reads (``QUERY_FILES``); returns
+        the thread that asks for them."""
+        physical = self.physical_name()
+        if physical is None:
+            return None
+        segments = self.root / SHARDS / physical
+        return read_ahead(p for p in segments.rglob("*") if any(part in p.as_posix() for part in QUERY_FILES))
 
     def release_memory(self) -> None:
         """The pages of the open shards' files leave the process's resident set (memory.py)."""
