@@ -113,15 +113,15 @@ def test_a_kept_point_is_one_whose_payload_this_version_writes_alike():
     stored = {c.point_id: {**chunk_payload(c, i, "old-sha", MODEL, "2026-01-01T00:00:00+00:00"),
                            "valid_from": "2021-07-01", "document_keys": ["law:Luật Cư trú"]}
               for i, c in enumerate(chunks)}
-    assert kept_points(chunks, stored) == {c.point_id for c in chunks}
+    assert kept_points(enumerate(chunks), stored) == {c.point_id for c in chunks}
     # an article inserted before the last: its place in the file changed, so its point is written again
     inserted = [*chunks[:2], Chunk("a.txt", "dieu-2a", "Điều 2a. Mới.", {**md, "article": "2a"}), chunks[2]]
-    assert kept_points(inserted, stored) == {chunks[0].point_id, chunks[1].point_id}
+    assert kept_points(enumerate(inserted), stored) == {chunks[0].point_id, chunks[1].point_id}
     # a chapter renamed: the same texts, other metadata (and another bm25 text)
     renamed = [Chunk(c.source, c.chunk_key, c.text, {**c.metadata, "chapter": "Chương I — Những quy định chung"})
                for c in chunks]
-    assert kept_points(renamed, stored) == set()
+    assert kept_points(enumerate(renamed), stored) == set()
     # a field the earlier version wrote and this one does not
     extra = {**stored, chunks[0].point_id: {**stored[chunks[0].point_id], "question": "Hỏi?"}}
-    assert kept_points(chunks, extra) == {chunks[1].point_id, chunks[2].point_id}
-    assert kept_points(chunks, {}) == set()
+    assert kept_points(enumerate(chunks), extra) == {chunks[1].point_id, chunks[2].point_id}
+    assert kept_points(enumerate(chunks), {}) == set()

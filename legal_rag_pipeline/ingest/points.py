@@ -77,16 +77,17 @@ def chunk_payload(
 NOT_COMPARED = frozenset({"doc_sha256", "ingested_at", "embedding_model", "document_keys", *point_validity(None, {})})
 
 
-def kept_points(chunks: Iterable[Chunk], stored: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """The ids of ``chunks`` (a file's, in order) whose point in ``stored`` (``{point_id: payload}``, the
-    collection's points of an earlier version of the file) is already what this version writes.
+def kept_points(chunks: Iterable[tuple[int, Chunk]], stored: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The ids of ``chunks`` (a file's, each with its index in the file) whose point in ``stored``
+    (``{point_id: payload}``, the collection's points of an earlier version of the file) is already what
+    this version writes.
 
     A point's id is its file, its place name and its text (records.py), so its dense vector is the same
     for the same model; its bm25 vector follows from its text and the headings in its metadata. What else
     it holds (its metadata, its index in the file, the document's fields) is compared here: an article
     amended in place leaves the file's other points as they are, instead of writing them all again."""
     kept = set()
-    for index, chunk in enumerate(chunks):
+    for index, chunk in chunks:
         old = stored.get(chunk.point_id)
         if old is None:
             continue

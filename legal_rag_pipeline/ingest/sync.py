@@ -33,6 +33,7 @@ from .write import _Target, _write
 log = logging.getLogger(__name__)
 
 TRUSTED = "in_sync_since_last_run"  # count key of an outcome taken from its sync marker
+KEPT_PAGE = 1024  # chunks of a changed file compared with their stored points at a time (``_kept``)
 
 
 # ---------------------------------------------------------------------------- qdrant_collection
@@ -176,12 +177,22 @@ def _kept(
     earlier = {pid for pid, p in existing.items() if p.get("embedding_model") == model and p.get("doc_sha256") != doc_sha}
     if not earlier:
         return frozenset()
-    chunks = list(art.read_chunks())
-    ids = [c.point_id for c in chunks if c.point_id in earlier]
-    if not ids:
-        return frozenset()
-    stored = {str(p.id): p.payload or {} for p in collection.retrieve(ids, fields=True)}
-    return frozenset(kept_points(chunks, stored))
+    kept: set[str] = set()
+    page: list[tuple[int, Any]] = []  # a page of KEPT_PAGE chunks at a time (a sheet of 100,000 rows)
+
+    def compare() -> None:
+        stored = {str(p.id): p.payload or {} for p in collection.retrieve([c.point_id for _, c in page], fields=True)}
+        kept.update(kept_points(page, stored))
+        page.clear()
+
+    for index, chunk in enumerate(art.read_chunks()):
+        if chunk.point_id in earlier:
+            page.append((index, chunk))
+            if len(page) == KEPT_PAGE:
+                compare()
+    if page:
+        compare()
+    return frozenset(kept)
 
 
 def _held(state_dir: Path) -> Iterator[str]:
