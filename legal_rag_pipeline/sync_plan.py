@@ -84,8 +84,8 @@ def plan_sync(
     A file's point is (re)written when it is missing, or when any of the file's points was written from
     another version of its text or by another model (``doc_sha256``, ``embedding_model``), unless it is
     among the file's ``kept`` and was written by this model: then only its ``doc_sha256`` is set (a
-    retag); a point the file no longer produces is deleted. ``full``: ``index`` holds the whole collection, so every file
-    in it that is not in ``present`` (and not being written) has vanished; otherwise only
+    retag); a point the file no longer produces is deleted. ``full``: ``index`` holds the whole
+    collection, so every file in it that is not in ``present`` (and not being written) has vanished; otherwise only
     ``known_vanished`` (files the state folder knew) are looked for, and ``held_elsewhere`` names the
     files known to hold points without having been looked up (for the guard's count)."""
     present = set(present)
@@ -94,14 +94,13 @@ def plan_sync(
         existing = index.get(file.source, {})
         wanted = set(file.ids)
         fresh = all(p.get("doc_sha256") == file.doc_sha and p.get("embedding_model") == model for p in existing.values())
-        upserts = [
-            pid for pid in file.ids
-            if pid not in existing or not fresh and (pid not in file.kept or existing[pid].get("embedding_model") != model)
-        ]
+        # the kept points this model wrote (a file of this version keeps all its points as they are)
+        keeps = set() if fresh else {
+            pid for pid in file.kept if pid in existing and existing[pid].get("embedding_model") == model
+        }
+        upserts = [pid for pid in file.ids if pid not in existing or not fresh and pid not in keeps]
         plan.upserts[file.source] = EveryChunk(len(upserts)) if upserts and len(upserts) == len(file.ids) else upserts
-        if not fresh and (retags := [pid for pid in file.ids if pid in file.kept and pid in existing
-                                     and existing[pid].get("embedding_model") == model
-                                     and existing[pid].get("doc_sha256") != file.doc_sha]):
+        if retags := [pid for pid in file.ids if pid in keeps and existing[pid].get("doc_sha256") != file.doc_sha]:
             plan.retags[file.source] = retags
         if stale := [pid for pid in existing if pid not in wanted]:
             plan.deletes[file.source] = stale
