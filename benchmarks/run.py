@@ -206,6 +206,9 @@ def base_env(work: Path, data: Path, state: Path, endpoint: str | None) -> dict[
         DAGSTER_HOME=str(work / "dagster_home"),
         HF_HOME=str(work / "hf_home"),
         PYTHONUNBUFFERED="1",
+        # the package of this checkout, not the one the virtualenv installed in editable mode (a clone
+        # benchmarked with the main checkout's .venv measured the main checkout's code)
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
     )
     if endpoint:
         env["EMBEDDINGS_ENDPOINT_URL"] = endpoint
