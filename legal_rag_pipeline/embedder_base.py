@@ -9,11 +9,11 @@ never import Dagster for it (``services.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PipelineError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,6 +56,18 @@ class NoEmbeddings:
             "Dense embeddings are disabled (BM25-only mode)",
             f"set {errors.TOKEN_SETTING} or {errors.ENDPOINT_SETTING} to compute dense vectors",
         )
+
+    def embed_groups(self, groups: Iterable[Sequence[str]]) -> Iterator[np.ndarray | PipelineError]:
+        """Each group of texts embedded, in order: its vectors, or the ``PipelineError`` that stopped it
+        (a later group is still tried). An embedder that sends requests keeps them flowing across the
+        groups (``HuggingFaceMethods``); this one embeds each group when the one before it is done."""
+        for texts in groups:
+            try:
+                vectors = self.embed(texts)
+            except PipelineError as error:
+                yield error
+            else:
+                yield vectors
 
     def preflight(self, probe: bool = True) -> list[Check]:
         """Prerequisites in order (``legal-rag doctor``, the run's preflight). ``probe=False`` skips the

@@ -399,6 +399,55 @@ def test_concurrency_reaches_the_configured_number(embeddings_server, workers):
     assert embeddings_server.max_in_flight == workers
 
 
+def _sent_texts(server: EmbeddingServer) -> list[str]:
+    return [text for request in list(server.requests) if request.texts for text in request.texts]
+
+
+def test_groups_keep_the_requests_in_flight_across_groups_in_order(embeddings_server):
+    embeddings_server.latency = 0.1
+    embedder = endpoint(embeddings_server, batch_size=2, concurrency=3)
+    texts = texts_sharing_words(15)
+    groups = [texts[:8], texts[8:11], texts[11:]]  # 4 batches, then 2, then 2
+    results = embedder.embed_groups(iter(groups))
+    first = next(results)
+    # the fourth batch of the first group ran alone: the second group's requests went out meanwhile
+    assert set(groups[1]) <= set(_sent_texts(embeddings_server))
+    rest = list(results)
+    assert len(rest) == 2 and embeddings_server.max_in_flight == 3  # never more than concurrency
+    for group, vectors in zip(groups, [first, *rest], strict=True):
+        assert isinstance(vectors, np.ndarray)
+        np.testing.assert_allclose(vectors, endpoint(embeddings_server).embed(group), rtol=1e-6)
+
+
+def test_a_group_that_fails_yields_its_error_and_the_next_group_is_embedded(embeddings_server):
+    embeddings_server.max_input_tokens = 8
+    embedder = endpoint(embeddings_server, batch_size=4, concurrency=2)
+    too_long = "một hai ba bốn năm sáu bảy tám chín mười"
+    results = list(embedder.embed_groups([["Điều 1", too_long], ["Điều 2", "Điều 3"]]))
+    assert isinstance(results[0], errors.EmbeddingInputTooLong)
+    assert isinstance(results[1], np.ndarray) and results[1].shape == (2, 768)
+
+
+def test_credits_exhausted_in_a_group_stops_the_groups_after_it_without_a_call(embeddings_server):
+    embedder = provider(batch_size=4, concurrency=1)
+    embeddings_server.fail_next(credits_exhausted())
+    results = list(embedder.embed_groups([["Điều 1", "Điều 2"], ["Điều 3"], ["Điều 4"]]))
+    assert all(isinstance(r, errors.EmbeddingCreditsExhausted) for r in results)
+    assert _sent_texts(embeddings_server) == ["Điều 1", "Điều 2"]  # the one request that met the 402
+
+
+def test_a_caller_that_stops_early_leaves_no_request_behind(embeddings_server):
+    embeddings_server.latency = 0.05
+    embedder = endpoint(embeddings_server, batch_size=1, concurrency=2)
+    texts = texts_sharing_words(12)
+    results = embedder.embed_groups([texts[:4], texts[4:8], texts[8:]])
+    assert isinstance(next(results), np.ndarray)
+    results.close()  # the second group was on the wire; the third was never taken
+    sent = len(_sent_texts(embeddings_server))
+    time.sleep(0.2)
+    assert len(_sent_texts(embeddings_server)) == sent <= 8
+
+
 def test_token_embeddings_are_refused(embeddings_server):
     embeddings_server.shape = "tokens"
     error = error_of(provider(), ["a", "b"])

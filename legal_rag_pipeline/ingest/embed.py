@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,23 +118,29 @@ def _embed_stage(
     embedded.collection_free.set()
     progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
-    for group in _groups(pending, EMBED_GROUP_TEXTS):
-        group = _with_texts(group, outcomes, embedded)
-        texts = [text for _, item_texts in group for text in item_texts]
-        if not texts:
-            continue
-        try:
-            vectors = embedder.embed(texts)
-        except PipelineError as exc:
-            for item, _ in group:
-                outcomes[item.source] = StageOutcome(item.source, "failed", error=exc.what, fix=exc.fix)
+    sent: deque[list[_Pending]] = deque()  # the groups handed to the embedder, awaiting their vectors
+
+    def texts_of_groups() -> Iterator[list[str]]:
+        """Each group's texts, read when the embedder asks for them (while the group before is in flight)."""
+        for group in _groups(pending, EMBED_GROUP_TEXTS):
+            ready = _with_texts(group, outcomes, embedded)
+            texts = [text for _, item_texts in ready for text in item_texts]
+            if texts:
+                sent.append([item for item, _ in ready])
+                yield texts
+
+    for vectors in embedder.embed_groups(texts_of_groups()) if pending else ():  # bm25 only: no embedder
+        group = sent.popleft()
+        if isinstance(vectors, PipelineError):
+            for item in group:
+                outcomes[item.source] = StageOutcome(item.source, "failed", error=vectors.what, fix=vectors.fix)
                 embedded.settle(item.source, False)
+                failed_texts += len(item.missing)
                 item.let_go()
-            failed_texts += len(texts)
             continue
-        progress.advance("embed", len(texts))
+        progress.advance("embed", len(vectors))
         offset = 0
-        for item, _ in group:
+        for item in group:
             n = len(item.missing)
             new = {pid: vectors[offset + i] for i, pid in enumerate(item.missing)}
             offset += n

@@ -14,8 +14,9 @@ actionable sentence (see ``embeddings_errors.py``). Tokens never appear in messa
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr
 
 from legal_rag_pipeline.embedder_base import Check, NoEmbeddings
-from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
+from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError, PipelineError
 from legal_rag_pipeline.resources import embeddings_errors as errors
 from legal_rag_pipeline.resources.hugging_face import (
     DEFAULT_MODEL,
@@ -134,6 +135,39 @@ class RunPreflight:
         return getattr(self.embedder, name)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self._before_call(texts)
+        try:
+            vectors = self.embedder.embed(texts)
+        except RUN_STOPPING_ERRORS as error:
+            with self._lock:
+                self._stop(error)
+            raise
+        self.texts += len(texts)
+        return vectors
+
+    def embed_groups(self, groups: Iterable[Sequence[str]]) -> Iterator[np.ndarray | PipelineError]:
+        """``Embedder.embed_groups`` after the preflight (checked before the first group with texts); a
+        group that meets a run-stopping error halts the embedder, so every later group fails without a call."""
+        groups = iter(groups)
+        for texts in groups:
+            try:
+                self._before_call(texts)
+            except PipelineError as error:
+                yield error
+                continue
+            break
+        else:
+            return
+        for result in self.embedder.embed_groups(itertools.chain([texts], groups)):
+            if isinstance(result, RUN_STOPPING_ERRORS):
+                with self._lock:
+                    self._stop(result)
+            elif isinstance(result, np.ndarray):
+                self.texts += len(result)
+            yield result
+
+    def _before_call(self, texts: Sequence[str]) -> None:
+        """The preflight, once, before the first call with texts; raises the error that stopped the run's calls."""
         with self._lock:
             if self.checks is None and self.stopped is None and texts:
                 self.checks = self.embedder.preflight(probe=False)
@@ -143,14 +177,6 @@ class RunPreflight:
                     logger.warning("Preflight of %s failed: %s", self.describe(), self.stopped)
             if self.stopped is not None:
                 raise self.stopped
-        try:
-            vectors = self.embedder.embed(texts)
-        except RUN_STOPPING_ERRORS as error:
-            with self._lock:
-                self._stop(error)
-            raise
-        self.texts += len(texts)
-        return vectors
 
     def _stop(self, error: EmbeddingError) -> None:
         """Remember the first run-stopping error; the resource (shared by the run's later steps) halts too."""
