@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import write_results  # noqa: E402  (the other benchmarks' RESULTS.md sections)
+from run import checkout_path, write_results  # noqa: E402  (the other benchmarks' RESULTS.md sections)
 from sensor_scale import ARTICLE, LAWS, REPO, split_laws  # noqa: E402
 
 MARKER = "many-files"
@@ -63,7 +63,7 @@ def project(root: Path) -> dict[str, str]:
         LEGAL_RAG_STATE_DIR=str(root / "state"),
         QDRANT_PATH=str(root / "qdrant"),
         DAGSTER_HOME=str(root / "dagster_home"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
+        PYTHONPATH=checkout_path(),
     )
     (root / "data").mkdir(parents=True, exist_ok=True)
     return env

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import TIME, measure, write_results  # noqa: E402
+from run import TIME, checkout_path, measure, write_results  # noqa: E402
 from sensor_scale import ARTICLE, LAWS, REPO  # noqa: E402
 
 MARKER = "national-scale"
@@ -83,7 +83,7 @@ def project(root: Path) -> dict[str, str]:
         LEGAL_RAG_STATE_DIR=str(root / "state"),
         QDRANT_PATH=str(root / "qdrant"),
         DAGSTER_HOME=str(root / "dagster_home"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
+        PYTHONPATH=checkout_path(),
     )
     (root / "data").mkdir(parents=True, exist_ok=True)
     return env
