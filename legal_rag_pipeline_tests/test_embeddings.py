@@ -17,6 +17,7 @@ import pytest
 from legal_rag_pipeline.errors import ConfigurationError, EmbeddingError
 from legal_rag_pipeline.resources import Embedder, HuggingFaceEmbedder, LocalEmbedder
 from legal_rag_pipeline.resources import embeddings_errors as errors
+from legal_rag_pipeline.resources.embeddings import RunPreflight
 from legal_rag_pipeline_tests.conftest import FAST_RETRIES, TEST_ENDPOINT_KEY, TEST_HF_TOKEN
 from legal_rag_pipeline_tests.loopback import (
     DEFAULT_MODEL,
@@ -434,6 +435,22 @@ def test_credits_exhausted_in_a_group_stops_the_groups_after_it_without_a_call(e
     results = list(embedder.embed_groups([["Điều 1", "Điều 2"], ["Điều 3"], ["Điều 4"]]))
     assert all(isinstance(r, errors.EmbeddingCreditsExhausted) for r in results)
     assert _sent_texts(embeddings_server) == ["Điều 1", "Điều 2"]  # the one request that met the 402
+
+
+def test_an_empty_group_gets_no_vectors_and_no_call_and_keeps_its_place(embeddings_server):
+    embedder = RunPreflight(endpoint(embeddings_server, batch_size=4, concurrency=2))
+    results = list(embedder.embed_groups([[], ["Điều 1"], [], ["Điều 2", "Điều 3"]]))
+    assert [r.shape[0] for r in results] == [0, 1, 0, 2]
+    assert _sent_texts(embeddings_server) == ["Điều 1", "Điều 2", "Điều 3"]
+    assert embedder.checks is not None and embedder.texts == 3  # the preflight ran before the first call
+
+
+def test_a_failed_preflight_fails_every_group_without_an_embedding_call(embeddings_server):
+    embeddings_server.add_token("hf_the_only_valid_token")
+    embedder = RunPreflight(provider())
+    results = list(embedder.embed_groups([["Điều 1"], ["Điều 2"]]))
+    assert len(results) == 2 and all(r is embedder.stopped for r in results)
+    assert embedder.stopped is not None and _sent_texts(embeddings_server) == []
 
 
 def test_a_caller_that_stops_early_leaves_no_request_behind(embeddings_server):

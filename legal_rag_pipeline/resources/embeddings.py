@@ -150,6 +150,9 @@ class RunPreflight:
         group that meets a run-stopping error halts the embedder, so every later group fails without a call."""
         groups = iter(groups)
         for texts in groups:
+            if not texts:  # nothing to send, nothing to check yet
+                yield np.zeros((0, 0), dtype=np.float32)
+                continue
             try:
                 self._before_call(texts)
             except PipelineError as error:

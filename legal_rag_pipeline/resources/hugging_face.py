@@ -142,12 +142,14 @@ class HuggingFaceMethods:
         from ``groups`` before this one is awaited, so the caller saves one group's vectors while the
         next is on the wire; at most two groups are in flight."""
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="embed")
-        in_flight: deque[_Sent | PipelineError] = deque()
+        in_flight: deque[_Sent | np.ndarray | PipelineError] = deque()
         try:
             for texts in groups:
                 try:
                     self._check_usable()
-                    in_flight.append(self._submit(pool, self._batches(list(texts))))
+                    texts = list(texts)
+                    in_flight.append(self._submit(pool, self._batches(texts)) if texts
+                                     else np.zeros((0, self._dimension or 0), dtype=np.float32))
                 except PipelineError as error:
                     in_flight.append(error)
                 if len(in_flight) > 1:
@@ -170,10 +172,10 @@ class HuggingFaceMethods:
         return _Sent([pool.submit(self._embed_batch, b, stop) for b in batches], stop)
 
     @staticmethod
-    def _collect(sent: _Sent | PipelineError) -> np.ndarray | PipelineError:
+    def _collect(sent: _Sent | np.ndarray | PipelineError) -> np.ndarray | PipelineError:
         """The vectors of ``sent``'s batches in order, or the error of the first that failed (the others
         are cancelled and stop retrying). An error that is not ours (a bug) is raised."""
-        if isinstance(sent, PipelineError):
+        if not isinstance(sent, _Sent):  # an empty group's vectors, or the error that kept it from being sent
             return sent
         done, _ = wait(sent.futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in sent.futures if f in done and f.exception() is not None), None)
