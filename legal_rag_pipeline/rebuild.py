@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -124,23 +125,32 @@ def embed_missing(
         if missing:
             pending.append((art, {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}, missing))
     embedded = 0
-    group: list[Any] = []
-    count = 0
+    sent: deque[list[Any]] = deque()  # the groups handed to the embedder, awaiting their vectors
+
+    def texts_of_groups() -> Iterator[list[str]]:
+        group: list[Any] = []
+        count = 0
+        for item in [*pending, None]:
+            if item is not None:
+                group.append(item)
+                count += len(item[2])
+            if group and (item is None or count >= group_texts):
+                sent.append(group)
+                yield [text for _, _, missing in group for _, text in missing]
+                group, count = [], 0
+
     progress.start("embed", sum(len(missing) for _, _, missing in pending), "texts")
-    for item in [*pending, None]:
-        if item is not None:
-            group.append(item)
-            count += len(item[2])
-        if group and (item is None or count >= group_texts):
-            vectors = embedder.embed([text for _, _, missing in group for _, text in missing])
-            offset = 0
-            for art, keep, missing in group:
-                new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(missing)}
-                offset += len(missing)
-                art.write_embeddings(model, {**keep, **new})
-            embedded += count
-            progress.advance("embed", count)
-            group, count = [], 0
+    for vectors in embedder.embed_groups(texts_of_groups()):  # requests flow across groups (hugging_face.py)
+        group = sent.popleft()
+        if isinstance(vectors, PipelineError):
+            raise vectors
+        offset = 0
+        for art, keep, missing in group:
+            new = {pid: vectors[offset + i] for i, (pid, _) in enumerate(missing)}
+            offset += len(missing)
+            art.write_embeddings(model, {**keep, **new})
+        embedded += len(vectors)
+        progress.advance("embed", len(vectors))
     progress.finish("embed")
     return embedded
 

@@ -14,6 +14,7 @@ from legal_rag_pipeline.assets import checks
 from legal_rag_pipeline.definitions import build_definitions, build_embedder, build_store
 from legal_rag_pipeline.search import search
 from legal_rag_pipeline.settings import load_settings
+from legal_rag_pipeline_tests.loopback import credits_exhausted
 from legal_rag_pipeline_tests.pipeline_env import make_env
 
 QUERY = "thời hạn tạm trú tối đa"
@@ -152,6 +153,26 @@ def test_model_change_reembeds_and_switches_vector_size(tmp_path, monkeypatch, e
             "sentence-transformers/another-model"}
     assert env.ingest()[0] == 0
     assert "6" in [h["article"] for h in env.search_json(QUERY, 3)]
+
+
+def test_a_new_model_that_cannot_be_called_fails_the_rebuild_with_its_error_and_the_old_collection_stays(
+    tmp_path, monkeypatch, embeddings_server
+):
+    env = make_env(tmp_path, monkeypatch, endpoint_url=embeddings_server.url)
+    env.copy_sample()
+    assert env.ingest()[0] == 0
+    aliases, names, count = _state(env)
+    monkeypatch.setenv("EMBEDDINGS_MODEL_NAME", "sentence-transformers/another-model")
+    monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "2")  # several requests in flight when the first meets the 402
+    settings, store, embedder = _parts()
+    embeddings_server.fail_always(credits_exhausted())
+    with pytest.raises(rebuild.RebuildFailed, match="Embedding for the rebuild failed") as info:
+        rebuild.rebuild(store, embedder, settings.state_dir, settings.data_dir)
+    assert "402 Payment Required; no more embedding calls" in str(info.value) and "the alias did not move" in str(info.value)
+    assert _state(env) == (aliases, names, count)
+    embeddings_server.fail_always(None)
+    monkeypatch.delenv("EMBEDDINGS_MODEL_NAME")
+    assert "6" in [h["article"] for h in env.search_json(QUERY, 3)]  # the old collection answers
 
 
 def test_rebuild_job_in_dagster(env):
