@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,23 +124,11 @@ def embed_missing(
         if missing:
             pending.append((art, {c.point_id: cached[c.point_id] for c in chunks if c.point_id in cached}, missing))
     embedded = 0
-    sent: deque[list[Any]] = deque()  # the groups handed to the embedder, awaiting their vectors
-
-    def texts_of_groups() -> Iterator[list[str]]:
-        group: list[Any] = []
-        count = 0
-        for item in [*pending, None]:
-            if item is not None:
-                group.append(item)
-                count += len(item[2])
-            if group and (item is None or count >= group_texts):
-                sent.append(group)
-                yield [text for _, _, missing in group for _, text in missing]
-                group, count = [], 0
-
     progress.start("embed", sum(len(missing) for _, _, missing in pending), "texts")
-    for vectors in embedder.embed_groups(texts_of_groups()):  # requests flow across groups (hugging_face.py)
-        group = sent.popleft()
+    groups = ingest.groups_of(pending, group_texts, lambda item: len(item[2]))
+    for group, vectors in ingest.embedded_groups(
+        embedder, groups, lambda group: [text for _, _, missing in group for _, text in missing]
+    ):
         if isinstance(vectors, PipelineError):
             raise vectors
         offset = 0

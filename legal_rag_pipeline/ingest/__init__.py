@@ -17,7 +17,7 @@ problem with one file becomes a failed ``StageOutcome`` for that file (``outcome
 go on, and nothing already in Qdrant is touched for the failed one.
 """
 
-from .embed import EMBED_GROUP_TEXTS, embed_stage
+from .embed import EMBED_GROUP_TEXTS, embed_stage, embedded_groups, groups_of
 from .failures import conditions as failure_conditions
 from .failures import fails_as_before
 from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
@@ -44,6 +44,8 @@ __all__ = [
     "FileSummary",
     "chunk_point",
     "embed_stage",
+    "embedded_groups",
+    "groups_of",
     "fails_as_before",
     "failure_conditions",
     "file_sha256",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Texts embedded together (across files) before their vectors are saved: keeps batches full while
 # bounding what a failure mid-run can cost.
 EMBED_GROUP_TEXTS = 1024
+T = TypeVar("T")
+G = TypeVar("G")
 CHUNKS_CHANGED = "its chunks changed or could not be read while it was being embedded"
 
 
@@ -118,19 +120,11 @@ def _embed_stage(
     embedded.collection_free.set()
     progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
-    sent: deque[list[_Pending]] = deque()  # the groups handed to the embedder, awaiting their vectors
-
-    def texts_of_groups() -> Iterator[list[str]]:
-        """Each group's texts, read when the embedder asks for them (while the group before is in flight)."""
-        for group in _groups(pending, EMBED_GROUP_TEXTS):
-            ready = _with_texts(group, outcomes, embedded)
-            texts = [text for _, item_texts in ready for text in item_texts]
-            if texts:
-                sent.append([item for item, _ in ready])
-                yield texts
-
-    for vectors in embedder.embed_groups(texts_of_groups()) if pending else ():  # bm25 only: no embedder
-        group = sent.popleft()
+    ready_groups = (_with_texts(group, outcomes, embedded)
+                    for group in groups_of(pending, EMBED_GROUP_TEXTS, lambda item: len(item.missing)))
+    results = embedded_groups(embedder, ready_groups, lambda ready: [t for _, texts in ready for t in texts])
+    for ready, vectors in results if pending else ():  # bm25 only: no embedder
+        group = [item for item, _ in ready]
         if isinstance(vectors, PipelineError):
             for item in group:
                 outcomes[item.source] = StageOutcome(item.source, "failed", error=vectors.what, fix=vectors.fix)
@@ -209,14 +203,35 @@ def _with_texts(
     return ready
 
 
-def _groups(pending: list[_Pending], size: int) -> Iterator[list[_Pending]]:
-    group: list[_Pending] = []
+def groups_of(items: Iterable[T], size: int, texts: Callable[[T], int]) -> Iterator[list[T]]:
+    """``items`` in groups of at least ``size`` texts (``texts(item)`` each; the last group may be smaller),
+    an item never split between two groups."""
+    group: list[T] = []
     count = 0
-    for item in pending:
+    for item in items:
         group.append(item)
-        count += len(item.missing)
+        count += texts(item)
         if count >= size:
             yield group
             group, count = [], 0
     if group:
         yield group
+
+
+def embedded_groups(
+    embedder: Any, groups: Iterable[G], texts_of: Callable[[G], list[str]]
+) -> Iterator[tuple[G, np.ndarray | PipelineError]]:
+    """Each of ``groups`` that has texts (``texts_of(group)``, asked when the embedder is ready for it)
+    with its vectors or the ``PipelineError`` that stopped it, in order: ``embedder.embed_groups`` keeps
+    the requests flowing from one group to the next (resources/hugging_face.py)."""
+    sent: deque[G] = deque()  # the groups handed to the embedder, awaiting their vectors
+
+    def texts() -> Iterator[list[str]]:
+        for group in groups:
+            group_texts = texts_of(group)
+            if group_texts:
+                sent.append(group)
+                yield group_texts
+
+    for vectors in embedder.embed_groups(texts()):
+        yield sent.popleft(), vectors
