@@ -39,6 +39,9 @@ class Progress:
     def start(self, stage: str, total: int, unit: str, note: str = "") -> None:
         """A stage begins with ``total`` units of work (files, texts, points)."""
 
+    def more(self, stage: str, amount: int) -> None:
+        """The stage has ``amount`` more units of work than it started with (found as it goes)."""
+
     def advance(self, stage: str, amount: int = 1) -> None:
         """``amount`` more units of the stage are done."""
 
@@ -101,6 +104,10 @@ class LineProgress(Progress):
     def start(self, stage: str, total: int, unit: str, note: str = "") -> None:
         now = self.clock()
         self.stages[stage] = _Stage(total=total, unit=unit, started=now, last_line=now)
+
+    def more(self, stage: str, amount: int) -> None:
+        if stage in self.stages:
+            self.stages[stage].total += amount
 
     def advance(self, stage: str, amount: int = 1) -> None:
         if stage in self.stages:
@@ -185,6 +192,10 @@ class BarProgress(Progress):
             stage, total=total or None, unit=unit, rate="", note=note
         )
 
+    def more(self, stage: str, amount: int) -> None:
+        if stage in self.tasks:
+            self.bars.update(self.tasks[stage], total=(self._task(stage).total or 0) + amount)
+
     def _task(self, stage: str) -> Any:
         return next(t for t in self.bars.tasks if t.id == self.tasks[stage])
 
@@ -229,6 +240,10 @@ class Fanout(Progress):
         for sink in self.sinks:
             sink.start(stage, total, unit, note)
 
+    def more(self, stage: str, amount: int) -> None:
+        for sink in self.sinks:
+            sink.more(stage, amount)
+
     def advance(self, stage: str, amount: int = 1) -> None:
         for sink in self.sinks:
             sink.advance(stage, amount)
@@ -262,6 +277,9 @@ class _Closing(Progress):
 
     def start(self, stage: str, total: int, unit: str, note: str = "") -> None:
         self.inner.start(stage, total, unit, note)
+
+    def more(self, stage: str, amount: int) -> None:
+        self.inner.more(stage, amount)
 
     def advance(self, stage: str, amount: int = 1) -> None:
         self.inner.advance(stage, amount)

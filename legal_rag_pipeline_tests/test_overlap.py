@@ -178,8 +178,11 @@ def test_texts_are_read_when_their_group_is_sent_and_a_file_changed_since_the_pl
     changed = keys[4]
 
     class RewriteAfterThePlan(Progress):
-        def start(self, stage, total, unit, note=""):
-            if stage == "embed":  # the plan is done; no group has been sent yet
+        announced = 0
+
+        def more(self, stage, amount):
+            self.announced += stage == "embed"
+            if self.announced == 5 and stage == "embed":  # keys[4] is planned (its ids); its group not sent yet
                 (data / changed).write_text("Điều 1. Một nội dung hoàn toàn mới.\n", encoding="utf-8")
                 assert ingest.read_stage(data, changed, state, "r1", load_limits()).ok
                 assert ingest.normalize_stage(changed, state, "r1", 512).ok
@@ -197,3 +200,96 @@ def test_texts_are_read_when_their_group_is_sent_and_a_file_changed_since_the_pl
     for key in keys:
         vectors = FileArtifacts(state, key).read_embeddings(embedder.model_id())
         assert (len(vectors) == 6) == (key != changed)
+
+
+def _read(data, state, keys, run_id="r1"):
+    for key in keys:
+        assert ingest.read_stage(data, key, state, run_id, load_limits()).ok
+
+
+def _texts_sent(server) -> list[str]:
+    return [text for r in list(server.requests) if r.texts for text in r.texts]
+
+
+def _wait_for(condition, seconds: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_first_ingest_sends_each_file_as_soon_as_it_is_chunked(tmp_path, embeddings_server, small_groups):
+    """The chunking runs meanwhile (``Chunked``): with nothing in the collection to look up, the first
+    files' texts are on the wire while later files are not chunked yet; a file that failed its chunking
+    is skipped; every chunked file ends with all its vectors saved, each text sent once."""
+    from legal_rag_pipeline.ingest.outcomes import NOT_CHUNKED
+
+    embedder = HuggingFaceEmbedder(endpoint_url=embeddings_server.url, batch_size=4, **FAST_RETRIES)
+    data, state = tmp_path / "data", tmp_path / "state"
+    keys = _files(data, 6)
+    _read(data, state, keys)
+    chunked, embedded = ingest.Chunked(), ingest.Embedded()
+    embeddings_server.reset_records()
+    box = {}
+    with QdrantStore(path=str(tmp_path / "qdrant")).connect(lazy=True) as collection:
+        thread = threading.Thread(target=lambda: box.update(outcomes=ingest.embed_stage(
+            keys, state, "r1", embedder, collection=collection, embedded=embedded, chunked=chunked)))
+        thread.start()
+        for key in keys[:2]:  # 12 texts: one group
+            chunked.settle(key, ingest.normalize_stage(key, state, "r1", 512).ok)
+        first = {c.text for k in keys[:2] for c in FileArtifacts(state, k).read_chunks()}
+        assert _wait_for(lambda: first <= set(_texts_sent(embeddings_server))), "the first files were not sent"
+        assert _wait_for(lambda: embedded.collection_free.is_set())  # nothing to look up: the writer may begin
+        assert not any(FileArtifacts(state, k).has_chunks() for k in keys[2:])  # sent before these were chunked
+        for key in keys[2:5]:
+            chunked.settle(key, ingest.normalize_stage(key, state, "r1", 512).ok)
+        chunked.settle(keys[5], False)  # its chunking failed
+        chunked.close()
+        thread.join(30)
+    outcomes = {o.source: o for o in box["outcomes"]}
+    assert outcomes[keys[5]].status == "skipped" and outcomes[keys[5]].error == NOT_CHUNKED
+    assert not embedded.wait(keys[5])
+    sent = _texts_sent(embeddings_server)
+    expected = [c.text for k in keys[:5] for c in FileArtifacts(state, k).read_chunks()]
+    assert sorted(sent) == sorted(expected)
+    for key in keys[:5]:
+        assert outcomes[key].status == "ok" and embedded.wait(key)
+        assert set(FileArtifacts(state, key).read_embeddings(embedder.model_id())) == set(FileArtifacts(state, key).chunk_ids())
+
+
+def test_a_collection_that_holds_the_vectors_is_looked_up_once_every_file_is_chunked(
+    tmp_path, embeddings_server, small_groups
+):
+    """A lost state folder (issue 18) with the chunking running meanwhile: the collection holds every
+    point, so the files are planned as they are chunked and looked up together at the end; nothing is
+    sent, and the writer gets the collection only after the lookup."""
+    embedder = HuggingFaceEmbedder(endpoint_url=embeddings_server.url, batch_size=4, **FAST_RETRIES)
+    data = tmp_path / "data"
+    keys = _files(data, 4)
+    qdrant = QdrantStore(path=str(tmp_path / "qdrant"))
+    _chunk(data, tmp_path / "state", keys)
+    with qdrant.connect(lazy=True) as collection:
+        _overlapped(keys, data, tmp_path / "state", collection, embedder, ingest.Embedded())
+    state = tmp_path / "state-again"  # the state folder lost
+    _read(data, state, keys)
+    chunked, embedded = ingest.Chunked(), ingest.Embedded()
+    embeddings_server.reset_records()
+    box = {}
+    with qdrant.connect(lazy=True) as collection:
+        thread = threading.Thread(target=lambda: box.update(outcomes=ingest.embed_stage(
+            keys, state, "r1", embedder, collection=collection, embedded=embedded, chunked=chunked)))
+        thread.start()
+        for key in keys[:3]:
+            chunked.settle(key, ingest.normalize_stage(key, state, "r1", 512).ok)
+        assert not _wait_for(lambda: embedded.collection_free.is_set(), 0.5)  # the last file is not chunked yet
+        chunked.settle(keys[3], ingest.normalize_stage(keys[3], state, "r1", 512).ok)
+        chunked.close()
+        thread.join(30)
+    assert embedded.collection_free.is_set()
+    assert _texts_sent(embeddings_server) == []
+    outcomes = {o.source: o for o in box["outcomes"]}
+    assert all(outcomes[k].status == "ok" and outcomes[k].counts["from_collection"] == 6 for k in keys)

@@ -2,8 +2,8 @@
 
 Every asset is partitioned by source file and processes all the partitions of a run in one step
 (single-run backfill), so one run can carry many files and keep embedding batches full;
-``embedding_batches`` and ``qdrant_collection`` share one step (``embed_and_write``), their stages
-overlapped (ingest/overlap.py). The first three assets materialise every file of the run, with per-file
+``normalized_records``, ``embedding_batches`` and ``qdrant_collection`` share one step
+(``chunk_embed_and_write``, the op ``qdrant_collection``), their stages overlapped (ingest/overlap.py). The first three assets materialise every file of the run, with per-file
 metadata (``status``, ``error``, ``fix``) on the files that failed or were skipped;
 ``qdrant_collection`` records the files that reached the collection, each with its figures (a run of
 more than ``NOTED_FILES_LIMIT`` files where every file went in: one result for all its partitions,
@@ -74,14 +74,18 @@ def _report(
 
 def _each_file(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
     """``work(keys)``'s outcome for every file of the run, counted as progress (files done of files)."""
+    with fewer_collections():
+        return _counted(context, stage, work)
+
+
+def _counted(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
     progress = for_run(context.log)
     keys = list(context.partition_keys)
     progress.start(stage, len(keys), "files")
     outcomes = []
-    with fewer_collections():
-        for outcome in work(keys):
-            outcomes.append(outcome)
-            progress.advance(stage)
+    for outcome in work(keys):
+        outcomes.append(outcome)
+        progress.advance(stage)
     failed = sum(o.status == "failed" for o in outcomes)
     progress.finish(stage, f"{failed} failed" if failed else "")
     return outcomes
@@ -107,30 +111,11 @@ def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) ->
     )
 
 
-@dg.asset(
-    partitions_def=source_files,
-    backfill_policy=SINGLE_RUN,
-    group_name=GROUP,
-    kinds={"python"},
-    deps=[raw_documents],
-    description="Unicode NFC, clean whitespace, then chunks: one per Q&A row, one per article (Điều) "
-    "split at clauses (khoản) and points (điểm) to fit the model's token budget.",
-)
-def normalized_records(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
-    return _report(
-        context,
-        _each_file(
-            context,
-            "chunk",
-            lambda keys: ingest.normalize_stages(keys, data_folder.state_path, context.run_id, data_folder.token_budget),
-        ),
-    )
-
-
 class CollectionConfig(dg.Config):
     confirm_mass_deletion: bool = False
 
 
+CHUNKS = dg.AssetKey("normalized_records")
 EMBEDDINGS = dg.AssetKey("embedding_batches")
 COLLECTION = dg.AssetKey("qdrant_collection")
 PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
@@ -141,9 +126,15 @@ PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
     partitions_def=source_files,
     backfill_policy=SINGLE_RUN,
     pool=WRITER_POOL,
+    can_subset=True,  # normalized_records alone from the UI chunks without embedding (see chunk_embed_and_write)
     specs=[
         dg.AssetSpec(
-            EMBEDDINGS, kinds={"huggingface"}, deps=[normalized_records], **PER_FILE,
+            CHUNKS, kinds={"python"}, deps=[raw_documents], skippable=True, **PER_FILE,
+            description="Unicode NFC, clean whitespace, then chunks: one per Q&A row, one per article (Điều) "
+            "split at clauses (khoản) and points (điểm) to fit the model's token budget.",
+        ),
+        dg.AssetSpec(
+            EMBEDDINGS, kinds={"huggingface"}, deps=[CHUNKS], skippable=True, **PER_FILE,
             description="Dense vectors for new or changed chunks, saved per file before anything is written to "
             "Qdrant, so a failed run never pays twice. Nothing is embedded for unchanged chunks, nor for chunks "
             "the collection already holds with this model (their vectors are taken from it).",
@@ -167,67 +158,128 @@ PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
         checks.NUMBER_CHECK_SPEC,
     ],
 )
-def embed_and_write(
+def chunk_embed_and_write(
     context: dg.AssetExecutionContext,
     config: CollectionConfig,
     data_folder: DataFolder,
     embedder: Embedder,
     qdrant: QdrantStore,
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
-    """``embedding_batches`` and ``qdrant_collection`` in one step, overlapped (ingest/overlap.py): the
-    embedding runs in a thread of its own and the writer writes each file as soon as its vectors are
-    saved, so the requests in flight and the write's CPU work share the run's time."""
-    if not embedder.enabled():
-        context.log.warning(
-            "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
+    """``normalized_records``, ``embedding_batches`` and ``qdrant_collection`` in one step, overlapped
+    (ingest/overlap.py): the chunking and the embedding each run in a thread of their own, the embedding
+    sends a file's texts as soon as it is chunked, and the writer writes each file as soon as its vectors
+    are saved, so the requests in flight and the CPU work of chunking and writing share the run's time.
+
+    Any of the three can be materialised without those after it (``normalized_records`` alone chunks;
+    without ``qdrant_collection`` nothing is written); ``qdrant_collection`` needs ``embedding_batches``
+    in the same run, whose vectors it writes."""
+    selected = context.selected_asset_keys
+    if COLLECTION in selected and EMBEDDINGS not in selected:
+        raise dg.Failure(
+            description="qdrant_collection writes the vectors embedding_batches saves in the same run: "
+            "select embedding_batches with it (or run the ingest job)",
+            allow_retries=False,
         )
     keys = list(context.partition_keys)
+    one_heap()  # the threads below share the main heap (memory.py)
+    with fewer_collections():
+        chunked = ingest.Chunked() if CHUNKS in selected else None
+        chunking = _Thread("normalized_records", lambda: _counted(
+            context, "chunk",
+            lambda keys: ingest.normalize_stages(keys, data_folder.state_path, context.run_id,
+                                                 data_folder.token_budget, chunked),
+        )) if chunked is not None else None
+        if EMBEDDINGS not in selected:
+            yield _chunks_result(context, chunking)
+            return
+        if not embedder.enabled():
+            context.log.warning(
+                "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
+            )
+        with qdrant.connect(lazy=True) as collection:
+            yield from _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, chunking,
+                                        write=COLLECTION in selected)
+            # what the sync and the checks held, given back before the store closes: closing optimises the
+            # points written since the last optimisation, which maps up to 180 MB of the store's files (memory.py)
+            collect_and_give_back(len(keys))
+
+
+class _Thread:
+    """A function run in a thread of its own (in a copy of this context: the command's progress sink,
+    progress.py, is a context variable); ``result()`` waits for it and returns or raises what it did."""
+
+    def __init__(self, name: str, work) -> None:
+        self._outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                self._outcome["value"] = work()
+            except BaseException as exc:  # noqa: BLE001 - raised by result(), in the step
+                self._outcome["error"] = exc
+
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), name=name, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
+
+
+def _chunks_result(context: dg.AssetExecutionContext, chunking: _Thread | None) -> dg.MaterializeResult:
+    """normalized_records' result, once its thread ended (raising what it raised)."""
+    assert chunking is not None
+    outcomes = chunking.result()
+    _report(context, outcomes, CHUNKS)
+    return dg.MaterializeResult(asset_key=CHUNKS)
+
+
+def _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, chunking, *, write: bool):
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
     embedded = ingest.Embedded()
     stage: dict[str, Any] = {}
-    one_heap()  # the threads below share the main heap (memory.py)
-    with fewer_collections(), qdrant.connect(lazy=True) as collection:
 
-        def embed() -> None:
-            try:  # the collection is looked up for vectors it already holds (opened only when a text needs one)
-                outcomes = ingest.embed_stage(
-                    keys, data_folder.state_path, context.run_id, preflight, for_run(context.log),
-                    collection=collection if embedder.enabled() else None, embedded=embedded,
-                )
-                # reported after the write: the files that went through are counted, not kept meanwhile
-                # (an outcome per file held 23 MB through the write of 70,624 files)
-                stage["files"], stage["outcomes"] = len(outcomes), [o for o in outcomes if not o.ok]
-            except BaseException as exc:  # noqa: BLE001 - raised in the step below, after the writer stops
-                stage["error"] = exc
-            finally:
-                embedded.close()  # files not settled are not embedded; the writer goes on without them
-
-        # in a copy of this context: the command's progress sink (progress.py) is a context variable
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(embed,), name="embedding_batches",
-                                  daemon=True)
-        thread.start()
-
-        def embeddings_result() -> Iterator[dg.MaterializeResult]:
-            """embedding_batches' result, once its thread ended (raising what it raised)."""
-            thread.join()
-            if "error" in stage:
-                raise stage["error"]
-            stage["reported"] = True
-            _report(context, stage["outcomes"], EMBEDDINGS, files=stage["files"])
-            yield dg.MaterializeResult(asset_key=EMBEDDINGS, check_results=[preflight.check_result()])
-
-        embedded.collection_free.wait()  # the embedding's lookup done: the writer has the collection
-        try:
-            yield from _sync(context, config, data_folder, collection, embedder, keys, embedded, embeddings_result)
-        except PipelineError as exc:  # one sentence in the UI, no stack trace
-            if not stage.get("reported"):
-                yield from embeddings_result()  # the vectors are saved: embedding_batches is materialised
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+    def embed() -> tuple[int, list[StageOutcome]]:
+        try:  # the collection is looked up for vectors it already holds (opened only when a text needs one)
+            outcomes = ingest.embed_stage(
+                keys, data_folder.state_path, context.run_id, preflight, for_run(context.log),
+                collection=collection if embedder.enabled() else None, embedded=embedded, chunked=chunked,
+            )
+            # reported after the write: the files that went through are counted, not kept meanwhile
+            # (an outcome per file held 23 MB through the write of 70,624 files)
+            return len(outcomes), [o for o in outcomes if not o.ok]
         finally:
-            thread.join()
-        # what the sync and the checks held, given back before the store closes: closing optimises the
-        # points written since the last optimisation, which maps up to 180 MB of the store's files (memory.py)
-        collect_and_give_back(len(keys))
+            embedded.close()  # files not settled are not embedded; the writer goes on without them
+
+    embedding = _Thread("embedding_batches", embed)
+
+    def embeddings_result() -> Iterator[dg.MaterializeResult]:
+        """embedding_batches' result, once its thread ended (raising what it raised)."""
+        files, outcomes = embedding.result()
+        stage["reported"] = True
+        _report(context, outcomes, EMBEDDINGS, files=files)
+        yield dg.MaterializeResult(asset_key=EMBEDDINGS, check_results=[preflight.check_result()])
+
+    try:
+        if chunking is not None:  # the plan of the write needs every file chunked
+            yield _chunks_result(context, chunking)
+        if not write:
+            yield from embeddings_result()
+            return
+        embedded.collection_free.wait()  # the embedding's lookup done: the writer has the collection
+        yield from _sync(context, config, data_folder, collection, embedder, keys, embedded, embeddings_result)
+    except PipelineError as exc:  # one sentence in the UI, no stack trace
+        if not stage.get("reported"):
+            yield from embeddings_result()  # the vectors are saved: embedding_batches is materialised
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    finally:
+        if chunking is not None:
+            chunking.join()
+        embedding.join()
 
 
 def _sync(context, config, data_folder, collection, embedder, keys, embedded, embeddings_result):
@@ -299,4 +351,4 @@ def _sync(context, config, data_folder, collection, embedder, keys, embedded, em
         )
 
 
-ASSETS = [raw_documents, normalized_records, embed_and_write]
+ASSETS = [raw_documents, chunk_embed_and_write]

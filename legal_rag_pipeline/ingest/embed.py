@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from ..errors import PipelineError
 from ..progress import NO_PROGRESS, Progress
 from ..stores.base import Collection
 from .outcomes import BM25_ONLY_MODEL, NOT_CHUNKED, _guard
-from .overlap import Embedded
+from .overlap import Chunked, Embedded
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _Pending:
 
 def embed_stage(
     sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress = NO_PROGRESS,
-    collection: Collection | None = None, embedded: Embedded | None = None,
+    collection: Collection | None = None, embedded: Embedded | None = None, chunked: Chunked | None = None,
 ) -> list[StageOutcome]:
     """Embed every chunk that has no vector for this model, neither in the file's cache nor in the
     ``collection``; save vectors per file.
@@ -63,67 +64,49 @@ def embed_stage(
     (the same id is the same file, chunk and text) takes its vector from there, so a lost or empty state
     folder, another working directory or a fresh run pod pays for nothing twice. Texts from many files
     are sent together so batches stay full; vectors are saved after each group, so a failure later in
-    the run never loses what was already paid for. ``progress`` gets the texts to embed and each group
-    embedded ("embed", in texts). ``embedded`` (overlap.py) learns each file as soon as its vectors are
-    saved, for a writer running meanwhile.
+    the run never loses what was already paid for. ``progress`` gets the texts to embed as files are
+    planned and each group embedded ("embed", in texts). ``embedded`` (overlap.py) learns each file as
+    soon as its vectors are saved, for a writer running meanwhile. ``chunked`` (overlap.py): the chunking
+    runs meanwhile and settles each file there; without it, the files chunked in ``run_id`` are embedded.
+    When the collection holds no point (a first ingest) there is nothing to look up, and each file is
+    planned and sent as soon as it is chunked; otherwise every file is planned first and the collection
+    looked up once for all of them.
     """
     embedded = embedded or Embedded()
     try:
         with records_batch(state_dir):  # the files' records committed together
-            return _embed_stage(sources, state_dir, run_id, embedder, progress, collection, embedded)
+            return _embed_stage(sources, state_dir, run_id, embedder, progress, collection, embedded, chunked)
     finally:
         embedded.close()
 
 
 def _embed_stage(
     sources: Sequence[str], state_dir: Path, run_id: str | None, embedder: Any, progress: Progress,
-    collection: Collection | None, embedded: Embedded,
+    collection: Collection | None, embedded: Embedded, chunked: Chunked | None,
 ) -> list[StageOutcome]:
     outcomes: dict[str, StageOutcome] = {}
-    pending: list[_Pending] = []
     enabled = embedder is not None and embedder.enabled()
     model = embedder.model_id() if enabled else BM25_ONLY_MODEL
-
-    chunked = sources_ok_in(state_dir, "normalized_records", run_id)
-    for source in sources:
-        art = FileArtifacts(state_dir, source)
-        if source not in chunked:
-            outcomes[source] = StageOutcome(source, "skipped", error=NOT_CHUNKED)
-            continue
-        if not enabled:
-            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0})
-            continue
-
-        def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:
-            cached = art.read_embeddings(model)
-            ids = art.chunk_ids()
-            keep = {pid: cached[pid] for pid in ids if pid in cached}
-            missing = [pid for pid in ids if pid not in cached]
-            if not missing:
-                if len(keep) != len(cached):
-                    art.write_embeddings(model, keep)  # drop vectors of chunks that are gone
-                return StageOutcome(source, "unchanged", counts={"embedded": 0, "cached": len(keep)})
-            pending.append(_Pending(source, art, keep, missing, len(ids)))
-            return StageOutcome(source, "ok")
-
-        outcomes[source] = _guard(source, "embedding_batches", plan)
-
-    waiting = {item.source for item in pending}
-    for source, outcome in outcomes.items():
-        if source not in waiting:
-            embedded.settle(source, outcome.ok)
+    progress.start("embed", 0, "texts")
+    planned = _planned(sources, state_dir, run_id, model if enabled else None, outcomes, embedded, chunked)
+    first = next(planned, None)
+    pending: Iterable[_Pending] = () if first is None else itertools.chain([first], planned)
     reused = 0
-    if collection is not None and pending:
-        pending, reused = _from_collection(pending, collection, model, outcomes)
-        for source in waiting - {item.source for item in pending}:
-            embedded.settle(source, outcomes[source].ok)
+    to_embed = first is not None
+    if first is not None and collection is not None and _may_hold_vectors(collection):
+        items = list(pending)  # every file planned: the collection is looked up once for all of them
+        items, reused = _from_collection(items, collection, model, outcomes)
+        waiting = {item.source for item in items}
+        for source in {s for s in outcomes if s not in waiting}:
+            embedded.settle(source, outcomes[source].ok)  # its vectors were all in the collection
+        pending, to_embed = items, bool(items)
     embedded.collection_free.set()
-    progress.start("embed", sum(len(item.missing) for item in pending), "texts")
     failed_texts = 0
+    announced = (_announced(item, progress) for item in pending)
     ready_groups = (_with_texts(group, outcomes, embedded)
-                    for group in groups_of(pending, EMBED_GROUP_TEXTS, lambda item: len(item.missing)))
+                    for group in groups_of(announced, EMBED_GROUP_TEXTS, lambda item: len(item.missing)))
     results = embedded_groups(embedder, ready_groups, lambda ready: [t for _, texts in ready for t in texts])
-    for ready, vectors in results if pending else ():  # bm25 only: no embedder
+    for ready, vectors in results if to_embed else ():  # bm25 only, or nothing to embed: no call
         group = [item for item, _ in ready]
         if isinstance(vectors, PipelineError):
             for item in group:
@@ -152,6 +135,57 @@ def _embed_stage(
     progress.finish("embed", "bm25 only: no dense vectors" if not enabled else "; ".join(notes))
     record_outcomes(state_dir, "embedding_batches", outcomes.values(), run_id)
     return [outcomes[s] for s in sources]
+
+
+def _planned(
+    sources: Sequence[str], state_dir: Path, run_id: str | None, model: str | None, outcomes: dict[str, StageOutcome],
+    embedded: Embedded, chunked: Chunked | None,
+) -> Iterator[_Pending]:
+    """Each file of ``sources`` with texts to embed, as soon as it is chunked; every other file gets its
+    outcome and is settled on ``embedded`` (``model`` None: bm25 only, nothing to embed)."""
+    chunked_in_run = sources_ok_in(state_dir, "normalized_records", run_id) if chunked is None else set()
+    for source in sources:
+        art = FileArtifacts(state_dir, source)
+        if not (chunked.wait(source) if chunked is not None else source in chunked_in_run):
+            outcomes[source] = StageOutcome(source, "skipped", error=NOT_CHUNKED)
+        elif model is None:
+            outcomes[source] = StageOutcome(source, "ok", counts={"embedded": 0})
+        else:
+            found: list[_Pending] = []
+
+            def plan(source: str = source, art: FileArtifacts = art) -> StageOutcome:
+                cached = art.read_embeddings(model)
+                ids = art.chunk_ids()
+                keep = {pid: cached[pid] for pid in ids if pid in cached}
+                missing = [pid for pid in ids if pid not in cached]
+                if not missing:
+                    if len(keep) != len(cached):
+                        art.write_embeddings(model, keep)  # drop vectors of chunks that are gone
+                    return StageOutcome(source, "unchanged", counts={"embedded": 0, "cached": len(keep)})
+                found.append(_Pending(source, art, keep, missing, len(ids)))
+                return StageOutcome(source, "ok")
+
+            outcomes[source] = _guard(source, "embedding_batches", plan)
+            if found:
+                yield found[0]
+                continue
+        embedded.settle(source, outcomes[source].ok)
+
+
+def _may_hold_vectors(collection: Collection) -> bool:
+    """Whether the collection may hold vectors to take instead of embedding: not when it holds no point
+    (none yet, a first ingest), and then nothing is looked up and the files are embedded as they are
+    chunked. A collection that cannot be read is looked up anyway (``_from_collection`` says why)."""
+    try:
+        return collection.count() > 0
+    except Exception:  # noqa: BLE001 - the lookup meets the same store and logs it
+        return True
+
+
+def _announced(item: _Pending, progress: Progress) -> _Pending:
+    """``item``, its texts added to the embed stage's total."""
+    progress.more("embed", len(item.missing))
+    return item
 
 
 def _from_collection(

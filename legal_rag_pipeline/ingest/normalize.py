@@ -16,6 +16,7 @@ from ..text.normalize import normalize_text
 from ..text.tokens import count_tokens
 from .failures import conditions, failed_as
 from .outcomes import _guard
+from .overlap import Chunked
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,22 @@ VALIDITY_VERSION = "1"
 
 
 # ---------------------------------------------------------------------------- normalized_records
-def normalize_stages(sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int) -> Iterator[StageOutcome]:
-    """``normalize_stage`` for each of ``sources``, in order, their records committed together."""
-    with records_batch(state_dir):
-        read = sources_ok_in(state_dir, "raw_documents", run_id)
-        for source in sources:
-            yield normalize_stage(source, state_dir, run_id, token_budget, read=source in read)
+def normalize_stages(
+    sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int, chunked: Chunked | None = None
+) -> Iterator[StageOutcome]:
+    """``normalize_stage`` for each of ``sources``, in order, their records committed together; each file
+    settled on ``chunked`` (overlap.py) as soon as its chunks are written, for an embedding running meanwhile."""
+    try:
+        with records_batch(state_dir):
+            read = sources_ok_in(state_dir, "raw_documents", run_id)
+            for source in sources:
+                outcome = normalize_stage(source, state_dir, run_id, token_budget, read=source in read)
+                if chunked is not None:
+                    chunked.settle(source, outcome.ok)
+                yield outcome
+    finally:
+        if chunked is not None:
+            chunked.close()
 
 
 def normalize_stage(
