@@ -1,4 +1,4 @@
-"""The four ingestion assets share one step (ingest_files):
+"""normalized_records, embedding_batches and qdrant_collection share one step (chunk_embed_and_write):
 each can be materialised without those after it, as when they were steps of their own, and
 qdrant_collection refuses to run without the vectors of its run.
 
@@ -41,28 +41,6 @@ def _materialize(instance, *names: str) -> dg.ExecuteInProcessResult:
 def _materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
             for m in [m.event_specific_data.materialization]}
-
-
-def test_raw_documents_alone_reads_and_chunks_nothing(project, embeddings_server):
-    env, instance = project
-    result = _materialize(instance, "raw_documents")
-    assert result.success
-    assert _materialized(result) == {"raw_documents"}
-    art = FileArtifacts(env.state, KEY)
-    assert art.stage_ok("raw_documents", result.run_id) and art.has_raw()
-    assert not art.has_chunks()
-    assert embeddings_server.count() == 0
-
-
-def test_a_stage_without_the_one_before_it_in_its_run_skips_every_file(project, embeddings_server):
-    """As when they were steps of their own: normalized_records chunks what raw_documents read in the same run."""
-    env, instance = project
-    assert _materialize(instance, "raw_documents").success
-    result = _materialize(instance, "normalized_records")
-    assert result.success
-    art = FileArtifacts(env.state, KEY)
-    assert art.status()["normalized_records"]["status"] == "skipped"
-    assert not art.has_chunks()
 
 
 def test_normalized_records_alone_chunks_and_embeds_nothing(project, embeddings_server):

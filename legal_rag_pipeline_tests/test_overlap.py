@@ -293,31 +293,3 @@ def test_a_collection_that_holds_the_vectors_is_looked_up_once_every_file_is_chu
     assert _texts_sent(embeddings_server) == []
     outcomes = {o.source: o for o in box["outcomes"]}
     assert all(outcomes[k].status == "ok" and outcomes[k].counts["from_collection"] == 6 for k in keys)
-
-
-def test_the_chunking_takes_each_file_as_soon_as_it_is_read(tmp_path):
-    """``Read`` (overlap.py): the chunking runs meanwhile and chunks a file once it is read; a file whose
-    reading failed is skipped with the reason; ``read_stages`` settles each file it read, and a file it
-    could not read as not read."""
-    data, state = tmp_path / "data", tmp_path / "state"
-    keys = _files(data, 3)
-    read, chunked = ingest.Read(), ingest.Chunked()
-    box = {}
-    thread = threading.Thread(target=lambda: box.update(outcomes=list(
-        ingest.normalize_stages(keys, state, "r1", 512, chunked, read))))
-    thread.start()
-    read.settle(keys[0], ingest.read_stage(data, keys[0], state, "r1", load_limits()).ok)
-    assert chunked.wait(keys[0]) and FileArtifacts(state, keys[0]).has_chunks()
-    assert not FileArtifacts(state, keys[1]).has_raw()  # chunked before the next file was read
-    read.settle(keys[1], False)  # its reading failed
-    settled_by_reading = ingest.Read()
-    assert [o.ok for o in ingest.read_stages(data, [keys[2], "gone.txt"], state, "r1", read=settled_by_reading)] == [
-        True, False]
-    assert settled_by_reading.wait(keys[2]) and not settled_by_reading.wait("gone.txt")
-    read.settle(keys[2], True)
-    read.close()
-    thread.join(30)
-    outcomes = {o.source: o for o in box["outcomes"]}
-    assert outcomes[keys[1]].status == "skipped" and "not read in this run" in outcomes[keys[1]].error
-    assert outcomes[keys[0]].ok and outcomes[keys[2]].ok and not chunked.wait(keys[1])
-    assert FileArtifacts(state, keys[2]).has_chunks()

@@ -2,8 +2,8 @@
 
 Every asset is partitioned by source file and processes all the partitions of a run in one step
 (single-run backfill), so one run can carry many files and keep embedding batches full;
-the four share one step (``ingest_files``, the op ``qdrant_collection``), their stages overlapped
-(ingest/overlap.py). The first three assets materialise every file of the run, with per-file
+``normalized_records``, ``embedding_batches`` and ``qdrant_collection`` share one step
+(``chunk_embed_and_write``, the op ``qdrant_collection``), their stages overlapped (ingest/overlap.py). The first three assets materialise every file of the run, with per-file
 metadata (``status``, ``error``, ``fix``) on the files that failed or were skipped;
 ``qdrant_collection`` records the files that reached the collection, each with its figures (a run of
 more than ``NOTED_FILES_LIMIT`` files where every file went in: one result for all its partitions,
@@ -72,8 +72,13 @@ def _report(
     return dg.MaterializeResult()
 
 
-def _counted(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
+def _each_file(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
     """``work(keys)``'s outcome for every file of the run, counted as progress (files done of files)."""
+    with fewer_collections():
+        return _counted(context, stage, work)
+
+
+def _counted(context: dg.AssetExecutionContext, stage: str, work) -> list[StageOutcome]:
     progress = for_run(context.log)
     keys = list(context.partition_keys)
     progress.start(stage, len(keys), "files")
@@ -86,11 +91,30 @@ def _counted(context: dg.AssetExecutionContext, stage: str, work) -> list[StageO
     return outcomes
 
 
+@dg.asset(
+    partitions_def=source_files,
+    backfill_policy=SINGLE_RUN,
+    group_name=GROUP,
+    kinds={"python", "file"},
+    description="Each source file decoded to UTF-8 records (text, or question/answer rows), with its SHA-256.",
+)
+def raw_documents(context: dg.AssetExecutionContext, data_folder: DataFolder) -> dg.MaterializeResult:
+    limits = load_limits()  # from the code location's environment: the launchpad cannot raise them
+    return _report(
+        context,
+        _each_file(
+            context,
+            "read",
+            lambda keys: ingest.read_stages(data_folder.data_path, keys, data_folder.state_path, context.run_id, limits,
+                                        stop_reader=True),
+        ),
+    )
+
+
 class CollectionConfig(dg.Config):
     confirm_mass_deletion: bool = False
 
 
-RAW = dg.AssetKey("raw_documents")
 CHUNKS = dg.AssetKey("normalized_records")
 EMBEDDINGS = dg.AssetKey("embedding_batches")
 COLLECTION = dg.AssetKey("qdrant_collection")
@@ -102,14 +126,10 @@ PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
     partitions_def=source_files,
     backfill_policy=SINGLE_RUN,
     pool=WRITER_POOL,
-    can_subset=True,  # raw_documents alone from the UI reads without chunking (see ingest_files)
+    can_subset=True,  # normalized_records alone from the UI chunks without embedding (see chunk_embed_and_write)
     specs=[
         dg.AssetSpec(
-            RAW, kinds={"python", "file"}, skippable=True, **PER_FILE,
-            description="Each source file decoded to UTF-8 records (text, or question/answer rows), with its SHA-256.",
-        ),
-        dg.AssetSpec(
-            CHUNKS, kinds={"python"}, deps=[RAW], skippable=True, **PER_FILE,
+            CHUNKS, kinds={"python"}, deps=[raw_documents], skippable=True, **PER_FILE,
             description="Unicode NFC, clean whitespace, then chunks: one per Q&A row, one per article (Điều) "
             "split at clauses (khoản) and points (điểm) to fit the model's token budget.",
         ),
@@ -138,22 +158,21 @@ PER_FILE: dict[str, Any] = {"group_name": GROUP, "partitions_def": source_files}
         checks.NUMBER_CHECK_SPEC,
     ],
 )
-def ingest_files(
+def chunk_embed_and_write(
     context: dg.AssetExecutionContext,
     config: CollectionConfig,
     data_folder: DataFolder,
     embedder: Embedder,
     qdrant: QdrantStore,
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
-    """The four assets in one step, overlapped (ingest/overlap.py): reading, chunking and embedding each
-    run in a thread of their own, each taking a file as soon as the stage before it settled it, and the
-    writer writes each file as soon as its vectors are saved, so the requests in flight, the child
-    reader's decoding and the CPU work of chunking and writing share the run's time.
+    """``normalized_records``, ``embedding_batches`` and ``qdrant_collection`` in one step, overlapped
+    (ingest/overlap.py): the chunking and the embedding each run in a thread of their own, the embedding
+    sends a file's texts as soon as it is chunked, and the writer writes each file as soon as its vectors
+    are saved, so the requests in flight and the CPU work of chunking and writing share the run's time.
 
-    Any of the four can be materialised without those after it (``raw_documents`` alone reads; without
-    ``qdrant_collection`` nothing is written); a stage whose predecessor is not in the run skips every
-    file, as separate steps did, and ``qdrant_collection`` without ``embedding_batches`` refuses, since it
-    writes the vectors that stage saves in the same run."""
+    Any of the three can be materialised without those after it (``normalized_records`` alone chunks;
+    without ``qdrant_collection`` nothing is written); ``qdrant_collection`` needs ``embedding_batches``
+    in the same run, whose vectors it writes."""
     selected = context.selected_asset_keys
     if COLLECTION in selected and EMBEDDINGS not in selected:
         raise dg.Failure(
@@ -162,43 +181,27 @@ def ingest_files(
             allow_retries=False,
         )
     keys = list(context.partition_keys)
-    state = data_folder.state_path
     one_heap()  # the threads below share the main heap (memory.py)
     with fewer_collections():
-        earlier: list[tuple[dg.AssetKey, _Thread]] = []  # the stages before the embedding, in order
-        read = ingest.Read() if RAW in selected else None
-        if read is not None:
-            limits = load_limits()  # from the code location's environment: the launchpad cannot raise them
-            earlier.append((RAW, _Thread("raw_documents", lambda: _counted(
-                context, "read",
-                lambda keys: ingest.read_stages(data_folder.data_path, keys, state, context.run_id, limits,
-                                                stop_reader=True, read=read),
-            ))))
         chunked = ingest.Chunked() if CHUNKS in selected else None
-        if chunked is not None:
-            earlier.append((CHUNKS, _Thread("normalized_records", lambda: _counted(
-                context, "chunk",
-                lambda keys: ingest.normalize_stages(keys, state, context.run_id, data_folder.token_budget,
-                                                     chunked, read),
-            ))))
-        try:
-            if EMBEDDINGS not in selected:
-                for key, thread in earlier:
-                    yield _stage_result(context, key, thread)
-                return
-            if not embedder.enabled():
-                context.log.warning(
-                    "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
-                )
-            with qdrant.connect(lazy=True) as collection:
-                yield from _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, earlier,
-                                            write=COLLECTION in selected)
-                # what the sync and the checks held, given back before the store closes: closing optimises the
-                # points written since the last optimisation, which maps up to 180 MB of the store's files (memory.py)
-                collect_and_give_back(len(keys))
-        finally:
-            for _, thread in earlier:
-                thread.join()
+        chunking = _Thread("normalized_records", lambda: _counted(
+            context, "chunk",
+            lambda keys: ingest.normalize_stages(keys, data_folder.state_path, context.run_id,
+                                                 data_folder.token_budget, chunked),
+        )) if chunked is not None else None
+        if EMBEDDINGS not in selected:
+            yield _chunks_result(context, chunking)
+            return
+        if not embedder.enabled():
+            context.log.warning(
+                "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
+            )
+        with qdrant.connect(lazy=True) as collection:
+            yield from _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, chunking,
+                                        write=COLLECTION in selected)
+            # what the sync and the checks held, given back before the store closes: closing optimises the
+            # points written since the last optimisation, which maps up to 180 MB of the store's files (memory.py)
+            collect_and_give_back(len(keys))
 
 
 class _Thread:
@@ -227,13 +230,15 @@ class _Thread:
         return self._outcome["value"]
 
 
-def _stage_result(context: dg.AssetExecutionContext, asset: dg.AssetKey, stage: _Thread) -> dg.MaterializeResult:
-    """The result of ``asset``, whose stage ran in ``stage``, once it ended (raising what it raised)."""
-    _report(context, stage.result(), asset)
-    return dg.MaterializeResult(asset_key=asset)
+def _chunks_result(context: dg.AssetExecutionContext, chunking: _Thread | None) -> dg.MaterializeResult:
+    """normalized_records' result, once its thread ended (raising what it raised)."""
+    assert chunking is not None
+    outcomes = chunking.result()
+    _report(context, outcomes, CHUNKS)
+    return dg.MaterializeResult(asset_key=CHUNKS)
 
 
-def _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, earlier, *, write: bool):
+def _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, chunking, *, write: bool):
     preflight = RunPreflight(embedder)  # checked before the first call; none when nothing needs embedding
     embedded = ingest.Embedded()
     stage: dict[str, Any] = {}
@@ -260,8 +265,8 @@ def _embed_and_write(context, config, data_folder, embedder, collection, keys, c
         yield dg.MaterializeResult(asset_key=EMBEDDINGS, check_results=[preflight.check_result()])
 
     try:
-        for key, thread in earlier:  # the plan of the write needs every file read and chunked
-            yield _stage_result(context, key, thread)
+        if chunking is not None:  # the plan of the write needs every file chunked
+            yield _chunks_result(context, chunking)
         if not write:
             yield from embeddings_result()
             return
@@ -272,6 +277,8 @@ def _embed_and_write(context, config, data_folder, embedder, collection, keys, c
             yield from embeddings_result()  # the vectors are saved: embedding_batches is materialised
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     finally:
+        if chunking is not None:
+            chunking.join()
         embedding.join()
 
 
@@ -344,4 +351,4 @@ def _sync(context, config, data_folder, collection, embedder, keys, embedded, em
         )
 
 
-ASSETS = [ingest_files]
+ASSETS = [raw_documents, chunk_embed_and_write]

@@ -7,8 +7,8 @@
 * ``sync`` — qdrant_collection: what the plan needs is read (``sync_plan.plan_sync`` is the pure
   plan), the deletion guard runs on it, and ``write`` carries it out; ``marks`` are the sync markers,
   ``points`` turns a chunk into a Qdrant point;
-* ``overlap`` — the four stages run together in one step: the chunking waits for each file's records,
-  the embedding for its chunks, the writer for its vectors;
+* ``overlap`` — chunk, embed and sync run together in one step: the embedding waits for each file's
+  chunks, the writer for each file's vectors;
 * ``failures`` — a failure in a file's own bytes is recorded with what it failed with: the plan does not
   run the file again until that changes;
 * ``verify`` — the daily comparison of the collection with the folder, made by the plan.
@@ -25,7 +25,7 @@ from .marks import VERIFY_AFTER_SECONDS, forget_sync_state, sync_mark
 from .marks import _write_sync_state as write_sync_state
 from .normalize import CHUNKER_VERSION, VALIDITY_VERSION, normalize_stage, normalize_stages
 from .outcomes import BM25_ONLY_MODEL, STAGES, file_sha256
-from .overlap import Chunked, Embedded, Read, Settled
+from .overlap import Chunked, Embedded, Settled
 from .points import chunk_point, lexical_text
 from .read import READER_VERSION, read_stage, read_stages
 from .summary import FileSummary, file_summaries, file_summary
@@ -37,7 +37,6 @@ __all__ = [
     "CHUNKER_VERSION",
     "Chunked",
     "Embedded",
-    "Read",
     "Settled",
     "EMBED_GROUP_TEXTS",
     "READER_VERSION",

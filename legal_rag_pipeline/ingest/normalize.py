@@ -16,7 +16,7 @@ from ..text.normalize import normalize_text
 from ..text.tokens import count_tokens
 from .failures import conditions, failed_as
 from .outcomes import _guard
-from .overlap import Chunked, Read
+from .overlap import Chunked
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,15 @@ VALIDITY_VERSION = "1"
 
 # ---------------------------------------------------------------------------- normalized_records
 def normalize_stages(
-    sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int, chunked: Chunked | None = None,
-    read: Read | None = None,
+    sources: Iterable[str], state_dir: Path, run_id: str | None, token_budget: int, chunked: Chunked | None = None
 ) -> Iterator[StageOutcome]:
     """``normalize_stage`` for each of ``sources``, in order, their records committed together; each file
-    settled on ``chunked`` (overlap.py) as soon as its chunks are written, for an embedding running meanwhile.
-    ``read`` (overlap.py): the reading runs meanwhile and settles each file there, waited for before the
-    file is chunked; without it, the files read in ``run_id`` are chunked."""
+    settled on ``chunked`` (overlap.py) as soon as its chunks are written, for an embedding running meanwhile."""
     try:
         with records_batch(state_dir):
-            read_in_run = sources_ok_in(state_dir, "raw_documents", run_id) if read is None else set()
+            read = sources_ok_in(state_dir, "raw_documents", run_id)
             for source in sources:
-                was_read = read.wait(source) if read is not None else source in read_in_run
-                outcome = normalize_stage(source, state_dir, run_id, token_budget, read=was_read)
+                outcome = normalize_stage(source, state_dir, run_id, token_budget, read=source in read)
                 if chunked is not None:
                     chunked.settle(source, outcome.ok)
                 yield outcome

@@ -1,10 +1,8 @@
-"""The four stages overlapped: which files each stage has settled, as it goes.
+"""The chunk, embed and write stages overlapped: which files each stage has settled, as it goes.
 
-``read_stages`` settles each file it read (or failed) on a ``Read``; ``normalize_stages``, running
-meanwhile, waits on a file before chunking it, so the chunking's CPU work shares the time the child
-reader decodes. ``normalize_stages`` settles each file it chunked on a ``Chunked``; the embed stage,
-running meanwhile, waits on a file before planning it, so the first requests go out while later
-files are still being read and chunked. ``embed_stage`` settles each file (its vectors saved, or it failed) on an
+``normalize_stages`` settles each file it chunked (or failed) on a ``Settled`` (``Chunked``); the embed
+stage, running meanwhile, waits on a file before planning it, so the first requests go out while later
+files are still being chunked. ``embed_stage`` settles each file (its vectors saved, or it failed) on an
 ``Embedded``; ``sync_stage`` waits on a file before writing it. So a file's points go to Qdrant as soon
 as its vectors are on disk, while later files are still being embedded: the requests in flight and the
 CPU work of chunking and writing share the run's time instead of following each other. A file is never
@@ -41,10 +39,6 @@ class Settled:
         with self._changed:
             self._changed.wait_for(lambda: source in self._settled or self._closed)
             return self._settled.get(source, False)
-
-
-class Read(Settled):
-    """Files read (True) or not (False) by raw_documents, for the chunking running meanwhile."""
 
 
 class Chunked(Settled):

@@ -18,7 +18,6 @@ from ..settings import load_limits
 from ..validity.sync import APPLIED_KEY
 from .failures import conditions, failed_as, file_identity
 from .outcomes import _failed
-from .overlap import Read
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +55,13 @@ class _Reading:
 
 def read_stages(
     data_dir: Path, sources: Iterable[str], state_dir: Path, run_id: str | None, limits: Limits | None = None,
-    *, stop_reader: bool = False, read: Read | None = None,
+    *, stop_reader: bool = False,
 ) -> Iterator[StageOutcome]:
     """``read_stage`` for each of ``sources``, in order: the child reads one file while the next is
     opened and fingerprinted and the last one recorded (two files in flight). ``stop_reader``: the
     child is stopped once the last file is read (a run's read stage: it would otherwise hold its
     memory, 35 MB for text files and more once a PDF or Office reader is loaded, to the end of the
-    run; the next read starts another). ``read`` (overlap.py) learns each file as soon as its outcome
-    is recorded, for a chunking running meanwhile."""
-    try:
-        for outcome in _read_stages(data_dir, sources, state_dir, run_id, limits, stop_reader):
-            if read is not None:
-                read.settle(outcome.source, outcome.ok)
-            yield outcome
-    finally:
-        if read is not None:
-            read.close()
-
-
-def _read_stages(
-    data_dir: Path, sources: Iterable[str], state_dir: Path, run_id: str | None, limits: Limits | None,
-    stop_reader: bool,
-) -> Iterator[StageOutcome]:
+    run; the next read starts another)."""
     limits = limits or load_limits()
     worker = shared_worker()
     queued: deque[_Reading] = deque()  # in order; the ones with a handle are in the worker's queue
