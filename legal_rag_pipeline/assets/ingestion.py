@@ -245,9 +245,15 @@ def _embed_and_write(context, config, data_folder, embedder, collection, keys, c
 
     def embed() -> tuple[int, list[StageOutcome]]:
         try:  # the collection is looked up for vectors it already holds (opened only when a text needs one)
+            waits = chunked
+            if chunking is not None and not embedder.enabled():
+                # bm25 only: nothing to embed, nothing to overlap; a wait per file would only take turns
+                # with the chunking for Python's lock, so the stage runs once every file is chunked
+                chunking.join()
+                waits = None
             outcomes = ingest.embed_stage(
                 keys, data_folder.state_path, context.run_id, preflight, for_run(context.log),
-                collection=collection if embedder.enabled() else None, embedded=embedded, chunked=chunked,
+                collection=collection if embedder.enabled() else None, embedded=embedded, chunked=waits,
             )
             # reported after the write: the files that went through are counted, not kept meanwhile
             # (an outcome per file held 23 MB through the write of 70,624 files)
