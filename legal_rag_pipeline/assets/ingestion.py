@@ -3,8 +3,9 @@
 Every asset is partitioned by source file and processes all the partitions of a run in one step
 (single-run backfill), so one run can carry many files and keep embedding batches full;
 ``normalized_records``, ``embedding_batches`` and ``qdrant_collection`` share one step
-(``chunk_embed_and_write``, the op ``qdrant_collection``), their stages overlapped (ingest/overlap.py). The first three assets materialise every file of the run, with per-file
-metadata (``status``, ``error``, ``fix``) on the files that failed or were skipped;
+(``chunk_embed_and_write``, the op ``qdrant_collection``), their stages overlapped (ingest/overlap.py).
+The first three assets materialise every file of the run, with per-file metadata (``status``,
+``error``, ``fix``) on the files that failed or were skipped;
 ``qdrant_collection`` records the files that reached the collection, each with its figures (a run of
 more than ``NOTED_FILES_LIMIT`` files where every file went in: one result for all its partitions,
 which Dagster writes in batches), plus one run summary, and fails the run at the end naming the files
@@ -189,7 +190,7 @@ def chunk_embed_and_write(
             lambda keys: ingest.normalize_stages(keys, data_folder.state_path, context.run_id,
                                                  data_folder.token_budget, chunked),
         )) if chunked is not None else None
-        if EMBEDDINGS not in selected:
+        if chunking is not None and EMBEDDINGS not in selected:  # normalized_records alone
             yield _chunks_result(context, chunking)
             return
         if not embedder.enabled():
@@ -230,9 +231,8 @@ class _Thread:
         return self._outcome["value"]
 
 
-def _chunks_result(context: dg.AssetExecutionContext, chunking: _Thread | None) -> dg.MaterializeResult:
+def _chunks_result(context: dg.AssetExecutionContext, chunking: _Thread) -> dg.MaterializeResult:
     """normalized_records' result, once its thread ended (raising what it raised)."""
-    assert chunking is not None
     outcomes = chunking.result()
     _report(context, outcomes, CHUNKS)
     return dg.MaterializeResult(asset_key=CHUNKS)

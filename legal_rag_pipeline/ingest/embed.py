@@ -99,12 +99,14 @@ def _embed_stage(
         waiting = {item.source for item in items}
         for source in {s for s in outcomes if s not in waiting}:
             embedded.settle(source, outcomes[source].ok)  # its vectors were all in the collection
+        progress.more("embed", sum(len(item.missing) for item in items))
         pending, to_embed = items, bool(items)
+    else:  # planned as they are chunked: each file's texts added to the total as it comes
+        pending = (_announced(item, progress) for item in pending)
     embedded.collection_free.set()
     failed_texts = 0
-    announced = (_announced(item, progress) for item in pending)
     ready_groups = (_with_texts(group, outcomes, embedded)
-                    for group in groups_of(announced, EMBED_GROUP_TEXTS, lambda item: len(item.missing)))
+                    for group in groups_of(pending, EMBED_GROUP_TEXTS, lambda item: len(item.missing)))
     results = embedded_groups(embedder, ready_groups, lambda ready: [t for _, texts in ready for t in texts])
     for ready, vectors in results if to_embed else ():  # bm25 only, or nothing to embed: no call
         group = [item for item, _ in ready]
