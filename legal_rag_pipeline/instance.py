@@ -6,6 +6,7 @@ import gc
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,26 @@ def fewer_collections() -> Iterator[None]:
 
 
 _RUNS_WORKING = 0
+
+# How long a thread may hold Python's lock while another waits for it (Python's default: 5 ms).
+REQUESTS_SWITCH_INTERVAL = 0.001
+
+
+@contextmanager
+def prompt_requests() -> Iterator[None]:
+    """Python's switch interval lowered while a step has embedding requests in flight, then restored.
+
+    A request's thread that gets its answer waits for Python's lock to read it and send the next
+    request; the chunking and the writer's threads hold it up to the switch interval each time. At
+    1 ms instead of 5 ms a dense ingest of the 208 laws took 56.2 / 56.7 s against 57.5 / 57.8 s
+    (`benchmarks/in_flight.py`, interleaved; docs/performance.md, twenty-sixth pass). A bm25-only run,
+    with no requests, keeps the default."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(REQUESTS_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 # The events a caller of ``execute_keeping_failures`` reads: why a step or the run failed.

@@ -90,3 +90,48 @@ def _model() -> str:
     from legal_rag_pipeline.definitions import build_embedder
 
     return build_embedder(load_settings(), resolve=True).model_id()
+
+
+def _switch_intervals_during(work) -> set[float]:
+    """The switch intervals Python had while ``work()`` ran, sampled every millisecond from a thread."""
+    import sys
+    import threading
+
+    seen: set[float] = set()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.001):
+            seen.add(sys.getswitchinterval())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return seen
+
+
+def test_requests_in_flight_get_the_lock_sooner_during_a_dense_step_only(project, embeddings_server, monkeypatch):
+    """instance.prompt_requests: Python's switch interval is 1 ms while the step has embedding requests
+    to send, and back to what it was once the step ends; a bm25-only run keeps the default."""
+    import sys
+
+    from legal_rag_pipeline.instance import REQUESTS_SWITCH_INTERVAL
+
+    env, instance = project
+    default = sys.getswitchinterval()
+    embeddings_server.latency = 0.05  # the step lasts long enough to be sampled
+    assert REQUESTS_SWITCH_INTERVAL < default
+    seen = _switch_intervals_during(
+        lambda: _materialize(instance, "raw_documents", "normalized_records", "embedding_batches", "qdrant_collection"))
+    assert REQUESTS_SWITCH_INTERVAL in seen and sys.getswitchinterval() == default
+    assert embeddings_server.count() > 0
+
+    monkeypatch.delenv("EMBEDDINGS_ENDPOINT_URL")  # bm25 only
+    (env.data / KEY).write_text(TEXT + "Điều 6. Quy định mới\nNội dung mới.\n", encoding="utf-8")
+    seen = _switch_intervals_during(
+        lambda: _materialize(instance, "raw_documents", "normalized_records", "embedding_batches", "qdrant_collection"))
+    assert seen == {default}

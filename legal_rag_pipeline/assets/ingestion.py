@@ -16,6 +16,7 @@ that did not, so those show as failed partitions in the UI while every other fil
 import contextvars
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from datetime import date
 from typing import Any
 
@@ -24,7 +25,7 @@ import dagster as dg
 from .. import ingest
 from ..artifacts import FileArtifacts, StageOutcome, records_batch, synced_sources
 from ..errors import PipelineError
-from ..instance import fewer_collections
+from ..instance import fewer_collections, prompt_requests
 from ..memory import collect_and_give_back, one_heap
 from ..partitions import source_files
 from ..progress import for_run
@@ -197,7 +198,7 @@ def chunk_embed_and_write(
             context.log.warning(
                 "No HF_TOKEN/HUGGINGFACE_API_KEY and no EMBEDDINGS_ENDPOINT_URL: ingesting with bm25 sparse vectors only."
             )
-        with qdrant.connect(lazy=True) as collection:
+        with qdrant.connect(lazy=True) as collection, prompt_requests() if embedder.enabled() else nullcontext():
             yield from _embed_and_write(context, config, data_folder, embedder, collection, keys, chunked, chunking,
                                         write=COLLECTION in selected)
             # what the sync and the checks held, given back before the store closes: closing optimises the
