@@ -95,10 +95,12 @@ def _embed_stage(
     to_embed = first is not None
     if first is not None and collection is not None and _may_hold_vectors(collection):
         items = list(pending)  # every file planned: the collection is looked up once for all of them
+        planned_sources = [item.source for item in items]
         items, reused = _from_collection(items, collection, model, outcomes)
         waiting = {item.source for item in items}
-        for source in {s for s in outcomes if s not in waiting}:
-            embedded.settle(source, outcomes[source].ok)  # its vectors were all in the collection
+        for source in planned_sources:
+            if source not in waiting:  # its vectors were all in the collection
+                embedded.settle(source, outcomes[source].ok)
         progress.more("embed", sum(len(item.missing) for item in items))
         pending, to_embed = items, bool(items)
     else:  # planned as they are chunked: each file's texts added to the total as it comes
