@@ -267,6 +267,25 @@ def test_a_reader_that_keeps_running_is_stopped_and_the_next_file_reads(folder):
     assert read(data, state, "luat2.txt").status == "ok"  # a new reader process serves the next file
 
 
+def test_a_child_started_early_reads_the_files_and_one_with_other_limits_replaces_it(folder):
+    """`legal-rag ingest` starts the child reader before it imports Dagster (ReadWorker.start): the
+    file is then read by that child, a second start keeps it, and a start under another memory limit
+    replaces it."""
+    data, state, _ = folder
+    shared = worker.shared_worker()
+    shared.stop()
+    shared.start(Limits())
+    early = shared._proc.pid
+    shared.start(Limits())
+    assert shared._proc.pid == early  # already running under these limits: kept
+    assert read(data, state, "luat.txt").status == "ok"
+    assert shared._proc.pid == early and shared._proc.poll() is None  # the early child read the file
+    shared.start(Limits(max_reader_memory_bytes=Limits().max_reader_memory_bytes // 2))
+    assert shared._proc.pid != early
+    assert read(data, state, "luat.txt", max_reader_memory_bytes=Limits().max_reader_memory_bytes // 2).status in {"ok", "unchanged"}
+    shared.stop()
+
+
 def test_the_link_folders_of_stopped_readers_are_removed(tmp_path):
     """A reader killed while it reads leaves its link folder (named after its process, or in an earlier
     version holding one link to /proc/<pid>/fd/<n>); the next stop removes those of processes that are

@@ -123,6 +123,17 @@ class ReadWorker:
             child.close()
         self._sock, self._memory = parent, limits.max_reader_memory_bytes
 
+    def start(self, limits: Limits) -> None:
+        """Start the child now, for files read later under ``limits``, unless it already runs with them:
+        a caller that is about to do other work first (the CLI importing Dagster) has the child's start-up
+        done meanwhile, on the machine's other core. Nothing is sent; ``stop`` ends it as usual."""
+        with self._lock:
+            if self._queue or (self._proc is not None and self._proc.poll() is None
+                               and self._memory == limits.max_reader_memory_bytes):
+                return
+            self.stop()
+            self._start(limits)
+
     def stop(self) -> None:
         proc, sock = self._proc, self._sock
         self._proc = self._sock = None
