@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import ConfigurationError, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+_ENDS_WITH_COMMAND = False  # the process is the `legal-rag` command (run): what its imports made can stay frozen
 
 
 def _settings(args: argparse.Namespace):
@@ -96,21 +97,24 @@ def run_ingest(
         from .settings import load_limits
 
         shared_worker().start(load_limits())
-    _cheap_sqlite_commits()
-    from .instance import get_instance, use_event_batches
+    from .memory import collector_paused
 
-    use_event_batches()
+    with collector_paused(freeze=_ENDS_WITH_COMMAND):  # Dagster's modules and the definitions load
+        _cheap_sqlite_commits()
+        from .instance import get_instance, use_event_batches
 
-    from . import ingest
-    from .artifacts import FileArtifacts, StageOutcome, known_sources
-    from .definitions import build_definitions
-    from .partitions import register_files
-    from .planning import partition_spans, span_keys
-    from .progress import for_terminal, showing
-    from .reporting import summary_text
+        use_event_batches()
 
-    defs = build_definitions(settings)
-    instance = get_instance()
+        from . import ingest
+        from .artifacts import FileArtifacts, StageOutcome, known_sources
+        from .definitions import build_definitions
+        from .partitions import register_files
+        from .planning import partition_spans, span_keys
+        from .progress import for_terminal, showing
+        from .reporting import summary_text
+
+        defs = build_definitions(settings)
+        instance = get_instance()
 
     ordered = register_files(instance, keys, state_dir, dagster_home())
     before = set(known_sources(state_dir))
@@ -307,11 +311,14 @@ def run_search(
     as_of: str | None = "today",
 ) -> int:
     out = out or sys.stdout
-    from .search import search
-    from .services import open_embedder, open_store  # not definitions: a search needs no Dagster
+    from .memory import collector_paused
 
-    store = open_store(settings)
-    embedder = open_embedder(settings)
+    with collector_paused(freeze=_ENDS_WITH_COMMAND):
+        from .search import search
+        from .services import open_embedder, open_store  # not definitions: a search needs no Dagster
+
+        store = open_store(settings)
+        embedder = open_embedder(settings)
     with store.connect() as collection:
         if not collection.exists():
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
@@ -460,7 +467,10 @@ def run() -> None:
     Once the command has finished, the interpreter's shutdown would walk every object the imports made
     (Dagster's modules are most of them) in its last garbage collections: 0.3 s of a short command.
     ``gc.freeze`` moves them out of the collector's sight first; files, connections and child processes
-    are closed by the command itself, and atexit handlers still run. Tests call ``main``, not this."""
+    are closed by the command itself, and atexit handlers still run. Tests call ``main``, not this.
+    For the same reason the modules a command loads are frozen once loaded (``memory.collector_paused``)."""
+    global _ENDS_WITH_COMMAND
+    _ENDS_WITH_COMMAND = True
     code = main()
     import gc
 

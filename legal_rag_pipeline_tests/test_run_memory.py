@@ -10,7 +10,9 @@ import dagster as dg
 import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
-from legal_rag_pipeline.memory import COLLECT_AFTER_FILES, collect_and_give_back, give_back, mapped_files, mapped_kb, one_heap, page_out
+from legal_rag_pipeline.memory import (
+    COLLECT_AFTER_FILES, collect_and_give_back, collector_paused, give_back, mapped_files, mapped_kb, one_heap, page_out,
+)
 
 
 def _rss_mb() -> float:
@@ -143,3 +145,51 @@ def test_the_pages_a_store_maps_leave_the_resident_set_and_read_back_the_same(tm
 
 def test_threads_can_share_the_main_heap():
     assert one_heap() is True  # glibc took M_ARENA_MAX (the CI and this machine run glibc)
+
+
+def test_the_collector_is_paused_while_modules_load_and_then_as_it_was():
+    """cli.py loads Dagster and the definitions under ``collector_paused``: no collection meanwhile, the
+    collector restored after (also when loading fails), and with ``freeze`` (the `legal-rag` process
+    only) what lived then is frozen; collections afterwards still free new garbage."""
+    import weakref
+
+    class Node:
+        pass
+
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    frozen = gc.get_freeze_count()
+    gc.callbacks.append(count)
+    try:
+        with collector_paused(freeze=False):
+            assert not gc.isenabled()
+            made = [[Node()] for _ in range(5000)]  # 10,000 new containers: fourteen collections otherwise
+            during = list(collections)
+        assert during == [] and gc.isenabled() and gc.get_freeze_count() == frozen
+        with pytest.raises(ImportError), collector_paused(freeze=False):
+            import legal_rag_pipeline_no_such_module  # noqa: F401
+        assert gc.isenabled()
+        gc.disable()  # a caller that had it off keeps it off
+        with collector_paused(freeze=False):
+            pass
+        assert not gc.isenabled()
+        gc.enable()
+        with collector_paused(freeze=True):
+            loaded = [[Node()] for _ in range(100)]
+        try:
+            assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(loaded)
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            gone = weakref.ref(a)
+            del a, b
+            gc.collect()
+            assert gone() is None  # garbage made after the freeze is collected as before
+        finally:
+            gc.unfreeze()
+    finally:
+        gc.callbacks.remove(count)
+    del made
