@@ -428,6 +428,10 @@ def main(sock_fd: int, max_memory: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     _limit_memory(max_memory)
     sock = socket.socket(fileno=sock_fd)
+    # what every read needs, loaded before the first job comes (a child started early, as `legal-rag
+    # ingest` starts it, loads them while the parent is still importing Dagster)
+    from ..artifacts import FileArtifacts  # noqa: F401
+    from . import document, limits  # noqa: F401
     while True:
         try:
             job, fd = _recv(sock, with_fd=True)
