@@ -16,7 +16,6 @@ from pathlib import Path
 from .errors import ConfigurationError, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-_ENDS_WITH_COMMAND = False  # the process is the `legal-rag` command (run): what its imports made can stay frozen
 
 
 def _settings(args: argparse.Namespace):
@@ -97,9 +96,9 @@ def run_ingest(
         from .settings import load_limits
 
         shared_worker().start(load_limits())
-    from .memory import collector_paused
+    from .memory import loading_modules
 
-    with collector_paused(freeze=_ENDS_WITH_COMMAND):  # Dagster's modules and the definitions load
+    with loading_modules():  # Dagster's modules, the definitions and the instance
         _cheap_sqlite_commits()
         from .instance import get_instance, use_event_batches
 
@@ -311,14 +310,14 @@ def run_search(
     as_of: str | None = "today",
 ) -> int:
     out = out or sys.stdout
-    from .memory import collector_paused
+    from .memory import loading_modules
 
-    with collector_paused(freeze=_ENDS_WITH_COMMAND):
+    with loading_modules():
         from .search import search
         from .services import open_embedder, open_store  # not definitions: a search needs no Dagster
 
-        store = open_store(settings)
-        embedder = open_embedder(settings)
+    store = open_store(settings)
+    embedder = open_embedder(settings)
     with store.connect() as collection:
         if not collection.exists():
             print(f"Collection {settings.collection_name} does not exist yet: run `legal-rag ingest` first.", file=out)
@@ -467,10 +466,7 @@ def run() -> None:
     Once the command has finished, the interpreter's shutdown would walk every object the imports made
     (Dagster's modules are most of them) in its last garbage collections: 0.3 s of a short command.
     ``gc.freeze`` moves them out of the collector's sight first; files, connections and child processes
-    are closed by the command itself, and atexit handlers still run. Tests call ``main``, not this.
-    For the same reason the modules a command loads are frozen once loaded (``memory.collector_paused``)."""
-    global _ENDS_WITH_COMMAND
-    _ENDS_WITH_COMMAND = True
+    are closed by the command itself, and atexit handlers still run. Tests call ``main``, not this."""
     code = main()
     import gc
 

@@ -11,7 +11,8 @@ import pytest
 
 from legal_rag_pipeline.instance import execute_keeping_failures
 from legal_rag_pipeline.memory import (
-    COLLECT_AFTER_FILES, collect_and_give_back, collector_paused, give_back, mapped_files, mapped_kb, one_heap, page_out,
+    COLLECT_AFTER_FILES, LOADING_GC_THRESHOLD, collect_and_give_back, give_back, loading_modules, mapped_files, mapped_kb, one_heap,
+    page_out,
 )
 
 
@@ -147,10 +148,10 @@ def test_threads_can_share_the_main_heap():
     assert one_heap() is True  # glibc took M_ARENA_MAX (the CI and this machine run glibc)
 
 
-def test_the_collector_is_paused_while_modules_load_and_then_as_it_was():
-    """cli.py loads Dagster and the definitions under ``collector_paused``: no collection meanwhile, the
-    collector restored after (also when loading fails), and with ``freeze`` (the `legal-rag` process
-    only) what lived then is frozen; collections afterwards still free new garbage."""
+def test_the_collector_runs_less_often_while_modules_load_and_garbage_is_still_collected():
+    """cli.py loads Dagster, the definitions and the instance under ``loading_modules``: the collector's
+    thresholds raised meanwhile (fewer collections for the same objects), restored after, also when
+    loading fails; garbage in cycles made meanwhile is collected as before, not kept."""
     import weakref
 
     class Node:
@@ -162,34 +163,29 @@ def test_the_collector_is_paused_while_modules_load_and_then_as_it_was():
         if phase == "start":
             collections.append(info["generation"])
 
-    frozen = gc.get_freeze_count()
+    before = gc.get_threshold()
+    gc.collect()
     gc.callbacks.append(count)
     try:
-        with collector_paused(freeze=False):
-            assert not gc.isenabled()
-            made = [[Node()] for _ in range(5000)]  # 10,000 new containers: fourteen collections otherwise
-            during = list(collections)
-        assert during == [] and gc.isenabled() and gc.get_freeze_count() == frozen
-        with pytest.raises(ImportError), collector_paused(freeze=False):
-            import legal_rag_pipeline_no_such_module  # noqa: F401
-        assert gc.isenabled()
-        gc.disable()  # a caller that had it off keeps it off
-        with collector_paused(freeze=False):
-            pass
-        assert not gc.isenabled()
-        gc.enable()
-        with collector_paused(freeze=True):
-            loaded = [[Node()] for _ in range(100)]
-        try:
-            assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(loaded)
+        made = [[Node()] for _ in range(5000)]  # 10,000 new containers
+        usual = len(collections)
+        collections.clear()
+        with loading_modules():
+            assert gc.get_threshold() == LOADING_GC_THRESHOLD
+            loaded = [[Node()] for _ in range(5000)]
+            during = len(collections)
             a, b = Node(), Node()
             a.other, b.other = b, a
             gone = weakref.ref(a)
             del a, b
-            gc.collect()
-            assert gone() is None  # garbage made after the freeze is collected as before
-        finally:
-            gc.unfreeze()
+        assert usual >= 10 and during == 0  # at Python's thresholds a collection every 700 objects
+        assert gc.get_threshold() == before
+        gc.collect()
+        assert gone() is None  # made while loading, collected as any garbage
+        with pytest.raises(ImportError), loading_modules():
+            import legal_rag_pipeline_no_such_module  # noqa: F401
+        assert gc.get_threshold() == before
     finally:
         gc.callbacks.remove(count)
-    del made
+        gc.set_threshold(*before)
+    del made, loaded
