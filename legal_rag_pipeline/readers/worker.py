@@ -431,7 +431,8 @@ def main(sock_fd: int, max_memory: int) -> None:
     # what every read needs, loaded before the first job comes (a child started early, as `legal-rag
     # ingest` starts it, loads them while the parent is still importing Dagster)
     from ..artifacts import FileArtifacts  # noqa: F401
-    from . import document, limits  # noqa: F401
+    from .document import read_document  # noqa: F401
+    from .limits import precheck  # noqa: F401
     while True:
         try:
             job, fd = _recv(sock, with_fd=True)
