@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from .memory import LOADING_GC_THRESHOLD
 from .registered import dagster_home
 
 TEMPLATE = Path(__file__).parent / "instance_config" / "dagster.yaml"
@@ -40,7 +41,7 @@ def use_event_batches() -> None:
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
 
-RUN_GC_THRESHOLD = (100_000, 50, 100)  # Python's default is (700, 10, 10)
+RUN_GC_THRESHOLD = LOADING_GC_THRESHOLD  # as while the modules load (memory.py); Python's default is (700, 10, 10)
 
 
 @contextmanager

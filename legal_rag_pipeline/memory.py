@@ -163,7 +163,8 @@ def read_ahead(files: Iterable[Path]) -> threading.Thread | None:
     return thread
 
 
-# Python's collector thresholds while modules load (its default is (700, 10, 10)).
+# Python's collector thresholds while modules load, and while a run works (instance.RUN_GC_THRESHOLD);
+# its default is (700, 10, 10).
 LOADING_GC_THRESHOLD = (100_000, 50, 100)
 
 
