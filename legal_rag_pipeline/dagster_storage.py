@@ -10,12 +10,16 @@ connection; what is stored, and where, is exactly what Dagster stores (the same 
 storage writes batches in one statement already.
 
 A run's planned events are asked of Dagster as one event per asset carrying the run's partitions
-(its ``supports_partition_subset_in_asset_materialization_planned_events``) and stored as the one
-row per partition and asset Dagster would otherwise have built, logged and serialised one by one:
-about a third of Dagster's own cost of a run over many files. The rows are the same, so failed and
-in-progress partitions still show as such (Dagster reads them from those rows). Events that differ
-only in partition and time (a stage's planned events and materialisations) are serialised once per
-batch and the rest are that text with their own partition and time.
+(its ``supports_partition_subset_in_asset_materialization_planned_events``) instead of one per
+partition and asset, which Dagster builds, logs and serialises one by one: about a third of its own
+cost of a run over many files. The sharded storage of older homes stores them as the rows per
+partition Dagster would otherwise have written. The one-file storage keeps each as one row (a run
+over 70,624 files: 4 planned rows, not 282,496 written and deleted again) and answers per partition
+the two questions Dagster asks of planned rows: which partitions a run planned and has not
+materialised (in progress, or failed with their run: the UI's failed partitions), and a partition's
+latest planned run. Events that differ only in partition and time (a stage's planned events and
+materialisations) are serialised once per batch and the rest are that text with their own partition
+and time.
 
 Used through ``dagster.yaml``::
 
@@ -34,6 +38,8 @@ JSON) in 16 KiB pages with incremental vacuum, so the history retention (history
 back to the disk. A run over 5,148 one-article files wrote 157 MB into the sharded storage and
 50 MB into this one (benchmarks/national_scale.py measures it at 70,000 files). A home that already
 holds a sharded history keeps its storage (instance.py), since the other one cannot read it.
+Dagster's own consolidated storage reads this database too, everything but a planned row's
+partitions one by one (the failed partitions it then shows are the statuses the UI cached).
 
 It relies on internals of the pinned Dagster version (``pyproject.toml``); test_dagster_storage.py
 checks it against the stock storage event for event.
@@ -50,7 +56,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from dagster import AssetMaterialization
@@ -80,6 +86,10 @@ from dagster._core.storage.sqlite_storage import (
     _runs_directory,
     _schedule_directory,
 )
+import sqlalchemy as db
+from dagster import AssetKey
+from dagster._core.storage.event_log.base import PlannedMaterializationInfo
+from dagster._serdes import deserialize_value
 from sqlalchemy.pool import StaticPool
 
 # Dagster refuses control characters in a partition key, so this never is one.
@@ -113,12 +123,20 @@ PLANNED_PART = 2000  # partitions of a planned event stored per transaction
 class _Batches:
     """What both SQLite storages share: a batch's rows built once, in compact JSON."""
 
+    # a planned event over partitions stored as a row per partition (True), or as Dagster hands it over:
+    # one row carrying its partitions (OneFileSqliteEventLogStorage, which reads them back from it)
+    SPLITS_PLANNED = True
+
     @property
     def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
-        return True  # stored per partition below, as Dagster stores them without this
+        return True  # stored per partition below, or read back per partition (OneFileSqliteEventLogStorage)
+
+    def _split_keys(self, event: EventLogEntry) -> Sequence[str] | None:
+        """The partitions a planned event is stored as one row each for (else None: stored as it is)."""
+        return _planned_keys(event) if self.SPLITS_PLANNED else None
 
     def store_event(self, event: EventLogEntry) -> None:
-        if _planned_keys(event) is not None:  # outside a batch (DAGSTER_EVENT_BATCH_SIZE unset)
+        if self._split_keys(event) is not None:  # outside a batch (DAGSTER_EVENT_BATCH_SIZE unset)
             self.store_event_batch([event])
         else:
             super().store_event(event)
@@ -128,7 +146,7 @@ class _Batches:
         partitions, so that a run over 70,000 files does not build its 280,000 rows at once (600 MB)."""
         pending: list[EventLogEntry] = []
         for event in events:
-            keys = _planned_keys(event)
+            keys = self._split_keys(event)
             if keys is None or len(keys) <= PLANNED_PART:
                 pending.append(event)
                 continue
@@ -181,7 +199,7 @@ class _Batches:
         out_events, rows = [], []
         model, template = None, None  # the event the template was made from, and the template
         for event in events:
-            keys = _planned_keys(event)
+            keys = self._split_keys(event)
             for i, one in enumerate((event,) if keys is None else (_planned_for(event, key) for key in keys)):
                 out_events.append(one)
                 partition = _partition_of(one)
@@ -368,8 +386,10 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
             db.execute("VACUUM")
         super()._init_db()
 
+    SPLITS_PLANNED = False  # a run's planned event stays one row per asset, read back by partition below
+
     def store_event(self, event: EventLogEntry) -> None:
-        if _partition_of(event) is not None:  # a partition's materialisation also drops its planned row
+        if _partition_of(event) is not None:  # a partition's materialisation: its row made from its stage's text
             self.store_event_batch([event])
         else:
             super().store_event(event)
@@ -382,10 +402,82 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
         events, rows = self._rows(events)
         with self.index_transaction() as conn:
             ids = self._store_asset_rows(conn, events, rows)
-            _drop_materialized_plans(conn, events)
         for event, event_id in zip(events, ids):  # opens its own connection
             if _kind(event) in _CHECK_EVENT_VALUES:
                 self.store_asset_check_event(event, event_id)
+
+    # ------------------------------------------------------------------ planned rows over partitions
+    def planned_subsets(
+        self, asset_key: AssetKey, after_storage_id: int | None = None, containing: str | None = None
+    ) -> list[tuple[int, str, frozenset[str]]]:
+        """The planned rows of ``asset_key`` that carry their partitions (one per asset and run), oldest
+        first, each as (storage id, run id, partitions); ``containing``: only those that plan that partition."""
+        table = SqlEventLogStorageTable
+        query = db.select(table.c.id, table.c.run_id, table.c.event).where(
+            table.c.asset_key == asset_key.to_string(),
+            table.c.dagster_event_type == _PLANNED,
+            table.c.partition.is_(None),
+        )
+        if after_storage_id is not None:
+            query = query.where(table.c.id > after_storage_id)
+        query = self._add_assets_wipe_filter_to_query(query, self._get_assets_details([asset_key]), [asset_key])
+        quoted = None if containing is None else _json_string(containing)
+        found = []
+        with self.index_connection() as conn:
+            for event_id, run_id, text in conn.execute(query.order_by(table.c.id)):
+                if quoted is not None and quoted not in text:  # not in its text: not among its partitions
+                    continue
+                keys = _planned_keys(deserialize_value(text, EventLogEntry))
+                if keys is not None and (containing is None or containing in keys):
+                    found.append((event_id, run_id, frozenset(keys)))
+        return found
+
+    def get_latest_asset_partition_materialization_attempts_without_materializations(
+        self, asset_key: AssetKey, after_storage_id: int | None = None
+    ) -> Mapping[str, tuple[str, int]]:
+        """Dagster's answer (each partition whose latest planned row has no materialisation after it: in
+        progress, or failed with its run), the planned rows that carry their partitions read per partition."""
+        attempts = dict(
+            super().get_latest_asset_partition_materialization_attempts_without_materializations(asset_key, after_storage_id)
+        )
+        plans = self.planned_subsets(asset_key, after_storage_id)
+        if not plans:
+            return attempts
+        planned: dict[str, tuple[str, int]] = {}
+        for event_id, run_id, keys in plans:  # oldest first: each partition ends with its latest plan
+            for key in keys:
+                planned[key] = (run_id, event_id)
+        materialized = self._latest_ids(asset_key, _MATERIALIZATION, after=plans[0][0])
+        for key, (run_id, event_id) in planned.items():
+            if materialized.get(key, 0) > event_id or (key in attempts and attempts[key][1] > event_id):
+                continue
+            attempts[key] = (run_id, event_id)
+        return attempts
+
+    def get_latest_planned_materialization_info(
+        self, asset_key: AssetKey, partition: str | None = None
+    ) -> PlannedMaterializationInfo | None:
+        """Dagster's answer; for one partition, also the planned rows that carry it among their partitions."""
+        info = super().get_latest_planned_materialization_info(asset_key, partition)
+        if partition is None:
+            return info
+        plans = self.planned_subsets(asset_key, info.storage_id if info else None, containing=partition)
+        if not plans:
+            return info
+        event_id, run_id, _ = plans[-1]
+        return PlannedMaterializationInfo(storage_id=event_id, run_id=run_id)
+
+    def _latest_ids(self, asset_key: AssetKey, kind: str, after: int) -> dict[str, int]:
+        """The storage id of the latest ``kind`` event of each partition of ``asset_key`` after ``after``."""
+        table = SqlEventLogStorageTable
+        query = (
+            db.select(table.c.partition, db.func.max(table.c.id))
+            .where(table.c.asset_key == asset_key.to_string(), table.c.dagster_event_type == kind,
+                   table.c.partition.is_not(None), table.c.id > after)
+            .group_by(table.c.partition)
+        )
+        with self.index_connection() as conn:
+            return dict(conn.execute(query).fetchall())
 
     def give_back_free_pages(self) -> int:
         """Return the pages deleted rows left to the file system (after the history retention); bytes."""
@@ -395,30 +487,6 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
             left = db.execute("PRAGMA freelist_count").fetchone()[0]
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return (free - left) * PAGE_SIZE
-
-
-def _drop_materialized_plans(conn, events: Sequence[EventLogEntry]) -> None:
-    """Delete the planned rows of the partitions ``events`` materialise, in the same run.
-
-    A planned row tells Dagster that a partition is in progress, or failed when its run ended without
-    materialising it; once the materialisation is stored it says nothing the UI shows, and a run over
-    70,000 files planned 280,000 of them (a third of what it wrote)."""
-    done: dict[tuple[str, str], list[str]] = {}
-    names: dict[object, str] = {}
-    for event in events:
-        if _kind(event) == _MATERIALIZATION and (partition := _partition_of(event)) is not None:
-            done.setdefault((event.run_id, _asset_key_text(event, names)), []).append(partition)
-    table = SqlEventLogStorageTable
-    for (run_id, asset_key), partitions in done.items():
-        for start in range(0, len(partitions), 500):
-            conn.execute(
-                table.delete().where(
-                    table.c.asset_key == asset_key,
-                    table.c.dagster_event_type == "ASSET_MATERIALIZATION_PLANNED",
-                    table.c.partition.in_(partitions[start : start + 500]),
-                    table.c.run_id == run_id,
-                )
-            )
 
 
 def _compact(text: str) -> str:

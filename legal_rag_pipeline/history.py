@@ -7,7 +7,8 @@ that ended more than ``older_than_days`` ago and deletes from each:
 
 * the events that say nothing any more: a file's materialisation, observation or planned row of an
   asset when a later one of the same asset and file exists (a planned row also when a later
-  materialisation does), and the run's log (step, engine and captured-log events);
+  materialisation does; a run's planned row that carries its files, when each of them has been
+  materialised or planned again since), and the run's log (step, engine and captured-log events);
 * the run itself once none of its asset events is the latest of its file: Dagster's ``delete_run``.
 
 What stays: every file's latest materialisation with its metadata (status, error, fix, figures),
@@ -26,8 +27,10 @@ from datetime import datetime, timezone
 import sqlalchemy as db
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.events import EVENT_TYPE_TO_PIPELINE_RUN_STATUS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetEventTagsTable, SqlEventLogStorageTable
+from dagster._serdes import deserialize_value
 
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 ASSET_TYPES = [
@@ -44,6 +47,8 @@ KEPT_TYPES = [
     DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
 ]
 CHUNK = 500  # ids per DELETE statement
+PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value
+MATERIALIZED = DagsterEventType.ASSET_MATERIALIZATION.value
 
 
 @dataclass(frozen=True)
@@ -96,18 +101,56 @@ def _superseded(run_id: str):
     materialised_since = db.exists().where(
         same_file, later.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION.value
     )
-    planned = events.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value
+    planned = events.c.dagster_event_type == PLANNED
     return (
         db.select(events.c.id, events.c.asset_key, events.c.dagster_event_type, events.c.partition)
         .where(events.c.run_id == run_id, events.c.dagster_event_type.in_(ASSET_TYPES))
+        .where(db.not_(db.and_(planned, events.c.partition.is_(None))))  # _void_plans
         .where(db.or_(newer_same_kind, db.and_(planned, materialised_since)))
     )
+
+
+def _plan_partitions(text: str) -> list[str] | None:
+    """The partitions a planned row carries (one row per asset and run: dagster_storage.py), else None."""
+    data = deserialize_value(text, EventLogEntry).dagster_event.event_specific_data
+    return None if data.partitions_subset is None else list(data.partitions_subset.get_partition_keys())
+
+
+def _void_plans(conn, run_id: str) -> list[tuple]:
+    """The planned rows of ``run_id`` without a partition column that say nothing any more: an
+    unpartitioned asset's when a later plan or materialisation of it exists; one that carries the run's
+    partitions when each of them was materialised or planned again since (a file that failed in that
+    run and was not run again keeps it: the row is what shows it as failed)."""
+    events = SqlEventLogStorageTable
+    rows = conn.execute(
+        db.select(events.c.id, events.c.asset_key, events.c.event)
+        .where(events.c.run_id == run_id, events.c.dagster_event_type == PLANNED, events.c.partition.is_(None))
+    ).fetchall()
+    void = []
+    for event_id, asset_key, text in rows:
+        later = (events.c.asset_key == asset_key, events.c.id > event_id,
+                 events.c.dagster_event_type.in_([PLANNED, MATERIALIZED]))
+        keys = _plan_partitions(text)
+        if keys is None:
+            done = conn.execute(db.select(events.c.id).where(*later, events.c.partition.is_(None)).limit(1)).first()
+        else:
+            left = set(keys)
+            for start in range(0, len(keys), CHUNK):
+                found = db.select(events.c.partition).where(*later, events.c.partition.in_(keys[start : start + CHUNK]))
+                left.difference_update(row[0] for row in conn.execute(found.distinct()))
+            if left:  # planned again by a later plan that carries its partitions
+                for (later_text,) in conn.execute(db.select(events.c.event).where(*later, events.c.partition.is_(None))):
+                    left.difference_update(_plan_partitions(later_text) or ())
+            done = not left
+        if done:
+            void.append((event_id, asset_key, PLANNED, None))
+    return void
 
 
 def _prune_run(storage, run_id: str) -> int:
     events = SqlEventLogStorageTable
     with storage.index_transaction() as conn:
-        void = conn.execute(_superseded(run_id)).fetchall()
+        void = conn.execute(_superseded(run_id)).fetchall() + _void_plans(conn, run_id)
         ids = [row[0] for row in void]
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]

@@ -5,8 +5,8 @@ two files that fail in the last stage, an asset check) is executed on a stock SQ
 the project's instance; the UI-facing answers (materialised and failed partitions, planned events,
 latest materialisation, asset checks, run status) must be identical, while the batched storage opens
 a handful of connections instead of several per event, and Dagster builds one planned event per asset
-instead of one per partition and asset. The one-file storage of new homes answers the same, except
-that a partition's planned row is gone once the partition is materialised in its run.
+instead of one per partition and asset. The one-file storage of new homes answers the same from one
+planned row per asset and run, which carries the run's partitions.
 """
 
 
@@ -67,10 +67,13 @@ def _run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
 
 
 def _answers(instance: dg.DagsterInstance, run_id: str) -> dict:
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
     out: dict = {"run": instance.get_run_by_id(run_id).status}
     for name in ("read", "sync"):
         key = dg.AssetKey(name)
         attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
+        cache = get_and_update_asset_status_cache_value(instance, key, FILES)  # what the asset pages show
         planned = instance.get_event_records(
             EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, asset_key=key), limit=10_000
         )
@@ -78,6 +81,14 @@ def _answers(instance: dg.DagsterInstance, run_id: str) -> dict:
         out[name] = {
             "materialized": sorted(instance.get_materialized_partitions(key)),
             "not_materialized": sorted(attempts),
+            "not_materialized_in_this_run": all(run == run_id for run, _ in attempts.values()),
+            "failed_in_the_ui": sorted(cache.deserialize_failed_partition_subsets(FILES).get_partition_keys()),
+            "materialized_in_the_ui": len(cache.deserialize_materialized_partition_subsets(FILES)),
+            # the UI's "latest run" of a partition, a failed one and one that went through
+            "planned_in_this_run": [
+                getattr(instance.get_latest_planned_materialization_info(key, partition), "run_id", None) == run_id
+                for partition in (KEYS[7], KEYS[8], KEYS[150])
+            ],
             "planned": sorted(r.event_log_entry.dagster_event.partition for r in planned),
             "latest": (latest.asset_materialization.partition, dict(latest.asset_materialization.metadata)),
             "materialization_count": len(
@@ -126,13 +137,14 @@ SHARDED = project_instance.SHARDED_TEMPLATE.read_text(encoding="utf-8")
 ONE_FILE = project_instance.TEMPLATE.read_text(encoding="utf-8")
 
 
-def _without_materialized_plans(answers: dict) -> dict:
-    """The answers with the planned rows of materialised partitions left out (as the one-file storage)."""
+def _one_planned_row_per_asset(answers: dict) -> dict:
+    """The answers with each asset's planned rows as one row carrying the run's partitions (as the
+    one-file storage keeps them)."""
     out = {**answers, **{name: dict(answers[name]) for name in ("read", "sync")}}
     for name in ("read", "sync"):
-        out[name]["planned"] = [p for p in out[name]["planned"] if p not in out[name]["materialized"]]
-    kept = [("ASSET_MATERIALIZATION_PLANNED", p) for name in ("read", "sync") for p in out[name]["planned"]]
-    out["run_events"] = sorted([e for e in answers["run_events"] if e[0] != "ASSET_MATERIALIZATION_PLANNED"] + kept)
+        out[name]["planned"] = [None]
+    one_each = [("ASSET_MATERIALIZATION_PLANNED", "")] * 2
+    out["run_events"] = sorted([e for e in answers["run_events"] if e[0] != "ASSET_MATERIALIZATION_PLANNED"] + one_each)
     return out
 
 
@@ -177,12 +189,13 @@ def test_the_batched_storage_answers_exactly_as_dagsters_own(tmp_path, monkeypat
         event.remove(Engine, "connect", count)
 
     assert answers["batched"] == answers["stock"]
-    # the one-file storage: the same, but a materialised partition's planned row is gone
+    # the one-file storage: the same answers, from one planned row per asset instead of one per partition
     one_file = answers["one_file"]
-    assert one_file["read"]["planned"] == [] and one_file["sync"]["planned"] == sorted(BROKEN)
-    assert one_file == _without_materialized_plans(answers["stock"])
+    assert one_file == _one_planned_row_per_asset(answers["stock"])
     sync = answers["batched"]["sync"]
     assert len(sync["materialized"]) == 198 and sync["not_materialized"] == sorted(BROKEN)
+    assert sync["failed_in_the_ui"] == sorted(BROKEN) and sync["materialized_in_the_ui"] == 198
+    assert sync["planned_in_this_run"] == [True, True, True] and sync["not_materialized_in_this_run"]
     assert len(answers["batched"]["read"]["materialized"]) == 200
     assert answers["batched"]["read"]["materialization_count"] == 200
     assert answers["batched"]["read"]["tags"] == [("dagster/data_version",)] * 200
@@ -244,7 +257,17 @@ def test_runs_written_in_batches_are_read_by_the_stock_storage(tmp_path, monkeyp
     (home / "dagster.yaml").write_text(theirs.format(home), encoding="utf-8")
     with dg.DagsterInstance.from_config(str(home)) as stock:
         assert type(stock.event_log_storage).__name__ == stock_class
-        assert _answers(stock, run_id) == written
+        read_back = _answers(stock, run_id)
+    if ours == ONE_FILE:
+        # one planned row per asset carries the run's partitions (Dagster writes it so itself with
+        # DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS), which Dagster's own storage does not read
+        # partition by partition: everything else reads back, the failed partitions from the statuses the
+        # asset pages cache, but not which partitions the run planned and left
+        assert read_back["sync"]["failed_in_the_ui"] == written["sync"]["failed_in_the_ui"] == sorted(BROKEN)
+        for name in ("read", "sync"):
+            assert read_back[name]["not_materialized"] == []
+            written[name].update(not_materialized=[], planned_in_this_run=[False] * 3)
+    assert read_back == written
 
 
 @pytest.mark.parametrize("template", [SHARDED, ONE_FILE], ids=["sharded", "one-file"])
@@ -444,24 +467,43 @@ def test_two_processes_writing_at_once_get_each_event_its_own_id(tmp_path, kind,
     assert a_first < b_last and b_first < a_last, spans  # the two wrote at the same time
 
 
-@pytest.mark.parametrize("kind", ["BatchedSqliteEventLogStorage", "OneFileSqliteEventLogStorage"])
-def test_a_planned_event_over_many_partitions_is_stored_in_parts(tmp_path, monkeypatch, kind):
-    """A run over 70,000 files plans 280,000 rows: they are built and written a part at a time, all of them."""
+def _planned_over(keys: list[str], run_id: str = "r1", timestamp: float = 1.5):
     from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
     from dagster._core.events.log import EventLogEntry
 
-    from legal_rag_pipeline import dagster_storage
-
-    monkeypatch.setattr(dagster_storage, "PLANNED_PART", 50)
-    keys = [f"luat/dieu-{i:04d}.txt" for i in range(130)]
-    event = EventLogEntry(
-        error_info=None, level=10, user_message="", run_id="r1", timestamp=1.5, step_key="read", job_name="sync_job",
+    return EventLogEntry(
+        error_info=None, level=10, user_message="", run_id=run_id, timestamp=timestamp, step_key="read",
+        job_name="sync_job",
         dagster_event=DagsterEvent.build_asset_materialization_planned_event(
             "sync_job", "read",
             AssetMaterializationPlannedData(dg.AssetKey("read"), partitions_subset=FILES.empty_subset().with_partition_keys(keys)),
         ),
     )
-    storage = getattr(dagster_storage, kind)(str(tmp_path))
+
+
+def _materialized(key: str, run_id: str = "r1", timestamp: float = 2.5):
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    return EventLogEntry(
+        error_info=None, level=10, user_message="", run_id=run_id, timestamp=timestamp, step_key="read",
+        job_name="sync_job",
+        dagster_event=DagsterEvent(
+            DagsterEventType.ASSET_MATERIALIZATION.value, "sync_job",
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization("read", partition=key)),
+        ),
+    )
+
+
+def test_a_planned_event_over_many_partitions_is_stored_in_parts(tmp_path, monkeypatch):
+    """A run over 70,000 files plans 280,000 rows in the sharded storage of older homes: they are built and
+    written a part at a time, all of them."""
+    from legal_rag_pipeline import dagster_storage
+
+    monkeypatch.setattr(dagster_storage, "PLANNED_PART", 50)
+    keys = [f"luat/dieu-{i:04d}.txt" for i in range(130)]
+    event = _planned_over(keys)
+    storage = dagster_storage.BatchedSqliteEventLogStorage(str(tmp_path))
     parts = []
     store = storage._store_batch
     monkeypatch.setattr(storage, "_store_batch", lambda events: parts.append(len(events)) or store(events))
@@ -472,6 +514,47 @@ def test_a_planned_event_over_many_partitions_is_stored_in_parts(tmp_path, monke
         storage.dispose()
     assert parts == [50, 50, 30]
     assert sorted(r.event_log_entry.dagster_event.partition for r in records) == keys
+
+
+def test_a_planned_row_over_many_partitions_is_read_partition_by_partition(tmp_path):
+    """The one-file storage keeps a run's plan as one row per asset (70,000 files: 4 rows, not 280,000) and
+    answers from it what Dagster reads from one row per partition: which partitions a run planned and has
+    not materialised (in progress, or failed with their run), and each partition's latest planned run."""
+    from legal_rag_pipeline.dagster_storage import OneFileSqliteEventLogStorage
+
+    keys = [f"luat/dieu-{i:04d}.txt" for i in range(130)]
+    storage = OneFileSqliteEventLogStorage(str(tmp_path))
+    read = dg.AssetKey("read")
+    try:
+        storage.store_event_batch([_planned_over(keys)])
+        planned = storage.get_records_for_run("r1", of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+        assert len(planned) == 1 and planned[0].event_log_entry.dagster_event.partition is None
+        first = planned[0].storage_id
+        storage.store_event_batch([_materialized(key) for key in keys[:127]])
+
+        # the three the run did not materialise, with that run
+        assert storage.get_latest_asset_partition_materialization_attempts_without_materializations(read) == {
+            key: ("r1", first) for key in keys[127:]
+        }
+        assert storage.get_latest_asset_partition_materialization_attempts_without_materializations(read, first) == {}
+        for key in (keys[0], keys[129]):
+            assert storage.get_latest_planned_materialization_info(read, key).run_id == "r1"
+        assert storage.get_latest_planned_materialization_info(read, "luat/khac.txt") is None
+        assert storage.get_latest_planned_materialization_info(read).run_id == "r1"
+
+        # a second run plans two of them and one materialised file; it materialises one
+        storage.store_event_batch([_planned_over([keys[0], keys[128], keys[129]], "r2", 3.5)])
+        storage.store_event_batch([_materialized(keys[129], "r2", 4.5)])
+        second = storage.planned_subsets(read)[-1][0]
+        assert [(run, len(k)) for _, run, k in storage.planned_subsets(read)] == [("r1", 130), ("r2", 3)]
+        assert storage.get_latest_asset_partition_materialization_attempts_without_materializations(read) == {
+            keys[0]: ("r2", second), keys[127]: ("r1", first), keys[128]: ("r2", second),
+        }
+        assert storage.get_latest_planned_materialization_info(read, keys[0]).run_id == "r2"
+        assert storage.get_latest_planned_materialization_info(read, keys[1]).run_id == "r1"
+        assert [run for _, run, _ in storage.planned_subsets(read, containing=keys[1])] == ["r1"]
+    finally:
+        storage.dispose()
 
 
 @pytest.mark.parametrize("kind", ["BatchedSqliteEventLogStorage", "OneFileSqliteEventLogStorage"])

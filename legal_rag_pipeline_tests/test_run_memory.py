@@ -148,6 +148,44 @@ def test_threads_can_share_the_main_heap():
     assert one_heap() is True  # glibc took M_ARENA_MAX (the CI and this machine run glibc)
 
 
+_LARGE_BLOCKS = """
+import sys
+from legal_rag_pipeline.memory import one_heap
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS:"))
+
+big = bytearray(8 << 20)
+del big  # a large mapped block freed: glibc raises its threshold to 8 MB unless it was set
+if sys.argv[1] == "one_heap":
+    assert one_heap()
+blocks, kept = [], []
+for _ in range(20):  # 40 MB of 2 MB blocks, each followed by a small block that stays
+    blocks.append(bytearray(2 << 20))
+    blocks[-1][::4096] = b"x" * 512  # a byte a page: resident
+    kept.append(bytearray(1000))
+before = rss_mb()
+del blocks
+print(before - rss_mb())
+"""
+
+
+def test_large_blocks_are_given_back_as_soon_as_they_are_freed():
+    """After ``one_heap`` (the ingestion step), a freed block of 128 KB or more goes back to the system at
+    once, also after a larger one was freed before (which otherwise moves such blocks into the heap,
+    where the small blocks between them keep their pages)."""
+    import subprocess
+    import sys
+
+    def freed(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _LARGE_BLOCKS, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    assert freed("one_heap") >= 36  # of 40 MB
+    assert freed("glibc") <= 4  # the same without it: kept in the heap
+
+
 def test_the_collector_runs_less_often_while_modules_load_and_garbage_is_still_collected():
     """cli.py loads Dagster, the definitions and the instance under ``loading_modules``: the collector's
     thresholds raised meanwhile (fewer collections for the same objects), restored after, also when
