@@ -59,7 +59,8 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from dagster import AssetMaterialization
+import sqlalchemy as db
+from dagster import AssetKey, AssetMaterialization
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -86,8 +87,6 @@ from dagster._core.storage.sqlite_storage import (
     _runs_directory,
     _schedule_directory,
 )
-import sqlalchemy as db
-from dagster import AssetKey
 from dagster._core.storage.event_log.base import PlannedMaterializationInfo
 from dagster._serdes import deserialize_value
 from sqlalchemy.pool import StaticPool
