@@ -482,7 +482,9 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
         """Return the pages deleted rows left to the file system (after the history retention); bytes."""
         with self._db_lock, sqlite3.connect(self.get_db_path(), timeout=SQLITE_BUSY_TIMEOUT_SECONDS) as db:
             free = db.execute("PRAGMA freelist_count").fetchone()[0]
-            db.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step: read to the end
+            # one page per step of the statement: Python's execute() steps it once whatever is read after
+            # (one page a prune was all that went back), sqlite3_exec (executescript) to its end
+            db.executescript("PRAGMA incremental_vacuum;")
             left = db.execute("PRAGMA freelist_count").fetchone()[0]
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return (free - left) * PAGE_SIZE

@@ -623,3 +623,28 @@ def test_two_events_share_a_shape_exactly_when_their_shapes_are_equal(changes):
     assert _same_shape(one, two) and _shape(one) == _shape(two)
     assert not _same_shape(one, first) and _shape(one) != _shape(first)
     assert not _same_shape(one, _planned_for(planned._replace(run_id="r2"), KEYS[0]))
+
+
+def test_the_pages_deleted_rows_leave_go_back_to_the_disk(tmp_path):
+    """After the history retention deletes rows, the one-file storage returns their pages to the file
+    system (incremental vacuum), all of them."""
+    import sqlite3
+
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+
+    from legal_rag_pipeline.dagster_storage import PAGE_SIZE, OneFileSqliteEventLogStorage
+
+    storage = OneFileSqliteEventLogStorage(str(tmp_path))
+    try:
+        storage.store_event_batch([_planned_over([f"luat/dieu-{i:05d}.txt" for i in range(20_000)])])  # ~0.8 MB
+        storage.store_event_batch([_materialized(f"luat/dieu-{i:05d}.txt") for i in range(2_000)])
+        with storage.index_transaction() as conn:
+            conn.execute(SqlEventLogStorageTable.delete())
+        with sqlite3.connect(storage.get_db_path()) as db:
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        assert free > 40  # 16 KiB pages
+        assert storage.give_back_free_pages() == free * PAGE_SIZE
+        with sqlite3.connect(storage.get_db_path()) as db:
+            assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    finally:
+        storage.dispose()
