@@ -426,7 +426,7 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
             for event_id, run_id, text in conn.execute(query.order_by(table.c.id)):
                 if quoted is not None and quoted not in text:  # not in its text: not among its partitions
                     continue
-                keys = _planned_keys(deserialize_value(text, EventLogEntry))
+                keys = plan_partitions(text)
                 if keys is not None and (containing is None or containing in keys):
                     found.append((event_id, run_id, frozenset(keys)))
         return found
@@ -446,7 +446,11 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
         for event_id, run_id, keys in plans:  # oldest first: each partition ends with its latest plan
             for key in keys:
                 planned[key] = (run_id, event_id)
-        materialized = self._latest_ids(asset_key, _MATERIALIZATION, after=plans[0][0])
+        latest = self._latest_event_ids_by_partition_subquery(  # Dagster's, wiped assets left out
+            asset_key, [DagsterEventType.ASSET_MATERIALIZATION], after_cursor=plans[0][0]
+        )
+        with self.index_connection() as conn:
+            materialized = dict(conn.execute(db.select(latest.c.partition, latest.c.id)).fetchall())
         for key, (run_id, event_id) in planned.items():
             if materialized.get(key, 0) > event_id or (key in attempts and attempts[key][1] > event_id):
                 continue
@@ -465,18 +469,6 @@ class OneFileSqliteEventLogStorage(_Batches, ConsolidatedSqliteEventLogStorage):
             return info
         event_id, run_id, _ = plans[-1]
         return PlannedMaterializationInfo(storage_id=event_id, run_id=run_id)
-
-    def _latest_ids(self, asset_key: AssetKey, kind: str, after: int) -> dict[str, int]:
-        """The storage id of the latest ``kind`` event of each partition of ``asset_key`` after ``after``."""
-        table = SqlEventLogStorageTable
-        query = (
-            db.select(table.c.partition, db.func.max(table.c.id))
-            .where(table.c.asset_key == asset_key.to_string(), table.c.dagster_event_type == kind,
-                   table.c.partition.is_not(None), table.c.id > after)
-            .group_by(table.c.partition)
-        )
-        with self.index_connection() as conn:
-            return dict(conn.execute(query).fetchall())
 
     def give_back_free_pages(self) -> int:
         """Return the pages deleted rows left to the file system (after the history retention); bytes."""
@@ -576,6 +568,11 @@ def _planned_keys(event: EventLogEntry) -> Sequence[str] | None:
         return None
     subset = event.dagster_event.event_specific_data.partitions_subset
     return None if subset is None else list(subset.get_partition_keys())
+
+
+def plan_partitions(text: str) -> list[str] | None:
+    """The partitions a stored planned row lists (a run's plan as one row per asset), else None."""
+    return _planned_keys(deserialize_value(text, EventLogEntry))
 
 
 def _partition_of(event: EventLogEntry) -> str | None:

@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 import sqlalchemy as db
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.events import EVENT_TYPE_TO_PIPELINE_RUN_STATUS
-from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetEventTagsTable, SqlEventLogStorageTable
-from dagster._serdes import deserialize_value
+
+from .dagster_storage import plan_partitions
 
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 ASSET_TYPES = [
@@ -110,12 +110,6 @@ def _superseded(run_id: str):
     )
 
 
-def _plan_partitions(text: str) -> list[str] | None:
-    """The partitions a planned row carries (one row per asset and run: dagster_storage.py), else None."""
-    data = deserialize_value(text, EventLogEntry).dagster_event.event_specific_data
-    return None if data.partitions_subset is None else list(data.partitions_subset.get_partition_keys())
-
-
 def _void_plans(conn, run_id: str) -> list[tuple]:
     """The planned rows of ``run_id`` without a partition column that say nothing any more: an
     unpartitioned asset's when a later plan or materialisation of it exists; one that carries the run's
@@ -130,7 +124,7 @@ def _void_plans(conn, run_id: str) -> list[tuple]:
     for event_id, asset_key, text in rows:
         later = (events.c.asset_key == asset_key, events.c.id > event_id,
                  events.c.dagster_event_type.in_([PLANNED, MATERIALIZED]))
-        keys = _plan_partitions(text)
+        keys = plan_partitions(text)
         if keys is None:
             done = conn.execute(db.select(events.c.id).where(*later, events.c.partition.is_(None)).limit(1)).first()
         else:
@@ -140,7 +134,7 @@ def _void_plans(conn, run_id: str) -> list[tuple]:
                 left.difference_update(row[0] for row in conn.execute(found.distinct()))
             if left:  # planned again by a later plan that carries its partitions
                 for (later_text,) in conn.execute(db.select(events.c.event).where(*later, events.c.partition.is_(None))):
-                    left.difference_update(_plan_partitions(later_text) or ())
+                    left.difference_update(plan_partitions(later_text) or ())
             done = not left
         if done:
             void.append((event_id, asset_key, PLANNED, None))
