@@ -35,7 +35,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from .text.lexical import document_sparse_vector
+from .text.lexical import Sparse, document_sparse_vector, packed
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ TASKS = {
 # A group's vectors are awaited this long at most before the writer makes them itself.
 RESULT_TIMEOUT_SECONDS = 300.0
 _KEEP_ENV = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT"}
-
-Sparse = tuple[list[int], list[float]]
 
 
 class HelperGone(RuntimeError):
@@ -153,8 +151,8 @@ def start_helper(task: str, points: int) -> Helper | None:
 
 
 def sparse_vectors(texts: Sequence[str], variant: str) -> list[Sparse]:
-    """Each text's bm25 vector (the function the helper runs)."""
-    return [document_sparse_vector(text, variant) for text in texts]
+    """Each text's bm25 vector, packed (the function the helper runs; ``lexical.packed``)."""
+    return [packed(document_sparse_vector(text, variant)) for text in texts]
 
 
 def _peak_kb() -> int:

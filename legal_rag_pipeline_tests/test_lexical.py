@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import unicodedata
+import tracemalloc
 
 import pytest
 
@@ -14,6 +16,7 @@ from legal_rag_pipeline.text.lexical import (
     document_sparse_vector,
     fold_tone_marks,
     lexical_tokens,
+    packed,
     query_sparse_vector,
     query_vector,
     sparse_vector,
@@ -69,6 +72,29 @@ def test_sparse_vector_bm25_weights():
     short = dict(zip(*sparse_vector(["x"] * 2, avg_len=10)))[token_index("x")]
     long = dict(zip(*sparse_vector(["x"] * 2 + ["y"] * 40, avg_len=10)))[token_index("x")]
     assert long < short
+
+
+def test_a_packed_vector_keeps_its_numbers_in_a_third_of_the_memory():
+    text = " ".join(f"Điều {n}. Quyền và nghĩa vụ của tổ chức, cá nhân số {n * 7}" for n in range(40))
+    made = document_sparse_vector(text, "syllables+bigrams")
+    assert len(made[0]) > 100
+    indices, values = packed(made)
+    # the same numbers (indices are unsigned 32-bit, values 64-bit floats), read back as lists by the stores
+    assert list(indices) == made[0] and list(values) == made[1]
+    assert pickle.loads(pickle.dumps((indices, values))) == (indices, values)
+    assert len(pickle.dumps((indices, values))) < len(pickle.dumps(made))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [document_sparse_vector(text, "syllables+bigrams") for _ in range(20)]
+        as_lists = tracemalloc.get_traced_memory()[0] - before
+        del held
+        before = tracemalloc.get_traced_memory()[0]
+        held = [packed(document_sparse_vector(text, "syllables+bigrams")) for _ in range(20)]
+        as_arrays = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert as_arrays * 3 < as_lists, (as_arrays, as_lists)
 
 
 def test_query_sparse_vector():

@@ -19,6 +19,7 @@ from legal_rag_pipeline.text.lexical import (
     Lexical,
     document_sparse_vector,
     lexical_tokens,
+    packed,
     query_vector,
 )
 
@@ -113,8 +114,8 @@ def test_lexical_text_modes():
         ingest.lexical_text(chunk, "everything")
     # the mode reaches the point's bm25 vector
     only_chunk = ingest.chunk_point(chunk, 0, "sha", "m", "now", None, lexical=Lexical(text="chunk")).sparse
-    assert only_chunk == document_sparse_vector(chunk.text)
-    assert ingest.chunk_point(chunk, 0, "sha", "m", "now", None).sparse == document_sparse_vector(text)
+    assert only_chunk == packed(document_sparse_vector(chunk.text))
+    assert ingest.chunk_point(chunk, 0, "sha", "m", "now", None).sparse == packed(document_sparse_vector(text))
 
 
 def test_qa_rows_feed_their_text_alone():

@@ -15,7 +15,7 @@ from legal_rag_pipeline.ingest import write
 from legal_rag_pipeline.resources import HuggingFaceEmbedder
 from legal_rag_pipeline.resources.qdrant import QdrantStore
 from legal_rag_pipeline.settings import load_limits
-from legal_rag_pipeline.text.lexical import VARIANTS, document_sparse_vector
+from legal_rag_pipeline.text.lexical import VARIANTS, document_sparse_vector, packed
 
 from .conftest import FAST_RETRIES
 from .pipeline_env import shared_data
@@ -39,7 +39,7 @@ def test_the_helper_makes_the_vectors_the_writer_makes(variant):
         made = helper.result() + helper.result()
     finally:
         helper.close()
-    assert made == [document_sparse_vector(t, variant) for t in texts]
+    assert made == [packed(document_sparse_vector(t, variant)) for t in texts]
     assert helper.peak_kb > 0 and helper._proc.returncode == 0
 
 

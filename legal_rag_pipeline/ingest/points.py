@@ -16,7 +16,9 @@ from ..text.lexical import (
     DEFAULT_LEXICAL_TEXT,
     LEXICAL_TEXTS,
     Lexical,
+    Sparse,
     document_sparse_vector,
+    packed,
 )
 from ..validity.resolve import point_validity
 
@@ -25,13 +27,13 @@ log = logging.getLogger(__name__)
 
 def chunk_point(
     chunk: Chunk, index: int, doc_sha: str, model: str, now: str, vector: Any, validity: dict[str, Any] | None = None,
-    lexical: Lexical = DEFAULT_LEXICAL, sparse: tuple[list[int], list[float]] | None = None,
+    lexical: Lexical = DEFAULT_LEXICAL, sparse: Sparse | None = None,
 ) -> PointRecord:
     """The point of ``chunk`` (the ``index``-th of its file): payload, dense ``vector`` (None: bm25 only),
     bm25 vector made as ``lexical`` says (or ``sparse``, made so beforehand: legal_rag_pipeline/helper.py), and
     the file's ``validity`` when it has one."""
     if sparse is None:
-        sparse = document_sparse_vector(lexical_text(chunk, lexical.text), lexical.variant)
+        sparse = packed(document_sparse_vector(lexical_text(chunk, lexical.text), lexical.variant))
     return PointRecord(
         id=chunk.point_id,
         vector=None if vector is None else np.asarray(vector, dtype=np.float32),

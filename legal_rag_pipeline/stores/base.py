@@ -52,7 +52,7 @@ class PointRecord:
 
     id: str
     vector: Sequence[float] | None
-    sparse: tuple[list[int], list[float]]
+    sparse: tuple[Sequence[int], Sequence[float]]  # lists, or arrays (text/lexical.py, ``packed``)
     payload: dict[str, Any]
 
 
