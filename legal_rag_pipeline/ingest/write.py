@@ -132,12 +132,15 @@ def _write(
 
         writes.submit(batch, [i for source, _ in group for i in plan.deletes.get(source, ())], done)
 
-    # The helper (legal_rag_pipeline/helper.py) makes the next group's bm25 vectors while this one is converted and
-    # written; without it (a small write, or it failed) they are made here.
-    helper = start_helper("bm25", plan.points_to_write())
     # Large writes go to Qdrant Edge from a process of its own (stores/edge_process.py), while this one
     # builds the next group's points; otherwise each group is written here (InlineWrites).
     writes = collection.writes(plan.points_to_write())
+    # When the groups are written here, the helper (legal_rag_pipeline/helper.py) makes the next group's
+    # bm25 vectors while this one is converted and written; without it (a small write, or it failed) they
+    # are made here. A write process leaves this process the time to make them: the dense ingest of the
+    # 208 laws took 56.4 s and 480-486 MB with its processes making them here, 56.0-56.2 s and 516-532 MB
+    # with a helper as well (docs/performance.md, twenty-ninth pass).
+    helper = None if writes.elsewhere else start_helper("bm25", plan.points_to_write())
     sent: deque[list[_FilePoints]] = deque()  # groups whose vectors the helper is making, oldest first
 
     def write_oldest() -> None:

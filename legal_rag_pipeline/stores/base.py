@@ -345,6 +345,10 @@ class PointWrites(ABC):
     were submitted, by the time ``submit`` of a later group or ``close`` returns. Upserting before
     deleting keeps a crash in between from losing points (a later run removes the extras)."""
 
+    # True when the groups are written by another process, which leaves the run's process time of its
+    # own to make the bm25 vectors (ingest/write.py then starts no bm25 helper)
+    elsewhere: bool = False
+
     @abstractmethod
     def submit(self, points: list[PointRecord], deletes: Sequence[str], done: WriteDone) -> None: ...
 

@@ -83,6 +83,8 @@ class EdgeWriteProcess(PointWrites):
     """Groups written by a write process (see the module's docstring); ``collection`` is the run's
     ``EdgeCollection``, which has handed the live shard over and writes itself if the process goes."""
 
+    elsewhere = True
+
     def __init__(self, collection: Any, physical: str) -> None:
         self._args = (str(collection.root), collection.name, physical)
         collection.hand_over(physical)
