@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import FileArtifacts, StageOutcome
-from ..helper import HelperGone, Sparse, start_helper
+from ..helper import HelperGone, start_helper
 from ..memory import collect_and_give_back
 from ..progress import Progress
 from ..records import Chunk
 from ..stores.base import Collection
 from ..sync_plan import EveryChunk, SyncPlan
-from ..text.lexical import DEFAULT_LEXICAL, Lexical
+from ..text.lexical import DEFAULT_LEXICAL, Lexical, Sparse
 from ..validity.sync import PackedViews, applied_view, corpus_view, record_applied
 from .marks import _sync_mark
 from .outcomes import NOT_EMBEDDED, _failed, _guard

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..text.lexical import DEFAULT_LEXICAL, Lexical
+from ..text.lexical import DEFAULT_LEXICAL, Lexical, Sparse
 
 SPARSE_NAME = "bm25"
 # Payload fields read back when the pipeline compares the collection with the data folder.
@@ -52,7 +52,7 @@ class PointRecord:
 
     id: str
     vector: Sequence[float] | None
-    sparse: tuple[Sequence[int], Sequence[float]]  # lists, or arrays (text/lexical.py, ``packed``)
+    sparse: Sparse  # lists, or arrays (text/lexical.py, ``packed``)
     payload: dict[str, Any]
 
 
